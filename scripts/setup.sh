@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Creates .venv when missing and installs DataBright with its test tools and the anvil node.
+# Safe to re-run: it only reinstalls when pyproject.toml or package.json changed.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+py="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv" >&2
+  "$py" -m venv .venv
+fi
+stamp=.venv/.databright-installed
+want="$(cat pyproject.toml package.json | sha256sum | cut -d' ' -f1)"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  echo "setup: installing Python packages (first run takes a few minutes)" >&2
+  .venv/bin/python -m pip install -q --upgrade pip
+  # The CPU build of torch first: a plain 'torch' requirement would pull a multi-GB CUDA build.
+  .venv/bin/python -m pip install -q "torch==2.13.0"
+  .venv/bin/python -m pip install -q -e ".[test]"
+  if command -v npm >/dev/null 2>&1; then
+    echo "setup: installing the anvil node (npm @foundry-rs/anvil)" >&2
+    npm install --no-audit --no-fund --silent >/dev/null
+  else
+    echo "setup: npm not found; anvil tests will be skipped" >&2
+  fi
+  echo "$want" > "$stamp"
+fi
