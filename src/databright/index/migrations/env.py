@@ -1,0 +1,10 @@
+"""Alembic environment: runs on the connection handed in by ``databright.index.db``."""
+
+from alembic import context
+
+from databright.index.models import Base
+
+connection = context.config.attributes.get("connection")
+context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
+with context.begin_transaction():
+    context.run_migrations()
