@@ -1,0 +1,47 @@
+"""The `databright` command: one typer app over the market library."""
+
+from __future__ import annotations
+
+import typer
+
+from databright.cli import accounts, data, datasets, dev, money, proposals
+
+app = typer.Typer(
+    name="databright",
+    help="DataBright: build a dataset together, vote on contributions, share the revenue.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+app.command("init")(accounts.init)
+app.add_typer(accounts.app, name="account")
+app.add_typer(datasets.app, name="dataset")
+app.command("propose")(proposals.propose)
+app.command("proposals")(proposals.proposals)
+app.add_typer(proposals.proposal_app, name="proposal")
+app.command("vote")(proposals.vote)
+app.command("finalize")(proposals.finalize)
+app.command("evaluate")(data.evaluate)
+app.command("shares")(money.shares)
+app.command("transfer")(money.transfer)
+app.command("pay")(money.pay)
+app.command("dividends")(money.dividends)
+app.command("withdraw")(money.withdraw)
+app.command("verify")(data.verify)
+app.command("export")(data.export)
+app.add_typer(dev.app, name="dev")
+
+
+def _register_demo() -> None:
+    from databright.cli import demo
+
+    app.command("demo")(demo.demo)
+
+
+_register_demo()
+
+
+def main() -> None:
+    """Console entry point."""
+    app()

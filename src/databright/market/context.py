@@ -1,0 +1,101 @@
+"""One open deployment: the home's config, chain, blob store, index and keystore.
+
+Opened once per command (or per web request handler) and closed after; the embedded chain's
+lock is held from the first chain access until ``close``.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from databright.errors import ConfigError, NotFoundError
+from databright.home import Config, Home
+
+if TYPE_CHECKING:
+    from databright.chain.accounts import Keystore
+    from databright.chain.market_contract import MarketContract
+    from databright.chain.provider import Chain
+    from databright.chain.share_token import ShareTokenContract
+    from databright.index.db import Index
+    from databright.storage.cas import BlobStore
+
+
+class Deployment:
+    """Lazy handles on everything a home names; use as a context manager."""
+
+    def __init__(self, home: Home | str | None = None, *, on_wait: Any = None) -> None:
+        self.home = home if isinstance(home, Home) else Home(home)
+        self._on_wait = on_wait
+        self._tokens: dict[str, ShareTokenContract] = {}
+
+    def __enter__(self) -> "Deployment":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @cached_property
+    def config(self) -> Config:
+        return self.home.load()
+
+    @cached_property
+    def store(self) -> "BlobStore":
+        from databright.storage.cas import open_store
+
+        return open_store(self.home.store_url(self.config))
+
+    @cached_property
+    def index(self) -> "Index":
+        from databright.index.db import open_index
+
+        return open_index(self.home.db_url(self.config))
+
+    @cached_property
+    def keystore(self) -> "Keystore":
+        from databright.chain.accounts import Keystore
+
+        return Keystore(self.home.keystore_dir)
+
+    @cached_property
+    def chain(self) -> "Chain":
+        from databright.chain.provider import open_chain
+
+        return open_chain(self.home, self.config, on_wait=self._on_wait)
+
+    @cached_property
+    def market(self) -> "MarketContract":
+        from databright.chain.market_contract import MarketContract
+
+        address = self.config.contracts.get("DataMarket")
+        if not address:
+            raise ConfigError(
+                f"the home at {self.home.path} names no DataMarket contract: "
+                "run `databright init` (or `init --market ADDRESS` to attach)"
+            )
+        return MarketContract(self.chain, address)
+
+    def token(self, address: str) -> "ShareTokenContract":
+        """The ShareToken wrapper at ``address`` (cached)."""
+        from databright.chain.share_token import ShareTokenContract
+
+        if address not in self._tokens:
+            self._tokens[address] = ShareTokenContract(self.chain, address)
+        return self._tokens[address]
+
+    def resolve_address(self, who: str) -> str:
+        """An account name from the keystore, or a 0x address."""
+        from web3 import Web3
+
+        if who.startswith("0x"):
+            if not Web3.is_address(who):
+                raise NotFoundError(f"not a valid address: {who}")
+            return Web3.to_checksum_address(who)
+        return self.keystore.address_of(who)
+
+    def close(self) -> None:
+        """Release the chain (and its lock) and the index."""
+        if "chain" in self.__dict__:
+            self.__dict__.pop("chain").close()
+        if "index" in self.__dict__:
+            self.__dict__.pop("index").close()

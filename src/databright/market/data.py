@@ -1,0 +1,63 @@
+"""Integrity checks and exports of a dataset's accepted items."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from databright.errors import IntegrityError, UsageError
+from databright.market.context import Deployment
+from databright.market.datasets import dataset_id, entries_of
+
+FORMATS = ("folder", "parquet", "croissant")
+
+
+def verify_dataset(dep: Deployment, name: str, *, onchain_samples: int = 3) -> dict:
+    """Recompute every accepted entry from the store and compare with the chain's registry;
+    also prove a few random items on chain with ``verify_item``."""
+    from databright.storage.manifest import read_manifest
+    from databright.storage.merkle import MerkleTree
+    from databright.storage.cid import cid_digest
+    from databright.storage.verify import verify_entries
+
+    ds_id = dataset_id(dep, name)
+    entries = entries_of(dep, ds_id)
+    report = verify_entries(dep.store, entries)
+    out = report.to_dict()
+    proofs = []
+    if report.ok:
+        rng = random.Random(0)
+        for index, entry in enumerate(entries):
+            items = read_manifest(dep.store, entry.manifest_cid)
+            tree = MerkleTree.from_items(items)
+            for pos in rng.sample(range(len(items)), min(onchain_samples, len(items))):
+                item = items[pos]
+                ok = dep.market.verify_item(ds_id, index, cid_digest(item.cid), item.label,
+                                            tree.proof(pos))
+                proofs.append({"entry": index, "cid": item.cid, "verified_on_chain": ok})
+        if not all(p["verified_on_chain"] for p in proofs):
+            out["ok"] = False
+            out.setdefault("problems", []).append("an item proof was refused by the contract")
+    out.update({"dataset": name, "entries": len(entries),
+                "items": sum(e.item_count for e in entries), "onchain_proofs": proofs})
+    return out
+
+
+def export_dataset(dep: Deployment, name: str, out: Path, fmt: str,
+                   upto_entries: int | None = None) -> dict:
+    """Write the accepted items (optionally the first ``upto_entries`` entries) to ``out``."""
+    from databright.storage import export
+
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown export format {fmt!r}: use one of {', '.join(FORMATS)}")
+    ds_id = dataset_id(dep, name)
+    entries = entries_of(dep, ds_id, upto_entries)
+    check = verify_dataset(dep, name, onchain_samples=0)
+    if not check["ok"]:
+        raise IntegrityError(f"refusing to export {name}: {check['problems'][0]}")
+    writer = {"folder": export.export_folder, "parquet": export.export_parquet,
+              "croissant": export.export_croissant}[fmt]
+    result = writer(dep.store, name, entries, Path(out))
+    info = result if isinstance(result, dict) else {"result": str(result)}
+    return {"dataset": name, "format": fmt, "out": str(out), "entries": len(entries),
+            "items": sum(e.item_count for e in entries), **info}

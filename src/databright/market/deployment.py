@@ -1,0 +1,127 @@
+"""Creating a home (embedded chain with contracts deployed) or attaching to a deployment."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from databright.errors import ConfigError, UsageError
+from databright.home import EMBEDDED, Config, Home
+from databright.market.context import Deployment
+
+DEV_FUNDING_WEI = 100 * 10**18  # what the embedded faucet gives a new account
+
+
+def init_home(
+    home: Home,
+    *,
+    chain: str | None = None,
+    market: str | None = None,
+    store: str | None = None,
+    db: str | None = None,
+) -> dict:
+    """Create or attach a home; re-running on an existing home only reports what is there."""
+    if home.exists():
+        config = home.load()
+        asked = {"chain": chain, "store": store, "db": db}
+        clash = [k for k, v in asked.items() if v and v != getattr(config, k) and
+                 not (k == "chain" and v == EMBEDDED and config.chain == EMBEDDED)]
+        if market and market != config.contracts.get("DataMarket"):
+            clash.append("market")
+        if clash:
+            raise UsageError(
+                f"{home.path} is already initialised with other settings ({', '.join(clash)}); "
+                "use another --home or edit config.json"
+            )
+        with Deployment(home) as dep:
+            return describe(dep, created=False)
+    config = Config(chain=chain or EMBEDDED, store=store, db=db)
+    home.path.mkdir(parents=True, exist_ok=True)
+    home.keystore_dir.mkdir(exist_ok=True)
+    if config.store is None:
+        home.store_dir.mkdir(exist_ok=True)
+    # The config is written last but one: a crash before it leaves a folder `init` can redo.
+    dep = Deployment(home)
+    dep.__dict__["config"] = config
+    try:
+        config.chain_id = dep.chain.chain_id
+        if market:
+            config.contracts = {"DataMarket": _checked_market(dep, market)}
+        else:
+            config.contracts = _deploy(dep)
+        dep.index  # creates and migrates the index
+        home.save(config)
+        return describe(dep, created=True)
+    finally:
+        dep.close()
+
+
+def _deploy(dep: Deployment) -> dict[str, str]:
+    from databright.chain.deploy import deploy_market
+
+    if dep.chain.is_embedded:
+        from databright.chain.embedded import faucet_account
+
+        deployer = faucet_account()
+    else:
+        key = os.environ.get("DATABRIGHT_DEPLOYER_KEY")
+        if not key:
+            raise UsageError(
+                "to deploy on a JSON-RPC chain set DATABRIGHT_DEPLOYER_KEY to a funded key, "
+                "or attach to existing contracts with --market ADDRESS"
+            )
+        from eth_account import Account
+
+        deployer = Account.from_key(key)
+    return dict(deploy_market(dep.chain, deployer))
+
+
+def _checked_market(dep: Deployment, address: str) -> str:
+    from web3 import Web3
+
+    if not Web3.is_address(address):
+        raise UsageError(f"not an address: {address}")
+    address = Web3.to_checksum_address(address)
+    if not dep.chain.w3.eth.get_code(address):
+        raise ConfigError(f"no contract at {address} on {dep.config.chain}")
+    return address
+
+
+def describe(dep: Deployment, *, created: bool) -> dict[str, Any]:
+    config = dep.config
+    return {
+        "home": str(dep.home.path),
+        "created": created,
+        "chain": config.chain,
+        "chain_id": config.chain_id,
+        "contracts": config.contracts,
+        "store": dep.home.store_url(config),
+        "db": dep.home.db_url(config),
+        "accounts": [{"name": n, "address": a} for n, a in dep.keystore.list()],
+        "datasets": dep.market.dataset_count(),
+        "proposals": dep.market.proposal_count(),
+        "block": dep.chain.block_number(),
+    }
+
+
+def new_account(dep: Deployment, name: str, password: str, *, fund: bool = True,
+                fast_kdf: bool = False) -> dict:
+    """Create an encrypted key; on the embedded chain the dev faucet funds it."""
+    kwargs = {"kdf": "pbkdf2", "iterations": 2048} if fast_kdf else {}
+    address = dep.keystore.new(name, password, **kwargs)
+    funded = 0
+    if fund and dep.chain.is_embedded:
+        dep.chain.fund(address, DEV_FUNDING_WEI)
+        funded = DEV_FUNDING_WEI
+    if dep.config.default_account is None:
+        dep.config.default_account = name
+        dep.home.save(dep.config)
+    return {"name": name, "address": address, "funded_wei": funded,
+            "default": dep.config.default_account == name}
+
+
+def account_info(dep: Deployment, name: str) -> dict:
+    address = dep.keystore.address_of(name)
+    return {"name": name, "address": address,
+            "balance_wei": dep.chain.w3.eth.get_balance(address),
+            "default": dep.config.default_account == name}

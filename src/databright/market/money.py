@@ -1,0 +1,92 @@
+"""Shares, transfers, revenue payments, dividends and withdrawals (integer wei throughout)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from databright.errors import InsufficientFundsError, UsageError
+from databright.market.context import Deployment
+from databright.market.datasets import dataset_id
+
+
+def holdings(dep: Deployment, address: str) -> list[dict]:
+    """Every dataset in which ``address`` holds shares or has dividends waiting."""
+    out = []
+    for ds_id in range(1, dep.market.dataset_count() + 1):
+        info = dep.market.get_dataset(ds_id)
+        token = dep.token(info.share_token)
+        balance = token.balanceOf(address)
+        dividends = token.dividends_of(address)
+        if balance or dividends:
+            supply = token.totalSupply()
+            out.append({
+                "dataset": info.name,
+                "balance": balance,
+                "total_supply": supply,
+                "fraction": balance / supply if supply else 0.0,
+                "dividends_wei": dividends,
+                "withdrawn_wei": token.withdrawn_of(address),
+            })
+    return out
+
+
+def transfer(dep: Deployment, sender: Any, dataset: str, to: str, amount: int) -> dict:
+    info = dep.market.get_dataset(dataset_id(dep, dataset))
+    receiver = dep.resolve_address(to)
+    token = dep.token(info.share_token)
+    have = token.balanceOf(sender.address)
+    if amount <= 0:
+        raise UsageError("transfer amount must be positive")
+    if amount > have:
+        raise InsufficientFundsError(
+            f"{sender.address} holds {have} base units of {dataset} shares, cannot send {amount}"
+        )
+    token.transfer(sender, receiver, amount)
+    return {"dataset": dataset, "from": sender.address, "to": receiver, "amount": amount,
+            "balance": token.balanceOf(sender.address)}
+
+
+def pay(dep: Deployment, sender: Any, dataset: str, amount_wei: int) -> dict:
+    """Pay revenue into a dataset: it becomes dividends for its shareholders."""
+    if amount_wei <= 0:
+        raise UsageError("payment must be a positive amount")
+    info = dep.market.get_dataset(dataset_id(dep, dataset))
+    balance = dep.chain.w3.eth.get_balance(sender.address)
+    if balance < amount_wei:
+        raise InsufficientFundsError(
+            f"{sender.address} has {balance} wei, cannot pay {amount_wei} wei (plus gas)"
+        )
+    token = dep.token(info.share_token)
+    token.distribute(sender, value=amount_wei)
+    return {"dataset": dataset, "payer": sender.address, "amount_wei": amount_wei,
+            "total_distributed": token.total_distributed()}
+
+
+def withdraw(dep: Deployment, sender: Any) -> dict:
+    """Pull every dividend and refunded stake owed to ``sender``."""
+    paid: list[dict] = []
+    for ds_id in range(1, dep.market.dataset_count() + 1):
+        info = dep.market.get_dataset(ds_id)
+        token = dep.token(info.share_token)
+        owed = token.dividends_of(sender.address)
+        if owed:
+            token.withdraw(sender)
+            paid.append({"dataset": info.name, "kind": "dividends", "amount_wei": owed})
+    refund = dep.market.refund_of(sender.address)
+    if refund:
+        dep.market.withdraw_refund(sender)
+        paid.append({"dataset": None, "kind": "refunded stake", "amount_wei": refund})
+    return {"account": sender.address, "paid": paid,
+            "total_wei": sum(p["amount_wei"] for p in paid)}
+
+
+def pending(dep: Deployment, address: str) -> dict:
+    """What ``address`` could withdraw now."""
+    rows = [
+        {"dataset": h["dataset"], "dividends_wei": h["dividends_wei"],
+         "withdrawn_wei": h["withdrawn_wei"]}
+        for h in holdings(dep, address)
+    ]
+    refund = dep.market.refund_of(address)
+    return {"account": address, "dividends": rows, "refund_wei": refund,
+            "total_wei": refund + sum(r["dividends_wei"] for r in rows)}
