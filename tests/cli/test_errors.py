@@ -1,0 +1,121 @@
+"""Mistakes a user can make: one line on stderr, the documented exit code, no traceback."""
+
+from __future__ import annotations
+
+import pytest
+
+from databright.errors import (ChainBusyError, ChainUnreachableError, ContractRevert,
+                               InsufficientFundsError, NotFoundError, UsageError,
+                               WrongPasswordError)
+
+
+def _one_line(result):
+    err = result.stderr.strip()
+    assert err.startswith("error: "), err
+    assert len(err.splitlines()) == 1, err
+    assert "Traceback" not in result.stdout + result.stderr
+    return err
+
+
+@pytest.fixture(scope="module")
+def open_proposal(market, digit_folder):
+    batch = digit_folder(market.inputs / "carol", 200, 20)
+    return str(market("propose", "digits", str(batch), as_="carol")["proposal"])
+
+
+def test_unknown_dataset(market):
+    err = _one_line(market("dataset", "show", "nope", code=NotFoundError.exit_code))
+    assert "no dataset named 'nope'" in err and "digits" in err
+
+
+def test_unknown_account(market):
+    err = _one_line(market("shares", as_="nobody", code=NotFoundError.exit_code))
+    assert "nobody" in err
+
+
+def test_unknown_proposal(market):
+    _one_line(market("proposal", "show", "999", code=NotFoundError.exit_code))
+
+
+def test_wrong_password(market, open_proposal):
+    err = _one_line(market("vote", open_proposal, "yes", as_="alice", password="wrong",
+                           code=WrongPasswordError.exit_code))
+    assert "password" in err
+
+
+def test_vote_without_shares(market, open_proposal):
+    err = _one_line(market("vote", open_proposal, "yes", as_="bob", code=ContractRevert.exit_code))
+    assert "share" in err
+
+
+def test_vote_twice(market, open_proposal):
+    market("vote", open_proposal, "no", as_="alice")
+    err = _one_line(market("vote", open_proposal, "no", as_="alice", code=ContractRevert.exit_code))
+    assert "already voted" in err
+
+
+def test_bad_vote_word(market, open_proposal):
+    _one_line(market("vote", open_proposal, "maybe", as_="alice", code=UsageError.exit_code))
+
+
+def test_finalize_too_early(market, digit_folder):
+    batch = digit_folder(market.inputs / "early", 300, 10)
+    pid = str(market("propose", "digits", str(batch), as_="bob")["proposal"])
+    err = _one_line(market("finalize", pid, as_="bob", code=ContractRevert.exit_code))
+    assert "deadline" in err or "early" in err
+
+
+def test_vote_after_deadline(market, digit_folder):
+    batch = digit_folder(market.inputs / "late", 400, 10)
+    pid = str(market("propose", "digits", str(batch), as_="bob")["proposal"])
+    market("dev", "advance", "2h")
+    err = _one_line(market("vote", pid, "yes", as_="alice", code=ContractRevert.exit_code))
+    assert "deadline" in err or "closed" in err
+
+
+def test_insufficient_funds(market):
+    err = _one_line(market("pay", "digits", "1000000eth", as_="carol",
+                           code=InsufficientFundsError.exit_code))
+    assert "wei" in err
+
+
+def test_bad_folder(market, tmp_path):
+    _one_line(market("propose", "digits", str(tmp_path / "missing"), as_="bob",
+                     code=UsageError.exit_code))
+
+
+def test_resubmitting_existing_items_is_refused(market, digit_folder):
+    seed = digit_folder(market.inputs / "seed-again", 0, 80)
+    err = _one_line(market("propose", "digits", str(seed), as_="bob", code=UsageError.exit_code))
+    assert "nothing new" in err
+
+
+def test_bad_amounts(market):
+    _one_line(market("pay", "digits", "lots", as_="carol", code=UsageError.exit_code))
+    _one_line(market("transfer", "digits", "bob", "-3", as_="alice", code=UsageError.exit_code))
+
+
+def test_no_home(tmp_path):
+    from tests.cli.conftest import Cli
+
+    cli = Cli(tmp_path / "empty")
+    err = _one_line(cli("dataset", "list", code=4))
+    assert "databright init" in err
+
+
+def test_chain_unreachable(tmp_path):
+    from tests.cli.conftest import Cli
+
+    cli = Cli(tmp_path / "remote")
+    err = _one_line(cli("init", "--chain", "http://127.0.0.1:9", "--market",
+                        "0x" + "11" * 20, code=ChainUnreachableError.exit_code))
+    assert "127.0.0.1:9" in err
+
+
+def test_embedded_chain_busy(market):
+    from databright.chain.embedded import ChainLock
+
+    with ChainLock(market.home / "chain", timeout=1):
+        err = _one_line(market("dataset", "list", code=ChainBusyError.exit_code,
+                               env={"DATABRIGHT_LOCK_TIMEOUT": "0.5"}))
+    assert "busy" in err
