@@ -1,0 +1,5 @@
+"""`python -m databright.cli`."""
+
+from databright.cli.main import main
+
+main()
