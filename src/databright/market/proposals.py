@@ -138,7 +138,7 @@ def show_proposal(dep: Deployment, proposal_id: int, *, check: bool = True) -> d
         if ingest_row is not None:
             rep = ingest_row.report
             out["ingest"] = {
-                "new": len(rep.get("items", [])) if "items" in rep else rep.get("new"),
+                "new": rep.get("item_count"),
                 "duplicates": len(rep.get("duplicates", [])),
                 "refused": len(rep.get("refused", [])),
                 "labels": rep.get("labels", {}),
