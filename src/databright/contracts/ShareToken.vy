@@ -1,0 +1,414 @@
+# SPDX-License-Identifier: Apache-2.0
+# pragma version 0.4.3
+# pragma evm-version cancun
+"""
+@title ShareToken
+@notice One ERC-20 per DataBright dataset. Balances double as voting power at the
+        market's snapshots (no delegation step) and as claims on dividends paid in
+        ether through a running per-share total (O(1) per distribution, pull withdrawals).
+@dev Deployed by DataMarket from an ERC-5202 blueprint. Storage is packed by hand
+     because Vyper does not pack structs and every fresh slot costs 22.1k gas:
+     - `_acct[a]` = balance (88 bits) | block of last write (40) | history length (32)
+                    | wei withdrawn (96).
+     - `_hist[a][i]` = two archived checkpoints of 128 bits, each block (40) | balance (88).
+     - `_global` = magnified per-share total (160) | latest snapshot block (40)
+                   | previous distinct snapshot block (40).
+     Checkpoints are lazy: a write archives the old balance only when a snapshot block lies
+     in [last write block, current block - 1], otherwise it overwrites in place. Lookups are
+     therefore exact at every snapshot block (see `balance_at`).
+     The total supply uses the same word/history layout under the key `empty(address)`,
+     which can never hold shares (mints and transfers to it revert).
+"""
+
+from ethereum.ercs import IERC20
+
+implements: IERC20
+
+# Per-share magnifier. It equals the supply cap, so the rounding of one distribution costs
+# each holder less than balance / MAG < 1 wei.
+MAG: constant(uint256) = 2**88
+SUPPLY_CAP: constant(uint256) = 2**88 - 1
+PS_CAP: constant(uint256) = 2**160 - 1
+DISTRIBUTION_CAP: constant(uint256) = 2**96 - 1
+
+BAL_MASK: constant(uint256) = 2**88 - 1
+BLK_MASK: constant(uint256) = 2**40 - 1
+LEN_MASK: constant(uint256) = 2**32 - 1
+ENTRY_MASK: constant(uint256) = 2**128 - 1
+PS_MASK: constant(uint256) = 2**160 - 1
+BLK_SHIFT: constant(uint256) = 88
+LEN_SHIFT: constant(uint256) = 128
+WITHDRAWN_SHIFT: constant(uint256) = 160
+LAST_SNAP_SHIFT: constant(uint256) = 160
+PREV_SNAP_SHIFT: constant(uint256) = 200
+
+SUPPLY_KEY: constant(address) = empty(address)
+
+name: public(String[64])
+symbol: public(String[32])
+market: public(address)
+allowance: public(HashMap[address, HashMap[address, uint256]])
+total_distributed: public(uint256)
+total_withdrawn: public(uint256)
+
+_acct: HashMap[address, uint256]
+_hist: HashMap[address, HashMap[uint256, uint256]]
+_corr: HashMap[address, int256]
+_global: uint256
+
+event Transfer:
+    sender: indexed(address)
+    receiver: indexed(address)
+    value: uint256
+
+event Approval:
+    owner: indexed(address)
+    spender: indexed(address)
+    value: uint256
+
+event Snapshot:
+    block_number: uint256
+
+event DividendsDistributed:
+    payer: indexed(address)
+    amount: uint256
+
+event DividendsWithdrawn:
+    account: indexed(address)
+    amount: uint256
+
+
+@deploy
+def __init__(name: String[64], symbol: String[32], market: address):
+    """
+    @notice Set the token's metadata and the market allowed to mint and snapshot.
+    @param name ERC-20 name.
+    @param symbol ERC-20 symbol.
+    @param market The DataMarket that owns this token.
+    """
+    self.name = name
+    self.symbol = symbol
+    self.market = market
+
+
+@external
+@pure
+def decimals() -> uint8:
+    """
+    @notice Shares have 18 decimals.
+    @return 18
+    """
+    return 18
+
+
+@external
+@view
+def totalSupply() -> uint256:
+    """
+    @notice The number of shares in existence.
+    @return Current total supply.
+    """
+    return self._acct[SUPPLY_KEY] & BAL_MASK
+
+
+@external
+@view
+def balanceOf(account: address) -> uint256:
+    """
+    @notice Shares held by `account`.
+    @param account The holder.
+    @return Current balance.
+    """
+    if account == SUPPLY_KEY:
+        return 0
+    return self._acct[account] & BAL_MASK
+
+
+@external
+def transfer(to: address, amount: uint256) -> bool:
+    """
+    @notice Move `amount` shares from the caller to `to`.
+    @param to Receiver (not the zero address).
+    @param amount Shares to move.
+    @return True
+    """
+    self._transfer(msg.sender, to, amount)
+    return True
+
+
+@external
+def transferFrom(owner: address, to: address, amount: uint256) -> bool:
+    """
+    @notice Move `amount` shares from `owner` to `to` using the caller's allowance.
+    @dev An allowance of max(uint256) is never decreased.
+    @param owner Holder the shares come from.
+    @param to Receiver (not the zero address).
+    @param amount Shares to move.
+    @return True
+    """
+    allowed: uint256 = self.allowance[owner][msg.sender]
+    if allowed != max_value(uint256):
+        assert allowed >= amount, "shares: insufficient allowance"
+        self.allowance[owner][msg.sender] = allowed - amount
+    self._transfer(owner, to, amount)
+    return True
+
+
+@external
+def approve(spender: address, amount: uint256) -> bool:
+    """
+    @notice Let `spender` move up to `amount` of the caller's shares.
+    @param spender The approved account.
+    @param amount The new allowance (replaces the old one).
+    @return True
+    """
+    self.allowance[msg.sender][spender] = amount
+    log Approval(owner=msg.sender, spender=spender, value=amount)
+    return True
+
+
+@external
+def mint(to: address, amount: uint256):
+    """
+    @notice Create `amount` new shares for `to`; the market only.
+    @dev The new shares carry no claim on dividends paid before the mint.
+    @param to Receiver (not the zero address).
+    @param amount Shares to create.
+    """
+    assert msg.sender == self.market, "shares: only market"
+    assert to != empty(address), "shares: zero address"
+    g: uint256 = self._global
+    sb: uint256 = self._snapshot_before(g)
+    supply_word: uint256 = self._acct[SUPPLY_KEY]
+    supply: uint256 = (supply_word & BAL_MASK) + amount
+    assert supply <= SUPPLY_CAP, "shares: supply cap"
+    self._acct[SUPPLY_KEY] = self._write(SUPPLY_KEY, supply_word, supply, sb)
+    to_word: uint256 = self._acct[to]
+    self._acct[to] = self._write(to, to_word, (to_word & BAL_MASK) + amount, sb)
+    ps: uint256 = g & PS_MASK
+    if ps != 0:
+        self._corr[to] -= convert(ps * amount, int256)
+    log Transfer(sender=empty(address), receiver=to, value=amount)
+
+
+@external
+def snapshot():
+    """
+    @notice Record the current block as a vote snapshot; the market only.
+    @dev Balances at the end of this block become final for `balance_at` once it is mined.
+    """
+    assert msg.sender == self.market, "shares: only market"
+    g: uint256 = self._global
+    last: uint256 = (g >> LAST_SNAP_SHIFT) & BLK_MASK
+    if last != block.number:
+        self._global = (g & PS_MASK) | (block.number << LAST_SNAP_SHIFT) | (last << PREV_SNAP_SHIFT)
+        log Snapshot(block_number=block.number)
+
+
+@external
+@view
+def balance_at(account: address, block_number: uint256) -> uint256:
+    """
+    @notice Shares `account` held at the end of `block_number`.
+    @dev Exact when `block_number` is a snapshot block (any block `snapshot()` was called in).
+         For other blocks the result is the balance at the end of some block between the
+         latest snapshot block <= `block_number` (or genesis) and `block_number` itself, because writes
+         between snapshots overwrite in place.
+    @param account The holder.
+    @param block_number A block number below the current one.
+    @return The balance.
+    """
+    assert block_number < block.number, "shares: snapshot not final"
+    if account == SUPPLY_KEY:
+        return 0
+    return self._value_at(account, block_number)
+
+
+@external
+@view
+def total_supply_at(block_number: uint256) -> uint256:
+    """
+    @notice Total supply at the end of `block_number`; same guarantee as `balance_at`.
+    @param block_number A block number below the current one.
+    @return The supply.
+    """
+    assert block_number < block.number, "shares: snapshot not final"
+    return self._value_at(SUPPLY_KEY, block_number)
+
+
+@external
+@view
+def last_snapshot() -> uint256:
+    """
+    @notice The latest snapshot block (0 if none).
+    @return Block number.
+    """
+    return (self._global >> LAST_SNAP_SHIFT) & BLK_MASK
+
+
+@external
+@payable
+def distribute():
+    """
+    @notice Pay `msg.value` wei to all current holders pro rata; O(1) gas.
+    @dev Rounding leaves less than 1 wei per distribution in the contract (and less than
+         1 wei per holder when each claim is floored).
+    """
+    assert msg.value > 0, "shares: nothing to distribute"
+    supply: uint256 = self._acct[SUPPLY_KEY] & BAL_MASK
+    assert supply > 0, "shares: no holders"
+    g: uint256 = self._global
+    ps: uint256 = (g & PS_MASK) + msg.value * MAG // supply
+    distributed: uint256 = self.total_distributed + msg.value
+    assert ps <= PS_CAP and distributed <= DISTRIBUTION_CAP, "shares: distribution cap"
+    self._global = (g & ~PS_MASK) | ps
+    self.total_distributed = distributed
+    log DividendsDistributed(payer=msg.sender, amount=msg.value)
+
+
+@external
+@view
+def dividends_of(account: address) -> uint256:
+    """
+    @notice Wei `account` can withdraw now.
+    @param account The holder.
+    @return Withdrawable wei.
+    """
+    if account == SUPPLY_KEY:
+        return 0
+    return self._dividends(account, self._acct[account])
+
+
+@external
+@view
+def withdrawn_of(account: address) -> uint256:
+    """
+    @notice Wei `account` has withdrawn so far.
+    @param account The holder.
+    @return Withdrawn wei.
+    """
+    if account == SUPPLY_KEY:
+        return 0
+    return self._acct[account] >> WITHDRAWN_SHIFT
+
+
+@external
+@nonreentrant
+def withdraw() -> uint256:
+    """
+    @notice Send the caller all its withdrawable dividends.
+    @return The amount paid in wei.
+    """
+    word: uint256 = self._acct[msg.sender]
+    amount: uint256 = self._dividends(msg.sender, word)
+    assert amount > 0, "shares: nothing to withdraw"
+    # withdrawn <= total_distributed <= DISTRIBUTION_CAP, so it fits its 96 bits
+    self._acct[msg.sender] = word + (amount << WITHDRAWN_SHIFT)
+    self.total_withdrawn += amount
+    log DividendsWithdrawn(account=msg.sender, amount=amount)
+    raw_call(msg.sender, b"", value=amount)
+    return amount
+
+
+@internal
+def _transfer(owner: address, to: address, amount: uint256):
+    """
+    @dev Move shares, archive checkpoints lazily and keep dividend claims exact.
+    """
+    assert to != empty(address), "shares: zero address"
+    g: uint256 = self._global
+    sb: uint256 = self._snapshot_before(g)
+    owner_word: uint256 = self._acct[owner]
+    balance: uint256 = owner_word & BAL_MASK
+    assert balance >= amount, "shares: insufficient balance"
+    self._acct[owner] = self._write(owner, owner_word, balance - amount, sb)
+    to_word: uint256 = self._acct[to]
+    self._acct[to] = self._write(to, to_word, (to_word & BAL_MASK) + amount, sb)
+    ps: uint256 = g & PS_MASK
+    if ps != 0 and owner != to:
+        # the sender keeps what it earned, the receiver earns nothing retroactively
+        delta: int256 = convert(ps * amount, int256)
+        self._corr[owner] += delta
+        self._corr[to] -= delta
+    log Transfer(sender=owner, receiver=to, value=amount)
+
+
+@internal
+@view
+def _snapshot_before(g: uint256) -> uint256:
+    """
+    @dev The latest snapshot block strictly before the current block (0 if none).
+    """
+    last: uint256 = (g >> LAST_SNAP_SHIFT) & BLK_MASK
+    if last < block.number:
+        return last
+    return (g >> PREV_SNAP_SHIFT) & BLK_MASK
+
+
+@internal
+def _write(key: address, word: uint256, balance: uint256, sb: uint256) -> uint256:
+    """
+    @dev Return `word` with a new balance written at this block. The old balance is
+         archived only if a snapshot block lies in [its block, this block - 1].
+    """
+    blk: uint256 = (word >> BLK_SHIFT) & BLK_MASK
+    length: uint256 = (word >> LEN_SHIFT) & LEN_MASK
+    if blk != 0 and blk <= sb:
+        entry: uint256 = (blk << BLK_SHIFT) | (word & BAL_MASK)
+        slot: uint256 = length >> 1
+        if length & 1 == 0:
+            self._hist[key][slot] = entry  # gas: fresh slot every other archive
+        else:
+            self._hist[key][slot] = self._hist[key][slot] | (entry << 128)
+        length += 1
+    return (
+        (word & ~(2**160 - 1)) | (length << LEN_SHIFT) | (block.number << BLK_SHIFT) | balance
+    )
+
+
+@internal
+@view
+def _value_at(key: address, block_number: uint256) -> uint256:
+    """
+    @dev Balance of `key` at the end of `block_number`: the current word, else a binary search
+         over the archived checkpoints.
+    """
+    word: uint256 = self._acct[key]
+    blk: uint256 = (word >> BLK_SHIFT) & BLK_MASK
+    if blk <= block_number:
+        return word & BAL_MASK
+    lo: uint256 = 0
+    hi: uint256 = (word >> LEN_SHIFT) & LEN_MASK
+    for _: uint256 in range(33):
+        if lo >= hi:
+            break
+        mid: uint256 = (lo + hi) >> 1
+        if (self._entry(key, mid) >> BLK_SHIFT) <= block_number:
+            lo = mid + 1
+        else:
+            hi = mid
+    if lo == 0:
+        return 0
+    return self._entry(key, lo - 1) & BAL_MASK
+
+
+@internal
+@view
+def _entry(key: address, index: uint256) -> uint256:
+    """
+    @dev Archived checkpoint `index` of `key`, block (40 bits) | balance (88 bits).
+    """
+    return (self._hist[key][index >> 1] >> ((index & 1) * 128)) & ENTRY_MASK
+
+
+@internal
+@view
+def _dividends(account: address, word: uint256) -> uint256:
+    """
+    @dev floor((per_share * balance + correction) / MAG) - withdrawn; the numerator
+         is the magnified total earned and is never negative.
+    """
+    earned: int256 = (
+        convert((self._global & PS_MASK) * (word & BAL_MASK), int256) + self._corr[account]
+    )
+    return convert(earned, uint256) // MAG - (word >> WITHDRAWN_SHIFT)
