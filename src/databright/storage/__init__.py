@@ -2,7 +2,7 @@
 
 from databright.storage.cas import BlobStore, open_store
 from databright.storage.cid import cid_digest, cid_from_digest, cid_of_bytes, cid_of_file, is_cid
-from databright.storage.ingest import Duplicate, IngestResult, NothingToIngestError, ingest
+from databright.storage.ingest import Duplicate, IngestResult, ingest
 from databright.storage.manifest import Item, read_manifest, write_manifest
 from databright.storage.merkle import MerkleTree, leaf_hash, merkle_root, verify_proof
 from databright.storage.scan import Refusal
@@ -13,7 +13,6 @@ __all__ = [
     "IngestResult",
     "Item",
     "MerkleTree",
-    "NothingToIngestError",
     "Refusal",
     "cid_digest",
     "cid_from_digest",

@@ -19,16 +19,15 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from databright.errors import IngestError
 from databright.storage.cas import BlobStore, LocalBlobStore, sync_filesystem
 from databright.storage.cid import cid_from_digest
 from databright.storage.manifest import Item, write_manifest
 from databright.storage.merkle import MerkleTree
 from databright.storage.scan import ROW_MEDIA_TYPE, Refusal, scan
 
-__all__ = ["DEFAULT_MAX_FILE_SIZE", "Duplicate", "IngestResult", "NothingToIngestError", "Refusal", "ingest"]
+__all__ = ["DEFAULT_MAX_FILE_SIZE", "Duplicate", "IngestResult", "Refusal", "ingest"]
 
 DEFAULT_MAX_FILE_SIZE = 100 * 1024 * 1024
 _STREAM_ABOVE = 8 * 1024 * 1024  # bigger files are copied in chunks, never held whole
@@ -42,8 +41,7 @@ _MAGIC = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Duplicate:
+class Duplicate(NamedTuple):
     """A candidate whose content is already in the dataset or earlier in the batch."""
 
     name: str
@@ -53,7 +51,8 @@ class Duplicate:
 
 @dataclass
 class IngestResult:
-    """Outcome of an ingestion; ``items`` holds only the new items, in canonical (CID) order."""
+    """Outcome of an ingestion; ``items`` holds only the new items, in canonical (CID) order.
+    ``manifest_cid`` and ``merkle_root`` are None when there is no new item."""
 
     items: list[Item]
     manifest_cid: str | None
@@ -78,14 +77,6 @@ class IngestResult:
             "duplicates": [{"name": d.name, "cid": d.cid, "reason": d.reason} for d in self.duplicates],
             "refused": [{"name": r.name, "reason": r.reason} for r in self.refused],
         }
-
-
-class NothingToIngestError(IngestError):
-    """Every candidate was refused or already present; ``result`` holds the report."""
-
-    def __init__(self, message: str, result: IngestResult) -> None:
-        super().__init__(message)
-        self.result = result
 
 
 # --- per-file work (runs in worker processes) --------------------------------------------------
@@ -271,8 +262,9 @@ def ingest(
 
     Stores every accepted blob, writes the manifest of the *new* items and computes their Merkle
     root. Items whose CID is in ``existing_cids`` or earlier in the batch are reported as
-    duplicates; refused entries are reported with the reason. Raises :class:`IngestError` when the
-    input cannot be taken at all, :class:`NothingToIngestError` when nothing new remains.
+    duplicates; refused entries are reported with the reason. When nothing new remains, ``items``
+    is empty and ``manifest_cid``/``merkle_root`` are None. Raises :class:`IngestError` (one line,
+    naming the file) when the input cannot be taken at all.
     """
     src = Path(source)
     cands = scan(src, label_column=label_column, label_set=label_set)
@@ -330,11 +322,7 @@ def ingest(
         labels=dict(Counter(it.label for it in items)), shape=cands.shape,
     )
     if not items:
-        first = f" (first: {refused[0].name}: {refused[0].reason})" if refused else ""
-        raise NothingToIngestError(
-            f"{src}: nothing new to ingest: {len(refused)} refused{first}, {len(duplicates)} duplicates",
-            result,
-        )
+        return result  # nothing new: no manifest, no root; the report says why
     result.manifest_cid = write_manifest(store, items)
     result.merkle_root = MerkleTree.from_items(items).root
     return result

@@ -19,7 +19,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from databright.errors import IngestError
 from databright.storage.merkle import MAX_LABEL_BYTES
@@ -30,8 +30,7 @@ ROW_MEDIA_TYPE = "application/json"
 TABLE_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
 
-@dataclass(frozen=True, slots=True)
-class Refusal:
+class Refusal(NamedTuple):
     """An input entry that is not taken, with the reason (shown to voters)."""
 
     name: str
