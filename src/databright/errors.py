@@ -116,3 +116,56 @@ class ValuationError(DataBrightError):
 
     exit_code = 12
     http_status = 422
+
+
+# -- chain layer (databright.chain): refusals that are not contract reverts --------------------
+
+
+class DevChainOnlyError(UsageError):
+    """A development-only action (moving the clock, the faucet) asked of a real network."""
+
+
+class AccountExistsError(UsageError):
+    """A keystore account of that name already exists."""
+
+
+# -- contract reverts, by meaning (the table in databright.chain.reverts picks them) -------------
+
+
+class ContractNotFoundError(NotFoundError, ContractRevert):
+    """The contract knows no such dataset, proposal or entry."""
+
+
+class AlreadyVotedError(ContractRevert):
+    """The account already voted on this proposal."""
+
+
+class VotingClosedError(ContractRevert):
+    """The proposal is past its deadline, finalized, or not yet open for votes."""
+
+
+class TooEarlyError(ContractRevert):
+    """The action is not allowed yet (e.g. finalizing before the deadline)."""
+
+
+class WrongStakeError(ContractRevert):
+    """The value sent is not the dataset's stake."""
+
+
+class NameTakenError(ContractRevert):
+    """A dataset of that name already exists."""
+
+
+class NothingToWithdrawError(ContractRevert):
+    """There is nothing to withdraw or distribute."""
+
+
+class InsufficientSharesError(ContractRevert):
+    """The account holds (or is allowed) fewer shares than it tries to move."""
+
+
+class InvalidArgumentError(ContractRevert):
+    """The contract rejected an argument (zero count, bad rule, score out of range, ...)."""
+
+    exit_code = 2
+    http_status = 422

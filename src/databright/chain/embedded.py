@@ -1,0 +1,272 @@
+"""The embedded chain: py-evm through eth-tester, persisted in ``<home>/chain/chain.sqlite``.
+
+Design:
+
+* py-evm keeps all chain data in an ``AtomicDB`` over :class:`~databright.chain.kvstore.SqliteKV`;
+  a chain object opened on the same file resumes at its canonical head (no replay).
+* The SQLite transaction is committed after every mined block (eth-tester mines one block per
+  transaction), so the file always ends at a block boundary, even after ``kill -9``.
+* The clock is wall time plus a persisted offset; :meth:`EmbeddedBackend.advance` grows the offset
+  and mines a block at the new time, so advanced time survives a reopen and keeps flowing.
+* One process at a time: :class:`ChainLock` (a ``filelock`` next to the database) is held for as
+  long as the chain is open; waiting ends in :class:`~databright.errors.ChainBusyError`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Self
+
+from eth.chains.base import MiningChain
+from eth.db.atomic import AtomicDB
+from eth.vm.forks import PragueVM
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_tester import EthereumTester, PyEVMBackend
+from eth_tester.backends.pyevm.main import (
+    generate_genesis_state_for_keys,
+    get_default_account_keys,
+    get_default_genesis_params,
+)
+from filelock import FileLock, Timeout
+
+from databright.chain.kvstore import SqliteKV
+from databright.errors import ChainBusyError
+
+CHAIN_ID = 131277322940537  # the id web3's EthereumTesterProvider reports for eth_chainId
+DEFAULT_LOCK_TIMEOUT = 60.0
+_OFFSET_KEY = "clock_offset"
+_GENESIS_ACCOUNTS = 10
+
+
+class EmbeddedPosChain(MiningChain):
+    """A post-merge dev chain on the latest fork eth-tester supports, gas limit kept constant."""
+
+    chain_id = CHAIN_ID
+    vm_configuration = ((0, PragueVM),)
+
+    def create_header_from_parent(self, parent_header: Any, **header_params: Any) -> Any:
+        header_params["gas_limit"] = parent_header.gas_limit
+        return super().create_header_from_parent(parent_header, **header_params)
+
+    def get_transaction_builder(self) -> Any:
+        return self.get_vm().get_transaction_builder()
+
+
+def genesis_keys() -> tuple[Any, ...]:
+    """The dev faucet keys: eth-tester's well-known genesis accounts (private keys 1..10)."""
+    return tuple(get_default_account_keys(quantity=_GENESIS_ACCOUNTS))
+
+
+def faucet_account() -> LocalAccount:
+    """The first genesis account (1,000,000 ether at genesis), used by ``fund``."""
+    return Account.from_key(genesis_keys()[0].to_bytes())
+
+
+class EmbeddedBackend(PyEVMBackend):
+    """eth-tester's py-evm backend, persisted: commits after each block, keeps a clock offset."""
+
+    def __init__(self, kv: SqliteKV) -> None:
+        self.kv = kv
+        self.account_keys = genesis_keys()
+        base_db = AtomicDB(kv)
+        if kv.get_meta("genesis") is None:
+            state = generate_genesis_state_for_keys(self.account_keys)
+            self.chain = EmbeddedPosChain.from_genesis(base_db, get_default_genesis_params(), state)
+            kv.set_meta("genesis", "1")
+            kv.set_meta(_OFFSET_KEY, "0")
+            kv.commit()
+        else:
+            self.chain = EmbeddedPosChain(base_db)
+        self.offset = int(kv.get_meta(_OFFSET_KEY, "0") or 0)
+        self._refresh_clock()
+
+    # -- clock --------------------------------------------------------------------------------
+    def chain_time(self) -> int:
+        """Wall-clock seconds plus the persisted offset."""
+        return int(time.time()) + self.offset
+
+    def _refresh_clock(self) -> None:
+        """Stamp the pending block with the chain's current time (only while it is empty)."""
+        pending = self.chain.get_block()
+        if pending.transactions:
+            return
+        parent = self.chain.get_canonical_head()
+        stamp = max(parent.timestamp + 1, self.chain_time())
+        if stamp != self.chain.header.timestamp:
+            self.chain.header = self.chain.header.copy(timestamp=stamp)
+
+    def latest_timestamp(self) -> int:
+        """Timestamp of the last mined block."""
+        return int(self.chain.get_canonical_head().timestamp)
+
+    def set_offset_for(self, seconds: int) -> None:
+        """Move the clock so the next block is at least ``seconds`` after the last one."""
+        target = max(self.latest_timestamp() + seconds, self.chain_time() + seconds)
+        self.offset = target - int(time.time())
+        self.kv.set_meta(_OFFSET_KEY, str(self.offset))
+
+    # -- writes: stamp the block before executing, commit after mining ---------------------------
+    def send_raw_transaction(self, raw_transaction: bytes) -> Any:
+        self._refresh_clock()
+        return super().send_raw_transaction(raw_transaction)
+
+    def send_signed_transaction(
+        self, signed_transaction: Any, block_number: Any = "pending"
+    ) -> Any:
+        self._refresh_clock()
+        return super().send_signed_transaction(signed_transaction, block_number)
+
+    def send_transaction(self, transaction: Any) -> Any:
+        self._refresh_clock()
+        return super().send_transaction(transaction)
+
+    def mine_blocks(self, num_blocks: int = 1, coinbase: bytes = b"\0" * 20) -> tuple[Any, ...]:
+        hashes = []
+        for _ in range(num_blocks):
+            self._refresh_clock()
+            hashes.extend(super().mine_blocks(1, coinbase))
+            self.kv.commit()  # one SQLite transaction per block
+        self._refresh_clock()
+        return tuple(hashes)
+
+    def time_travel(self, to_timestamp: int) -> int:
+        self.set_offset_for(max(0, to_timestamp - self.latest_timestamp()))
+        self.mine_blocks(1)
+        return to_timestamp
+
+    def reset_to_genesis(self, *args: Any, **kwargs: Any) -> None:
+        raise NotImplementedError("the embedded chain is persistent: delete the home to reset")
+
+    def revert_to_snapshot(self, snapshot: Any) -> None:
+        raise NotImplementedError("the embedded chain is persistent: snapshots are not supported")
+
+
+def lock_timeout_from_env() -> float:
+    """``$DATABRIGHT_LOCK_TIMEOUT`` in seconds, default 60."""
+    raw = os.environ.get("DATABRIGHT_LOCK_TIMEOUT")
+    try:
+        return float(raw) if raw else DEFAULT_LOCK_TIMEOUT
+    except ValueError:
+        return DEFAULT_LOCK_TIMEOUT
+
+
+class ChainLock:
+    """Exclusive access to one embedded chain folder, across processes.
+
+    Usable as a context manager; a CLI command holds it for its whole run. The holder writes its
+    pid and command line to ``chain.owner`` so a waiting process can say who it waits for.
+
+    Args:
+        chain_dir: the folder holding ``chain.sqlite``.
+        timeout: seconds to wait for another process; default ``$DATABRIGHT_LOCK_TIMEOUT`` or 60.
+        on_wait: called once, with a description of the holder, if the lock is not free at once
+            (the chain layer itself prints nothing).
+    """
+
+    def __init__(
+        self,
+        chain_dir: Path,
+        timeout: float | None = None,
+        on_wait: Callable[[str | None], None] | None = None,
+    ) -> None:
+        self.chain_dir = Path(chain_dir)
+        self.timeout = lock_timeout_from_env() if timeout is None else timeout
+        self.on_wait = on_wait
+        self.chain_dir.mkdir(parents=True, exist_ok=True)
+        # is_singleton=False: a second open in this same process must wait too, not re-enter.
+        self._lock = FileLock(self.chain_dir / "chain.lock", is_singleton=False)
+        self._owner = self.chain_dir / "chain.owner"
+
+    def holder(self) -> str | None:
+        """Who holds the lock, as its owner file says (best effort)."""
+        try:
+            return self._owner.read_text().strip() or None
+        except OSError:
+            return None
+
+    def acquire(self) -> None:
+        """Take the lock, or raise :class:`ChainBusyError` after the timeout."""
+        try:
+            self._lock.acquire(timeout=0)
+        except Timeout:
+            if self.on_wait is not None:
+                self.on_wait(self.holder())
+            try:
+                self._lock.acquire(timeout=self.timeout)
+            except Timeout:
+                held = self.holder()
+                raise ChainBusyError(
+                    f"embedded chain at {self.chain_dir} is busy (held by another DataBright "
+                    f"process{': ' + held if held else ''}); retry or route through "
+                    "`databright serve`"
+                ) from None
+        try:
+            self._owner.write_text(f"pid {os.getpid()}: {' '.join(sys.argv)[:200]}\n")
+        except OSError:  # the owner note is a courtesy, never a failure
+            pass
+
+    def release(self) -> None:
+        """Give the lock back (no-op when not held)."""
+        if self._lock.is_locked:
+            self._lock.release(force=True)
+
+    @property
+    def is_locked(self) -> bool:
+        """Whether this object holds the lock."""
+        return bool(self._lock.is_locked)
+
+    def __enter__(self) -> Self:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+class EmbeddedChain:
+    """An opened embedded chain: lock held, database open, an ``EthereumTester`` on top.
+
+    Args:
+        chain_dir: ``home.chain_dir``.
+        lock_timeout: see :class:`ChainLock`.
+        on_wait: see :class:`ChainLock`.
+    """
+
+    def __init__(
+        self,
+        chain_dir: Path,
+        lock_timeout: float | None = None,
+        on_wait: Callable[[str | None], None] | None = None,
+    ) -> None:
+        self.chain_dir = Path(chain_dir)
+        self.lock = ChainLock(self.chain_dir, lock_timeout, on_wait)
+        self.lock.acquire()
+        try:
+            self.kv = SqliteKV(self.chain_dir / "chain.sqlite")
+            self.backend = EmbeddedBackend(self.kv)
+            self.tester = EthereumTester(self.backend)
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def advance_time(self, seconds: int) -> int:
+        """Move the clock forward, mine one block at the new time; returns its timestamp."""
+        self.backend.set_offset_for(int(seconds))
+        self.tester.mine_blocks(1)
+        return self.backend.latest_timestamp()
+
+    def mine_empty_blocks(self, count: int) -> None:
+        """Mine ``count`` empty blocks (each committed on its own)."""
+        self.tester.mine_blocks(count)
+
+    def close(self) -> None:
+        """Close the database and release the lock."""
+        try:
+            self.kv.close()
+        finally:
+            self.lock.release()

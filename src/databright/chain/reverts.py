@@ -1,0 +1,177 @@
+"""From what a node says about a failed transaction to one DataBright error with the reason.
+
+Two jobs: :func:`reason_of` digs the contract's revert string out of the error shapes web3.py
+raises for eth-tester (``TransactionFailed('execution reverted: …')``) and for JSON-RPC nodes such
+as anvil (``ContractLogicError`` with ABI-encoded ``Error(string)`` data); :func:`revert_error`
+maps the string to a specific :class:`~databright.errors.ContractRevert` subclass by the table
+below. The reasons are the contracts' own (``src/databright/contracts/*.vy``, listed in
+``docs/contracts.md``); a reason not in the table becomes a plain :class:`ContractRevert`.
+"""
+
+from __future__ import annotations
+
+from eth_abi import decode
+
+from databright.errors import (
+    AlreadyVotedError,
+    ChainError,
+    ChainUnreachableError,
+    ContractNotFoundError,
+    ContractRevert,
+    DataBrightError,
+    InsufficientFundsError,
+    InsufficientSharesError,
+    InvalidArgumentError,
+    NameTakenError,
+    NothingToWithdrawError,
+    PermissionDenied,
+    TooEarlyError,
+    VotingClosedError,
+    WrongStakeError,
+)
+
+_ERROR_SELECTOR = bytes.fromhex("08c379a0")  # Error(string)
+_PANIC_SELECTOR = bytes.fromhex("4e487b71")  # Panic(uint256)
+_PREFIX = "execution reverted"
+
+#: revert reason → (error class, what it means for the user)
+REVERTS: dict[str, tuple[type[ContractRevert], str]] = {
+    # DataMarket
+    "market: unknown dataset": (ContractNotFoundError, "no such dataset"),
+    "market: unknown proposal": (ContractNotFoundError, "no such proposal"),
+    "market: unknown entry": (ContractNotFoundError, "no such registry entry"),
+    "market: name taken": (NameTakenError, "a dataset of that name already exists"),
+    "market: wrong stake": (WrongStakeError, "the value sent must equal the dataset's stake"),
+    "market: already voted": (AlreadyVotedError, "this account already voted on the proposal"),
+    "market: no voting power": (
+        PermissionDenied,
+        "this account held no shares at the proposal's snapshot, so it cannot vote",
+    ),
+    "market: voting closed": (VotingClosedError, "voting on this proposal is closed"),
+    "market: vote after deadline": (VotingClosedError, "the proposal's voting period is over"),
+    "market: not open": (VotingClosedError, "the proposal is no longer open"),
+    "market: too early": (
+        TooEarlyError,
+        "the proposal cannot be finalized yet: wait for the deadline or a decisive vote",
+    ),
+    "market: not evaluator": (PermissionDenied, "only the dataset's evaluator may post a score"),
+    "market: nothing to withdraw": (NothingToWithdrawError, "no refund to withdraw"),
+    # ShareToken
+    "shares: only market": (PermissionDenied, "only the DataMarket contract may do this"),
+    "shares: snapshot not final": (TooEarlyError, "that block is not final yet"),
+    "shares: nothing to distribute": (
+        NothingToWithdrawError,
+        "send a non-zero amount to distribute",
+    ),
+    "shares: no holders": (NothingToWithdrawError, "the dataset has no shareholders to pay"),
+    "shares: nothing to withdraw": (NothingToWithdrawError, "no dividends to withdraw"),
+    "shares: insufficient balance": (InsufficientSharesError, "not enough shares"),
+    "shares: insufficient allowance": (InsufficientSharesError, "the allowance is too small"),
+}
+
+_INVALID_WORDS = ("zero", "invalid", "out of range", "too long", "empty", "bad ")
+
+
+def revert_error(reason: str) -> ContractRevert:
+    """The DataBright error for a contract's revert reason (message: meaning, then reason)."""
+    reason = reason.strip()
+    known = REVERTS.get(reason)
+    if known is not None:
+        cls, meaning = known
+        return cls(reason, f"{meaning} ({reason})")
+    if any(word in reason for word in _INVALID_WORDS):
+        return InvalidArgumentError(reason, f"the contract rejected an argument ({reason})")
+    if not reason:
+        return ContractRevert("", "the contract refused the transaction (no reason given)")
+    return ContractRevert(reason, f"the contract refused the transaction ({reason})")
+
+
+def _decode_data(data: object) -> str | None:
+    if isinstance(data, str) and data.startswith("0x"):
+        try:
+            raw = bytes.fromhex(data[2:])
+        except ValueError:
+            return None
+    elif isinstance(data, bytes | bytearray):
+        raw = bytes(data)
+    else:
+        return None
+    if raw[:4] == _ERROR_SELECTOR:
+        try:
+            return str(decode(["string"], raw[4:])[0])
+        except Exception:  # noqa: BLE001 - malformed revert data: fall back to the message
+            return None
+    if raw[:4] == _PANIC_SELECTOR and len(raw) >= 36:
+        return f"panic 0x{int.from_bytes(raw[4:36], 'big'):02x}"
+    return None
+
+
+def reason_of(exc: BaseException) -> str | None:
+    """The revert reason carried by ``exc``, or ``None`` when ``exc`` is not a revert.
+
+    Understands web3's ``ContractLogicError`` family (anvil, geth, …) and eth-tester's
+    ``TransactionFailed``.
+    """
+    from eth_tester.exceptions import TransactionFailed
+    from web3.exceptions import ContractLogicError
+
+    if isinstance(exc, ContractLogicError):
+        decoded = _decode_data(getattr(exc, "data", None))
+        if decoded is not None:
+            return decoded
+        message = str(getattr(exc, "message", None) or (exc.args[0] if exc.args else ""))
+    elif isinstance(exc, TransactionFailed):
+        arg = exc.args[0] if exc.args else ""
+        decoded = _decode_data(arg)
+        if decoded is not None:
+            return decoded
+        message = arg.decode(errors="replace") if isinstance(arg, bytes) else str(arg)
+    else:
+        return None
+    message = message.strip()
+    if message.startswith(_PREFIX):
+        message = message[len(_PREFIX) :].lstrip(": ").strip()
+    return message
+
+
+def _is_insufficient_funds(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return (
+        "insufficient funds" in text
+        or "cannot afford" in text
+        or "-32003" in text
+        or "does not have enough balance" in text
+    )
+
+
+def _is_connection_failure(exc: BaseException) -> bool:
+    try:
+        import requests
+    except ImportError:  # pragma: no cover - web3 depends on requests
+        return isinstance(exc, ConnectionError | TimeoutError)
+    return isinstance(exc, requests.ConnectionError | requests.Timeout | ConnectionError)
+
+
+def translate(exc: BaseException, where: str = "") -> DataBrightError | None:
+    """The DataBright error for a web3/eth-tester failure, or ``None`` if it is not ours to name.
+
+    Args:
+        exc: what web3.py or eth-tester raised.
+        where: the chain's URL, for unreachable-node messages.
+    """
+    if isinstance(exc, DataBrightError):
+        return exc
+    reason = reason_of(exc)
+    if reason is not None:
+        return revert_error(reason)
+    if _is_connection_failure(exc):
+        return ChainUnreachableError(f"cannot reach the chain at URL: {where or '?'} ({exc})")
+    if _is_insufficient_funds(exc):
+        return InsufficientFundsError(
+            "the account cannot pay for this transaction's value and gas: fund it first"
+        )
+    from web3.exceptions import Web3RPCError
+
+    if isinstance(exc, Web3RPCError):
+        return ChainError(f"the chain refused the request: {exc}")
+    return None

@@ -1,0 +1,170 @@
+"""The embedded chain's persistence, clock, crash safety and locking."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from eth_account import Account
+
+from databright.chain.embedded import ChainLock, faucet_account
+from databright.chain.provider import open_chain
+from databright.errors import ChainBusyError
+from databright.home import Config, Home
+
+WORKER = Path(__file__).resolve().parent / "embedded_worker.py"
+
+
+def _worker(*args: str, timeout: float = 60) -> str:
+    done = subprocess.run(
+        [sys.executable, str(WORKER), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=True,
+    )
+    return done.stdout
+
+
+def test_reopen_in_same_process_keeps_state(tmp_path: Path) -> None:
+    home = Home(tmp_path)
+    someone = Account.create().address
+    with open_chain(home, Config()) as chain:
+        chain.fund(someone, 777)
+        height = chain.block_number()
+    with open_chain(home, Config()) as chain:
+        assert chain.block_number() == height
+        assert chain.balance(someone) == 777
+        chain.fund(someone, 1)  # and it keeps going from there
+        assert chain.block_number() == height + 1
+        assert chain.balance(someone) == 778
+
+
+def test_new_process_sees_the_state(tmp_path: Path) -> None:
+    someone = Account.create().address
+    with open_chain(Home(tmp_path), Config()) as chain:
+        chain.fund(someone, 4242)
+        height, now = chain.block_number(), chain.now()
+    seen = json.loads(_worker("inspect", str(tmp_path), someone))
+    assert seen["block"] == height and seen["now"] == now
+    assert seen["balances"] == [4242]
+
+
+def test_advanced_time_persists_and_keeps_flowing(tmp_path: Path) -> None:
+    home = Home(tmp_path)
+    with open_chain(home, Config()) as chain:
+        start = chain.now()
+        stamp = chain.advance_time(86_400)
+        assert stamp >= start + 86_400
+    with open_chain(home, Config()) as chain:
+        assert chain.now() == stamp
+        chain.fund(Account.create().address, 1)
+        assert stamp < chain.now() <= stamp + 5  # the offset survived: no jump back to wall time
+
+
+def test_lock_blocks_a_second_process(tmp_path: Path) -> None:
+    holder = subprocess.Popen(
+        [sys.executable, str(WORKER), "hold", str(tmp_path), "30"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        waited: list[str | None] = []
+        t0 = time.monotonic()
+        with pytest.raises(ChainBusyError) as info:
+            open_chain(Home(tmp_path), Config(), lock_timeout=0.5, on_wait=waited.append)
+        assert time.monotonic() - t0 >= 0.5
+        message = str(info.value)
+        assert "is busy (held by another DataBright process" in message
+        assert "retry or route through `databright serve`" in message
+        assert f"pid {holder.pid}" in message
+        assert len(waited) == 1 and waited[0] is not None and f"pid {holder.pid}" in waited[0]
+    finally:
+        holder.kill()
+        holder.wait()
+    with open_chain(Home(tmp_path), Config(), lock_timeout=5) as chain:  # free again
+        assert chain.block_number() == 0
+
+
+def test_lock_blocks_a_second_open_in_process(tmp_path: Path) -> None:
+    with open_chain(Home(tmp_path), Config()), pytest.raises(ChainBusyError):
+        open_chain(Home(tmp_path), Config(), lock_timeout=0.2)
+
+
+def test_lock_timeout_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABRIGHT_LOCK_TIMEOUT", "0.3")
+    assert ChainLock(tmp_path).timeout == 0.3
+    with ChainLock(tmp_path) as lock:
+        assert lock.is_locked
+        with pytest.raises(ChainBusyError):
+            ChainLock(tmp_path).acquire()
+    assert not lock.is_locked
+
+
+def _check_consistent(home: Home) -> int:
+    """Headers chain back to genesis, state matches blocks; returns the head number."""
+    with open_chain(home, Config()) as chain:
+        w3 = chain.w3
+        head = chain.block_number()
+        parent = None
+        txs = 0
+        for number in range(head + 1):
+            block = w3.eth.get_block(number)
+            if parent is not None:
+                assert block["parentHash"] == parent
+            parent = block["hash"]
+            txs += len(block["transactions"])
+        # every transaction in the blocks, and none other, moved the faucet's nonce
+        assert w3.eth.get_transaction_count(faucet_account().address) == txs
+        chain.fund(Account.create().address, 1)  # and the chain goes on
+        assert chain.block_number() == head + 1
+        return head
+
+
+def test_crash_while_mining_leaves_a_block_boundary(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, str(WORKER), "churn", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    printed = 0
+    deadline = time.monotonic() + 60
+    while printed < 40 and time.monotonic() < deadline:  # kill it mid-stream
+        line = proc.stdout.readline()
+        if line.strip():
+            printed = int(line)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert printed >= 40
+    head = _check_consistent(Home(tmp_path))
+    assert head >= printed  # every block it reported as committed is there
+
+
+@pytest.mark.slow
+def test_reopen_10k_blocks_under_two_seconds(tmp_path: Path) -> None:
+    home = Home(tmp_path)
+    someone = Account.create().address
+    with open_chain(home, Config()) as chain:
+        chain.fund(someone, 99)
+        t0 = time.perf_counter()
+        chain.embedded.mine_empty_blocks(10_000)  # type: ignore[union-attr]
+        built = time.perf_counter() - t0
+        height = chain.block_number()
+    assert height >= 10_000
+    t0 = time.perf_counter()
+    with open_chain(home, Config()) as chain:
+        assert chain.block_number() == height
+        assert chain.balance(someone) == 99
+        reopened_in = time.perf_counter() - t0
+    seen = json.loads(_worker("inspect", str(tmp_path), someone))
+    assert seen["block"] == height and seen["balances"] == [99]
+    print(f"\n10k blocks: built in {built:.1f} s, reopened in {reopened_in * 1000:.1f} ms")
+    assert reopened_in < 2.0
