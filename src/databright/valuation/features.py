@@ -1,0 +1,212 @@
+"""Featurizers: turn stored items (bytes + media type) into feature rows for the valuation model.
+
+A featurizer is anything with ``fit(items)`` and ``transform(items) -> ndarray`` over a list of
+``(bytes, media_type)``; a pretrained embedding drops in by implementing the same two methods.
+An item that cannot be read raises :class:`~databright.errors.ValuationError` naming it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image, UnidentifiedImageError
+
+from databright.errors import ValuationError
+from databright.valuation._neighbours import sq_dists
+
+__all__ = [
+    "Item",
+    "Featurizer",
+    "ImageFeaturizer",
+    "TabularFeaturizer",
+    "featurizer_for",
+    "near_duplicates",
+    "NEAR_DUPLICATE_THRESHOLD",
+]
+
+Item = tuple[bytes, str]  # (bytes, media type)
+
+#: Near-duplicate threshold: root-mean-square difference per feature (features in [0, 1]).
+#: 0.02 is about 5 grey levels of 255 on every pixel: re-encodes, tiny crops and resizes fall
+#: under it, a different picture does not.
+NEAR_DUPLICATE_THRESHOLD = 0.02
+
+
+@runtime_checkable
+class Featurizer(Protocol):
+    """Maps items to a fixed-width float matrix, one row per item."""
+
+    def fit(self, items: Sequence[Item]) -> Featurizer: ...
+
+    def transform(self, items: Sequence[Item]) -> NDArray[np.float64]: ...
+
+
+def _name(i: int, names: Sequence[str] | None) -> str:
+    return names[i] if names is not None and i < len(names) else f"item #{i}"
+
+
+class ImageFeaturizer:
+    """Decode with Pillow, convert to grayscale or RGB, resize to ``size × size``, scale to [0, 1].
+
+    Args:
+        size: side of the square the image is resized to (8 suits digits, 16–32 photos).
+        mode: ``"L"`` (grayscale) or ``"RGB"``.
+    """
+
+    def __init__(self, size: int = 8, mode: Literal["L", "RGB"] = "L") -> None:
+        if size < 1 or mode not in ("L", "RGB"):
+            raise ValueError("size must be positive and mode 'L' or 'RGB'")
+        self.size, self.mode = int(size), mode
+
+    def fit(self, items: Sequence[Item]) -> ImageFeaturizer:
+        """Nothing to learn; returns self."""
+        return self
+
+    def transform(
+        self, items: Sequence[Item], names: Sequence[str] | None = None
+    ) -> NDArray[np.float64]:
+        """One row of ``size² · channels`` values in [0, 1] per image."""
+        width = self.size * self.size * (3 if self.mode == "RGB" else 1)
+        out = np.zeros((len(items), width))
+        for i, (data, media_type) in enumerate(items):
+            if not media_type.startswith("image/"):
+                raise ValuationError(f"{_name(i, names)} is {media_type!r}, not an image")
+            try:
+                with Image.open(io.BytesIO(data)) as img:
+                    img = img.convert(self.mode).resize(
+                        (self.size, self.size), Image.Resampling.BILINEAR
+                    )
+                    out[i] = np.asarray(img, dtype=np.float64).reshape(-1) / 255.0
+            except (UnidentifiedImageError, OSError, ValueError) as exc:
+                raise ValuationError(f"cannot decode {_name(i, names)} as an image: {exc}") from exc
+        return out
+
+
+class TabularFeaturizer:
+    """Numeric columns of JSON-object rows or one-line CSV rows (with a header line).
+
+    Learns its columns at ``fit``: numeric columns are kept and standardised (mean 0, sd 1
+    on the fit data); string columns with at most ``max_categories`` values are one-hot
+    encoded, other non-numeric columns are dropped. Missing or unparsable cells become the
+    column's fit mean (0 after standardising).
+    """
+
+    def __init__(self, max_categories: int = 20, exclude: Sequence[str] = ("label",)) -> None:
+        self.max_categories, self.exclude = int(max_categories), set(exclude)
+        self.numeric: list[str] = []
+        self.categories: dict[str, list[str]] = {}
+        self._mean: NDArray[np.float64] | None = None
+        self._sd: NDArray[np.float64] | None = None
+
+    @staticmethod
+    def parse(data: bytes, media_type: str, name: str = "item") -> dict[str, Any]:
+        """One row as a dict from JSON (an object) or CSV (header line + one data line)."""
+        try:
+            text = data.decode("utf-8")
+            if "json" in media_type:
+                row = json.loads(text)
+                if not isinstance(row, dict):
+                    raise ValueError("not a JSON object")
+                return row
+            if "csv" in media_type:
+                rows = list(csv.DictReader(io.StringIO(text)))
+                if len(rows) != 1:
+                    raise ValueError(f"expected one data line, found {len(rows)}")
+                return dict(rows[0])
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise ValuationError(f"cannot read {name} as a table row: {exc}") from exc
+        raise ValuationError(f"{name} is {media_type!r}, not a JSON or CSV row")
+
+    @staticmethod
+    def _number(value: Any) -> float | None:
+        if isinstance(value, bool) or value is None:
+            return None
+        try:
+            x = float(value)
+        except (TypeError, ValueError):
+            return None
+        return x if np.isfinite(x) else None
+
+    def fit(self, items: Sequence[Item], names: Sequence[str] | None = None) -> TabularFeaturizer:
+        """Choose the numeric and one-hot columns from ``items``."""
+        rows = [self.parse(d, mt, _name(i, names)) for i, (d, mt) in enumerate(items)]
+        keys = sorted({k for r in rows for k in r} - self.exclude)
+        self.numeric, self.categories = [], {}
+        for key in keys:
+            present = [r[key] for r in rows if key in r and r[key] not in (None, "")]
+            if present and all(self._number(v) is not None for v in present):
+                self.numeric.append(key)
+            else:
+                values = sorted({str(v) for v in present})
+                if 0 < len(values) <= self.max_categories:
+                    self.categories[key] = values
+        raw = self._raw(rows)
+        self._mean = np.nanmean(raw, axis=0) if raw.shape[0] else np.zeros(raw.shape[1])
+        self._mean = np.nan_to_num(self._mean)
+        filled = np.where(np.isnan(raw), self._mean, raw)
+        sd = filled.std(axis=0) if raw.shape[0] else np.ones(raw.shape[1])
+        self._sd = np.where(sd > 0, sd, 1.0)
+        return self
+
+    def _raw(self, rows: list[dict[str, Any]]) -> NDArray[np.float64]:
+        out = np.full((len(rows), len(self.numeric)), np.nan)
+        for i, r in enumerate(rows):
+            for j, key in enumerate(self.numeric):
+                x = self._number(r.get(key))
+                if x is not None:
+                    out[i, j] = x
+        return out
+
+    def transform(
+        self, items: Sequence[Item], names: Sequence[str] | None = None
+    ) -> NDArray[np.float64]:
+        """Standardised numeric columns followed by one-hot columns."""
+        if self._mean is None or self._sd is None:
+            raise ValuationError("TabularFeaturizer: call fit() before transform()")
+        rows = [self.parse(d, mt, _name(i, names)) for i, (d, mt) in enumerate(items)]
+        raw = self._raw(rows)
+        num = (np.where(np.isnan(raw), self._mean, raw) - self._mean) / self._sd
+        hots = [
+            np.array([[float(str(r.get(k)) == v) for v in vals] for r in rows]).reshape(len(rows), -1)
+            for k, vals in self.categories.items()
+        ]
+        return np.concatenate([num, *hots], axis=1) if hots else num
+
+
+def featurizer_for(media_types: Sequence[str]) -> ImageFeaturizer | TabularFeaturizer:
+    """A default featurizer for items of these media types (all images, or all rows)."""
+    kinds = {"image" if mt.startswith("image/") else "table" for mt in media_types}
+    if kinds <= {"image"}:
+        return ImageFeaturizer()
+    if kinds == {"table"} and all(("json" in mt or "csv" in mt) for mt in media_types):
+        return TabularFeaturizer()
+    raise ValuationError(f"no default featurizer for media types {sorted(set(media_types))}")
+
+
+def near_duplicates(
+    x_new: NDArray[np.float64],
+    x_ref: NDArray[np.float64],
+    threshold: float = NEAR_DUPLICATE_THRESHOLD,
+) -> NDArray[np.intp]:
+    """For each new row, the index of a reference row within ``threshold`` RMS distance, else −1.
+
+    RMS distance is ``sqrt(mean((a − b)²))``, i.e. Euclidean distance over ``sqrt(d)``, so the
+    threshold does not depend on the feature width.
+    """
+    out = np.full(x_new.shape[0], -1, dtype=np.intp)
+    if x_new.shape[0] == 0 or x_ref.shape[0] == 0:
+        return out
+    d = x_new.shape[1]
+    step = max(1, (4 * 1024 * 1024) // (8 * x_ref.shape[0]))
+    for start in range(0, x_new.shape[0], step):
+        block = sq_dists(x_new[start : start + step], x_ref) / max(d, 1)
+        nearest = block.argmin(axis=1)
+        close = block[np.arange(block.shape[0]), nearest] <= threshold**2
+        out[start : start + step] = np.where(close, nearest, -1)
+    return out
