@@ -170,7 +170,7 @@ class BlobStore:
 class LocalBlobStore(BlobStore):
     """A blob store in a local folder (created on first use)."""
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, clean: bool = True) -> None:
         self.root = Path(root).expanduser().absolute()
         self.url = str(self.root)
         self.blobs = self.root / "blobs"
@@ -183,7 +183,8 @@ class LocalBlobStore(BlobStore):
                 marker.write_text(_LAYOUT)
         except OSError as e:
             raise StorageError(f"cannot open the store at {self.root}: {e.strerror}") from None
-        self.clean_temp()
+        if clean:
+            self.clean_temp()
 
     def path_of(self, cid: str) -> Path:
         _check_cid(cid)
@@ -245,14 +246,18 @@ class LocalBlobStore(BlobStore):
         if _intact_size(self.blobs / shard_of(cid) / cid, len(data)):
             return cid
         tmp = self.temp_path()
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except BaseException:
+            _unlink_quiet(tmp)
+            raise
         self._publish(tmp, cid, len(data))
         return cid
 

@@ -159,20 +159,21 @@ def _process_file(
 class _Stager:
     """Writes blobs of one chunk to temporary files, then flushes once and renames them in."""
 
-    def __init__(self, store_root: str | None) -> None:
-        self.store = LocalBlobStore.__new__(LocalBlobStore) if store_root else None
-        if self.store is not None:
-            self.store.root = Path(store_root)  # type: ignore[arg-type]
-            self.store.blobs = self.store.root / "blobs"
-            self.store.tmp = self.store.root / "tmp"
+    def __init__(self, store_root: str) -> None:
+        self.store = LocalBlobStore(store_root, clean=False)
         self.blobs = f"{store_root}/blobs"
         self.staged: list[tuple[str, str]] = []
         self.seen: set[str] = set()
 
     def __call__(self, cid: str, data: bytes | None, path: str | None) -> None:
-        assert self.store is not None
-        if cid in self.seen or os.path.exists(f"{self.blobs}/{cid[8:10]}/{cid}"):
+        if cid in self.seen:
             return
+        size = len(data) if data is not None else os.path.getsize(path)  # type: ignore[arg-type]
+        try:  # already stored whole (one stat, same size): nothing to write
+            if os.stat(f"{self.blobs}/{cid[8:10]}/{cid}").st_size == size:
+                return
+        except FileNotFoundError:
+            pass
         self.seen.add(cid)
         tmp = self.store.temp_path()
         if data is not None:
@@ -190,7 +191,7 @@ class _Stager:
         self.staged.append((tmp, cid))
 
     def commit(self) -> None:
-        if not self.staged or self.store is None:
+        if not self.staged:
             return
         sync_filesystem(self.store.root)  # every staged byte on disk before any name appears
         for tmp, cid in self.staged:

@@ -78,6 +78,9 @@ def items_table(items: Iterable[Item]) -> pa.Table:
 
 
 def _canonical(table: pa.Table) -> pa.Table:
+    for name in _COLUMNS:
+        if table[name].null_count:
+            raise InvalidManifestError(f"manifest: column {name} has missing values")
     table = table.select(_COLUMNS).cast(MANIFEST_SCHEMA)
     if table.num_rows > 1:
         table = table.take(pc.sort_indices(table["cid"]))
@@ -129,6 +132,9 @@ def read_manifest_table(store: BlobStore, cid: str) -> pa.Table:
                 f"manifest {cid}: column {field.name} is {table.schema.field(field.name).type}, "
                 f"expected {field.type}"
             )
+    for name in _COLUMNS:
+        if table[name].null_count:
+            raise InvalidManifestError(f"manifest {cid}: column {name} has missing values")
     table = table.cast(MANIFEST_SCHEMA)
     _validate(table, f"manifest {cid}")
     return table
