@@ -12,7 +12,9 @@
                     | wei withdrawn (96).
      - `_hist[a][i]` = two archived checkpoints of 128 bits, each block (40) | balance (88).
      - `_global` = magnified per-share total (160) | latest snapshot block (40)
-                   | previous distinct snapshot block (40).
+                   | previous distinct snapshot block (40) | a marker bit (255).
+     - `_totals` = wei distributed (96) | wei withdrawn (96) | a marker bit (255) set in the
+                   constructor, so the first distribution and withdrawal write a warm slot.
      Checkpoints are lazy: a write archives the old balance only when a snapshot block lies
      in [last write block, current block - 1], otherwise it overwrites in place. Lookups are
      therefore exact at every snapshot block (see `balance_at`).
@@ -41,6 +43,9 @@ LEN_SHIFT: constant(uint256) = 128
 WITHDRAWN_SHIFT: constant(uint256) = 160
 LAST_SNAP_SHIFT: constant(uint256) = 160
 PREV_SNAP_SHIFT: constant(uint256) = 200
+W96: constant(uint256) = 2**96 - 1
+TOTALS_MARKER: constant(uint256) = 2**255
+GLOBAL_MARKER: constant(uint256) = 2**255
 
 SUPPLY_KEY: constant(address) = empty(address)
 
@@ -48,13 +53,12 @@ name: public(String[64])
 symbol: public(String[32])
 market: public(address)
 allowance: public(HashMap[address, HashMap[address, uint256]])
-total_distributed: public(uint256)
-total_withdrawn: public(uint256)
 
 _acct: HashMap[address, uint256]
 _hist: HashMap[address, HashMap[uint256, uint256]]
 _corr: HashMap[address, int256]
 _global: uint256
+_totals: uint256
 
 event Transfer:
     sender: indexed(address)
@@ -89,6 +93,8 @@ def __init__(name: String[64], symbol: String[32], market: address):
     self.name = name
     self.symbol = symbol
     self.market = market
+    self._totals = TOTALS_MARKER
+    self._global = GLOBAL_MARKER
 
 
 @external
@@ -201,7 +207,11 @@ def snapshot():
     g: uint256 = self._global
     last: uint256 = (g >> LAST_SNAP_SHIFT) & BLK_MASK
     if last != block.number:
-        self._global = (g & PS_MASK) | (block.number << LAST_SNAP_SHIFT) | (last << PREV_SNAP_SHIFT)
+        self._global = (
+            (g & (PS_MASK | GLOBAL_MARKER))
+            | (block.number << LAST_SNAP_SHIFT)
+            | (last << PREV_SNAP_SHIFT)
+        )
         log Snapshot(block_number=block.number)
 
 
@@ -259,10 +269,11 @@ def distribute():
     assert supply > 0, "shares: no holders"
     g: uint256 = self._global
     ps: uint256 = (g & PS_MASK) + msg.value * MAG // supply
-    distributed: uint256 = self.total_distributed + msg.value
+    totals: uint256 = self._totals
+    distributed: uint256 = (totals & W96) + msg.value
     assert ps <= PS_CAP and distributed <= DISTRIBUTION_CAP, "shares: distribution cap"
     self._global = (g & ~PS_MASK) | ps
-    self.total_distributed = distributed
+    self._totals = totals + msg.value  # fits: distributed <= DISTRIBUTION_CAP
     log DividendsDistributed(payer=msg.sender, amount=msg.value)
 
 
@@ -293,6 +304,26 @@ def withdrawn_of(account: address) -> uint256:
 
 
 @external
+@view
+def total_distributed() -> uint256:
+    """
+    @notice Wei paid in through `distribute` so far.
+    @return Total distributed.
+    """
+    return self._totals & W96
+
+
+@external
+@view
+def total_withdrawn() -> uint256:
+    """
+    @notice Wei paid out through `withdraw` so far.
+    @return Total withdrawn.
+    """
+    return (self._totals >> 96) & W96
+
+
+@external
 @nonreentrant
 def withdraw() -> uint256:
     """
@@ -304,7 +335,7 @@ def withdraw() -> uint256:
     assert amount > 0, "shares: nothing to withdraw"
     # withdrawn <= total_distributed <= DISTRIBUTION_CAP, so it fits its 96 bits
     self._acct[msg.sender] = word + (amount << WITHDRAWN_SHIFT)
-    self.total_withdrawn += amount
+    self._totals += amount << 96  # withdrawn never exceeds distributed
     log DividendsWithdrawn(account=msg.sender, amount=amount)
     raw_call(msg.sender, b"", value=amount)
     return amount
