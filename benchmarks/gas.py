@@ -120,27 +120,33 @@ def measure(holders_large: int = 1000) -> dict[str, int]:
         used = chain.send(fn, c, value=stake)
         return used, market.functions.proposal_count().call()
 
-    # Holders: a (seed), b and c; one dividend so every transfer also moves corrections.
-    # Amounts differ so that no transfer restores a slot to its earlier value (no refunds).
+    # Holders: a (seed), b and c. Amounts differ so that no transfer restores a slot to an
+    # earlier value within one transaction (which would earn a refund).
+    gas["erc20_transfer_new_holder"] = chain.send(erc20.functions.transfer(c, ETHER), a)
     chain.send(token.functions.transfer(b, 100 * ETHER), a)
-    chain.send(token.functions.transfer(c, 100 * ETHER), a)
+    gas["share_transfer_new_holder"] = chain.send(token.functions.transfer(c, 100 * ETHER), a)
     chain.send(token.functions.distribute(), payer, value=ETHER)
-    # a and b got their shares before any dividend, so their corrections are still zero:
-    # this first move after the dividend creates both correction slots (once per account).
-    gas["share_transfer_first_after_dividend"] = chain.send(
-        token.functions.transfer(b, 3 * ETHER), a
-    )
-    # Common case: no snapshot since either holder's last update.
+    # A dividend since both holders' last updates: both settle (one warm write each).
+    gas["share_transfer_after_dividend"] = chain.send(token.functions.transfer(b, 3 * ETHER), a)
+    # Common case: no snapshot and no dividend since either holder's last update.
     gas["share_transfer_no_snapshot"] = chain.send(token.functions.transfer(a, 5 * ETHER), b)
-    # Worst case: a snapshot since both holders' last updates, so both archive a checkpoint
-    # into a fresh history slot.
+    # Issue's worst case: a snapshot since both holders' last updates, so both archive a
+    # checkpoint into a fresh history slot.
     propose(10)
     chain.mine()
     gas["share_transfer"] = chain.send(token.functions.transfer(b, 7 * ETHER), a)
-    # The same a second time: the second checkpoint shares the first one's history slot.
+    # The same a second time: each second checkpoint shares the first one's history slot.
     propose(10)
     chain.mine()
     gas["share_transfer_second_archive"] = chain.send(token.functions.transfer(b, 11 * ETHER), a)
+    # Worst of all: a snapshot and a dividend since both holders' last updates, both holders
+    # starting a new history slot (third checkpoint).
+    propose(10)
+    chain.send(token.functions.distribute(), payer, value=ETHER)
+    chain.mine()
+    gas["share_transfer_snapshot_and_dividend"] = chain.send(
+        token.functions.transfer(b, 13 * ETHER), a
+    )
 
     chain.mine()
     gas["propose_10_items"], p_accept = propose(10)
@@ -198,8 +204,13 @@ def targets(gas: dict[str, int]) -> list[tuple[str, str, bool]]:
         ),
         (
             "share_transfer_no_snapshot",
-            f"<= erc20_transfer_baseline + 50,000 = {base + 50_000:,}",
+            f"<= erc20_transfer_baseline + 50,000 = {base + 50_000:,} (common case)",
             gas["share_transfer_no_snapshot"] <= base + 50_000,
+        ),
+        (
+            "share_transfer_snapshot_and_dividend",
+            f"<= erc20_transfer_baseline + 50,000 = {base + 50_000:,} (worst case, not required)",
+            gas["share_transfer_snapshot_and_dividend"] <= base + 50_000,
         ),
     ]
 
@@ -207,9 +218,11 @@ def targets(gas: dict[str, int]) -> list[tuple[str, str, bool]]:
 def print_table(gas: dict[str, int], seconds: float) -> None:
     base = gas["erc20_transfer_baseline"]
     print(f"Gas used (receipt gasUsed, py-evm via eth-tester; measured in {seconds:.1f} s)\n")
-    print(f"{'figure':34} {'gas':>9}  {'vs ERC-20':>9}  OpenZeppelin anchor")
+    print(f"{"figure":38} {'gas':>9}  {'vs ERC-20':>9}  OpenZeppelin anchor")
     for key, value in gas.items():
-        ratio = f"{value / base:8.2f}x" if "transfer" in key else ""
+        ratio = f"{value / base:8.2f}x" if "transfer" in key and "new" not in key else ""
+        if key == "share_transfer_new_holder":
+            ratio = f"{value / gas['erc20_transfer_new_holder']:8.2f}x"
         anchor = ""
         if key in OZ_ANCHORS:
             label, low, high = OZ_ANCHORS[key]
@@ -217,7 +230,7 @@ def print_table(gas: dict[str, int], seconds: float) -> None:
             anchor = f"{label} {span}: {value / high:.2f}x-{value / low:.2f}x"
             if low == high:
                 anchor = f"{label} {span}: {value / low:.2f}x"
-        print(f"{key:34} {value:>9,}  {ratio:>9}  {anchor}")
+        print(f"{key:38} {value:>9,}  {ratio:>9}  {anchor}")
     print("\nTargets (issue 2)")
     for name, rule, ok in targets(gas):
         print(f"  {'PASS' if ok else 'FAIL'}  {name} {rule}")

@@ -30,6 +30,7 @@ MAX_PROOF: constant(uint256) = 64
 MAX_VOTING_PERIOD: constant(uint256) = 3650 * 86400
 MAX_BATCH: constant(uint256) = 2**64
 SUPPLY_CAP: constant(uint256) = 2**88 - 1
+MIN_SEED_SHARES: constant(uint256) = 10**18
 
 STATUS_NONE: constant(uint256) = 0
 STATUS_OPEN: constant(uint256) = 1
@@ -197,7 +198,7 @@ def create_dataset(
     @param card_cid CID of the dataset card.
     @param seed_cid Manifest CID of the seed batch.
     @param seed_root Merkle root of the seed batch.
-    @param seed_count Number of items in the seed batch (at least 1).
+    @param seed_count Number of items in the seed batch (at least 1; must earn >= 1 share).
     @param quorum_bps Share of the snapshot supply that must vote, in bps.
     @param approval_bps Share of the votes that must be yes, in bps.
     @param voting_period Seconds a proposal stays open.
@@ -218,6 +219,9 @@ def create_dataset(
     self.dataset_count = dataset_id
     token: address = create_from_blueprint(self.share_token_blueprint, name, symbol, self)
     shares: uint256 = self._reward(reward_r0, reward_n0, 0, seed_count, BPS)
+    # at least one whole share, so the per-share dividend total can never reach its cap
+    # in practice (65,536 ether per share)
+    assert shares >= MIN_SEED_SHARES, "market: bad seed"
     self._datasets[dataset_id] = Dataset(
         name=name,
         symbol=symbol,

@@ -8,16 +8,23 @@
         ether through a running per-share total (O(1) per distribution, pull withdrawals).
 @dev Deployed by DataMarket from an ERC-5202 blueprint. Storage is packed by hand
      because Vyper does not pack structs and every fresh slot costs 22.1k gas:
-     - `_acct[a]` = balance (88 bits) | block of last write (40) | history length (32)
-                    | wei withdrawn (96).
+     - `_acct[a]`   = balance (88 bits) | block of last write (40) | history length (24)
+                      | per-share total at the account's last settlement (104).
+     - `_claims[a]` = settled, unwithdrawn wei (96) | wei withdrawn (96) | marker (bit 255),
+                      set when the account first receives shares so that settling and
+                      withdrawing never write a fresh slot.
      - `_hist[a][i]` = two archived checkpoints of 128 bits, each block (40) | balance (88).
-     - `_global` = magnified per-share total (160) | latest snapshot block (40)
-                   | previous distinct snapshot block (40) | a marker bit (255).
-     - `_totals` = wei distributed (96) | wei withdrawn (96) | a marker bit (255) set in the
-                   constructor, so the first distribution and withdrawal write a warm slot.
+     - `_global` = magnified per-share total (104) | latest snapshot block (40, at bit 160)
+                   | previous distinct snapshot block (40, at bit 200) | marker (bit 255).
+     - `_totals` = wei distributed (96) | wei withdrawn (96) | marker (bit 255).
      Checkpoints are lazy: a write archives the old balance only when a snapshot block lies
      in [last write block, current block - 1], otherwise it overwrites in place. Lookups are
      therefore exact at every snapshot block (see `balance_at`).
+     Dividends settle on touch: an account's earnings since its last settlement are
+     balance * (per_share - per_share_at_last_settlement) / MAG, credited (floored) before
+     its balance changes. A settlement happens only when a distribution happened since the
+     last one, so the flooring costs a holder less than 1 wei per distribution, and the
+     rounding of the per-share total less than 1 wei per distribution in all (MAG = cap).
      The total supply uses the same word/history layout under the key `empty(address)`,
      which can never hold shares (mints and transfers to it revert).
 """
@@ -26,26 +33,28 @@ from ethereum.ercs import IERC20
 
 implements: IERC20
 
-# Per-share magnifier. It equals the supply cap, so the rounding of one distribution costs
-# each holder less than balance / MAG < 1 wei.
+# Per-share magnifier; equal to the supply cap, so one distribution's rounding of the
+# per-share total costs all holders together less than supply / MAG < 1 wei.
 MAG: constant(uint256) = 2**88
 SUPPLY_CAP: constant(uint256) = 2**88 - 1
-PS_CAP: constant(uint256) = 2**160 - 1
+# 2**104 / MAG = 65,536 wei per share unit, i.e. 65,536 ether per whole share in total.
+PS_CAP: constant(uint256) = 2**104 - 1
 DISTRIBUTION_CAP: constant(uint256) = 2**96 - 1
+HISTORY_CAP: constant(uint256) = 2**24 - 1
 
 BAL_MASK: constant(uint256) = 2**88 - 1
 BLK_MASK: constant(uint256) = 2**40 - 1
-LEN_MASK: constant(uint256) = 2**32 - 1
+LEN_MASK: constant(uint256) = 2**24 - 1
 ENTRY_MASK: constant(uint256) = 2**128 - 1
-PS_MASK: constant(uint256) = 2**160 - 1
+PS_MASK: constant(uint256) = 2**104 - 1
+LOW152: constant(uint256) = 2**152 - 1
+W96: constant(uint256) = 2**96 - 1
 BLK_SHIFT: constant(uint256) = 88
 LEN_SHIFT: constant(uint256) = 128
-WITHDRAWN_SHIFT: constant(uint256) = 160
+PS_LAST_SHIFT: constant(uint256) = 152
 LAST_SNAP_SHIFT: constant(uint256) = 160
 PREV_SNAP_SHIFT: constant(uint256) = 200
-W96: constant(uint256) = 2**96 - 1
-TOTALS_MARKER: constant(uint256) = 2**255
-GLOBAL_MARKER: constant(uint256) = 2**255
+MARKER: constant(uint256) = 2**255
 
 SUPPLY_KEY: constant(address) = empty(address)
 
@@ -55,8 +64,8 @@ market: public(address)
 allowance: public(HashMap[address, HashMap[address, uint256]])
 
 _acct: HashMap[address, uint256]
+_claims: HashMap[address, uint256]
 _hist: HashMap[address, HashMap[uint256, uint256]]
-_corr: HashMap[address, int256]
 _global: uint256
 _totals: uint256
 
@@ -93,8 +102,9 @@ def __init__(name: String[64], symbol: String[32], market: address):
     self.name = name
     self.symbol = symbol
     self.market = market
-    self._totals = TOTALS_MARKER
-    self._global = GLOBAL_MARKER
+    # gas: both words stay non-zero, so no distribution or withdrawal writes a fresh slot
+    self._totals = MARKER
+    self._global = MARKER
 
 
 @external
@@ -189,11 +199,8 @@ def mint(to: address, amount: uint256):
     supply: uint256 = (supply_word & BAL_MASK) + amount
     assert supply <= SUPPLY_CAP, "shares: supply cap"
     self._acct[SUPPLY_KEY] = self._write(SUPPLY_KEY, supply_word, supply, sb)
-    to_word: uint256 = self._acct[to]
+    to_word: uint256 = self._settle(to, self._acct[to], g & PS_MASK)
     self._acct[to] = self._write(to, to_word, (to_word & BAL_MASK) + amount, sb)
-    ps: uint256 = g & PS_MASK
-    if ps != 0:
-        self._corr[to] -= convert(ps * amount, int256)
     log Transfer(sender=empty(address), receiver=to, value=amount)
 
 
@@ -208,7 +215,7 @@ def snapshot():
     last: uint256 = (g >> LAST_SNAP_SHIFT) & BLK_MASK
     if last != block.number:
         self._global = (
-            (g & (PS_MASK | GLOBAL_MARKER))
+            (g & (PS_MASK | MARKER))
             | (block.number << LAST_SNAP_SHIFT)
             | (last << PREV_SNAP_SHIFT)
         )
@@ -287,7 +294,9 @@ def dividends_of(account: address) -> uint256:
     """
     if account == SUPPLY_KEY:
         return 0
-    return self._dividends(account, self._acct[account])
+    return (self._claims[account] & W96) + self._pending(
+        self._acct[account], self._global & PS_MASK
+    )
 
 
 @external
@@ -300,7 +309,7 @@ def withdrawn_of(account: address) -> uint256:
     """
     if account == SUPPLY_KEY:
         return 0
-    return self._acct[account] >> WITHDRAWN_SHIFT
+    return (self._claims[account] >> 96) & W96
 
 
 @external
@@ -330,12 +339,16 @@ def withdraw() -> uint256:
     @notice Send the caller all its withdrawable dividends.
     @return The amount paid in wei.
     """
+    ps: uint256 = self._global & PS_MASK
     word: uint256 = self._acct[msg.sender]
-    amount: uint256 = self._dividends(msg.sender, word)
+    claims: uint256 = self._claims[msg.sender]
+    amount: uint256 = (claims & W96) + self._pending(word, ps)
     assert amount > 0, "shares: nothing to withdraw"
-    # withdrawn <= total_distributed <= DISTRIBUTION_CAP, so it fits its 96 bits
-    self._acct[msg.sender] = word + (amount << WITHDRAWN_SHIFT)
-    self._totals += amount << 96  # withdrawn never exceeds distributed
+    if word >> PS_LAST_SHIFT != ps:
+        self._acct[msg.sender] = (word & LOW152) | (ps << PS_LAST_SHIFT)
+    # owed -> 0, withdrawn += amount; withdrawn <= distributed <= DISTRIBUTION_CAP
+    self._claims[msg.sender] = (claims & ~W96) + (amount << 96)
+    self._totals += amount << 96
     log DividendsWithdrawn(account=msg.sender, amount=amount)
     raw_call(msg.sender, b"", value=amount)
     return amount
@@ -344,23 +357,20 @@ def withdraw() -> uint256:
 @internal
 def _transfer(owner: address, to: address, amount: uint256):
     """
-    @dev Move shares, archive checkpoints lazily and keep dividend claims exact.
+    @dev Settle both accounts' dividends, then move the shares and archive checkpoints
+         lazily. A self-transfer settles once (the second read sees the first write).
     """
     assert to != empty(address), "shares: zero address"
     g: uint256 = self._global
+    ps: uint256 = g & PS_MASK
     sb: uint256 = self._snapshot_before(g)
     owner_word: uint256 = self._acct[owner]
     balance: uint256 = owner_word & BAL_MASK
     assert balance >= amount, "shares: insufficient balance"
+    owner_word = self._settle(owner, owner_word, ps)
     self._acct[owner] = self._write(owner, owner_word, balance - amount, sb)
-    to_word: uint256 = self._acct[to]
+    to_word: uint256 = self._settle(to, self._acct[to], ps)
     self._acct[to] = self._write(to, to_word, (to_word & BAL_MASK) + amount, sb)
-    ps: uint256 = g & PS_MASK
-    if ps != 0 and owner != to:
-        # the sender keeps what it earned, the receiver earns nothing retroactively
-        delta: int256 = convert(ps * amount, int256)
-        self._corr[owner] += delta
-        self._corr[to] -= delta
     log Transfer(sender=owner, receiver=to, value=amount)
 
 
@@ -392,9 +402,8 @@ def _write(key: address, word: uint256, balance: uint256, sb: uint256) -> uint25
         else:
             self._hist[key][slot] = self._hist[key][slot] | (entry << 128)
         length += 1
-    return (
-        (word & ~(2**160 - 1)) | (length << LEN_SHIFT) | (block.number << BLK_SHIFT) | balance
-    )
+        assert length <= HISTORY_CAP, "shares: history full"
+    return (word & ~LOW152) | (length << LEN_SHIFT) | (block.number << BLK_SHIFT) | balance
 
 
 @internal
@@ -433,13 +442,27 @@ def _entry(key: address, index: uint256) -> uint256:
 
 
 @internal
-@view
-def _dividends(account: address, word: uint256) -> uint256:
+def _settle(account: address, word: uint256, ps: uint256) -> uint256:
     """
-    @dev floor((per_share * balance + correction) / MAG) - withdrawn; the numerator
-         is the magnified total earned and is never negative.
+    @dev Credit `account` what it earned since its last settlement and return its word
+         stamped with the current per-share total. A first-time holder gets its claims
+         marker here instead.
     """
-    earned: int256 = (
-        convert((self._global & PS_MASK) * (word & BAL_MASK), int256) + self._corr[account]
-    )
-    return convert(earned, uint256) // MAG - (word >> WITHDRAWN_SHIFT)
+    if word == 0:
+        self._claims[account] = MARKER  # gas: the one fresh slot of a new holder
+    last: uint256 = word >> PS_LAST_SHIFT
+    if last == ps:
+        return word
+    earned: uint256 = (word & BAL_MASK) * (ps - last) // MAG
+    if earned != 0:
+        self._claims[account] += earned  # owed <= distributed <= DISTRIBUTION_CAP
+    return (word & LOW152) | (ps << PS_LAST_SHIFT)
+
+
+@internal
+@pure
+def _pending(word: uint256, ps: uint256) -> uint256:
+    """
+    @dev Wei earned since the last settlement: balance * (ps - ps_last) / MAG, floored.
+    """
+    return (word & BAL_MASK) * (ps - (word >> PS_LAST_SHIFT)) // MAG
