@@ -218,7 +218,7 @@ def targets(gas: dict[str, int]) -> list[tuple[str, str, bool]]:
 def print_table(gas: dict[str, int], seconds: float) -> None:
     base = gas["erc20_transfer_baseline"]
     print(f"Gas used (receipt gasUsed, py-evm via eth-tester; measured in {seconds:.1f} s)\n")
-    print(f"{"figure":38} {'gas':>9}  {'vs ERC-20':>9}  OpenZeppelin anchor")
+    print(f"{'figure':38} {'gas':>9}  {'vs ERC-20':>9}  OpenZeppelin anchor")
     for key, value in gas.items():
         ratio = f"{value / base:8.2f}x" if "transfer" in key and "new" not in key else ""
         if key == "share_transfer_new_holder":
