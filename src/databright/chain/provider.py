@@ -125,17 +125,24 @@ class Chain:
             "nonce": self.w3.eth.get_transaction_count(sender, "pending"),
             **self._fees(),
         }
-        if gas is not None:
-            params["gas"] = int(gas)
         if hasattr(fn_or_tx, "build_transaction"):
-            tx = dict(fn_or_tx.build_transaction(params))
+            # a placeholder gas limit stops web3 from estimating against "latest"
+            tx = dict(fn_or_tx.build_transaction({**params, "gas": gas or 1}))
         else:
             tx = {**dict(fn_or_tx), **params}
-            if "gas" not in tx:
-                tx["gas"] = self.w3.eth.estimate_gas(tx)  # type: ignore[arg-type]
-        if gas is None and not self.is_embedded:
-            # eth-tester pads its estimate already; nodes return the bare minimum.
-            tx["gas"] = int(tx["gas"] * 1.2) + 10_000
+        if gas is not None:
+            tx["gas"] = int(gas)
+        else:
+            # Estimate in the pending block, where the transaction will run: against "latest",
+            # block.number is one too low (a vote right after its proposal would seem too early).
+            # (eth-tester has no block argument here; it already runs on the pending block.)
+            probe = {k: v for k, v in tx.items() if k != "gas"}
+            if self.is_embedded:
+                tx["gas"] = int(self.w3.eth.estimate_gas(probe))  # type: ignore[arg-type]
+            else:
+                estimate = int(self.w3.eth.estimate_gas(probe, "pending"))  # type: ignore[arg-type]
+                # eth-tester pads its estimate already; nodes return the bare minimum.
+                tx["gas"] = int(estimate * 1.2) + 10_000
         tx.pop("from", None)
         return tx
 

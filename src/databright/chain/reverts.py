@@ -34,39 +34,62 @@ _ERROR_SELECTOR = bytes.fromhex("08c379a0")  # Error(string)
 _PANIC_SELECTOR = bytes.fromhex("4e487b71")  # Panic(uint256)
 _PREFIX = "execution reverted"
 
-#: revert reason → (error class, what it means for the user)
+#: revert reason → (error class, what it means for the user). Every reason the contracts can
+#: give is listed; tests/chain/test_reverts.py checks this against the .vy sources.
 REVERTS: dict[str, tuple[type[ContractRevert], str]] = {
-    # DataMarket
+    # DataMarket: unknown things
     "market: unknown dataset": (ContractNotFoundError, "no such dataset"),
     "market: unknown proposal": (ContractNotFoundError, "no such proposal"),
     "market: unknown entry": (ContractNotFoundError, "no such registry entry"),
+    # DataMarket: create_dataset / propose arguments
+    "market: empty name": (InvalidArgumentError, "the dataset needs a name"),
     "market: name taken": (NameTakenError, "a dataset of that name already exists"),
+    "market: bad quorum": (InvalidArgumentError, "quorum must be at most 10,000 bps"),
+    "market: bad approval": (InvalidArgumentError, "approval must be at most 10,000 bps"),
+    "market: bad voting period": (InvalidArgumentError, "the voting period is zero or too long"),
+    "market: bad reward rule": (InvalidArgumentError, "the reward rule (r0, N0) is out of range"),
+    "market: bad seed": (InvalidArgumentError, "the seed must hold 1 to the maximum batch items"),
+    "market: empty manifest": (InvalidArgumentError, "the proposal names no manifest"),
+    "market: bad item count": (InvalidArgumentError, "the batch is empty or too large"),
     "market: wrong stake": (WrongStakeError, "the value sent must equal the dataset's stake"),
+    # DataMarket: voting and deciding
+    "market: proposal not open": (VotingClosedError, "the proposal is already finalized"),
+    "market: voting closed": (VotingClosedError, "the proposal's voting period is over"),
+    "market: snapshot not final": (
+        TooEarlyError,
+        "the proposal's snapshot block is not final yet: wait for the next block",
+    ),
     "market: already voted": (AlreadyVotedError, "this account already voted on the proposal"),
     "market: no voting power": (
         PermissionDenied,
         "this account held no shares at the proposal's snapshot, so it cannot vote",
     ),
-    "market: voting closed": (VotingClosedError, "voting on this proposal is closed"),
-    "market: vote after deadline": (VotingClosedError, "the proposal's voting period is over"),
-    "market: not open": (VotingClosedError, "the proposal is no longer open"),
-    "market: too early": (
+    "market: outcome not final": (
         TooEarlyError,
         "the proposal cannot be finalized yet: wait for the deadline or a decisive vote",
     ),
-    "market: not evaluator": (PermissionDenied, "only the dataset's evaluator may post a score"),
-    "market: nothing to withdraw": (NothingToWithdrawError, "no refund to withdraw"),
+    "market: only evaluator": (PermissionDenied, "only the dataset's evaluator may post a score"),
+    "market: already scored": (ContractRevert, "a score was already posted for this proposal"),
+    "market: score out of range": (InvalidArgumentError, "the score must be 0 to 20,000 bps"),
+    "market: nothing to refund": (NothingToWithdrawError, "no refunded stake to withdraw"),
     # ShareToken
     "shares: only market": (PermissionDenied, "only the DataMarket contract may do this"),
     "shares: snapshot not final": (TooEarlyError, "that block is not final yet"),
+    "shares: zero address": (InvalidArgumentError, "shares cannot go to the zero address"),
+    "shares: insufficient balance": (InsufficientSharesError, "not enough shares"),
+    "shares: insufficient allowance": (InsufficientSharesError, "the allowance is too small"),
+    "shares: supply cap": (InvalidArgumentError, "the share supply would exceed its cap"),
+    "shares: history full": (
+        ContractRevert,
+        "this account's balance history is full (too many balance changes)",
+    ),
     "shares: nothing to distribute": (
         NothingToWithdrawError,
         "send a non-zero amount to distribute",
     ),
     "shares: no holders": (NothingToWithdrawError, "the dataset has no shareholders to pay"),
+    "shares: distribution cap": (InvalidArgumentError, "the amount exceeds the distribution cap"),
     "shares: nothing to withdraw": (NothingToWithdrawError, "no dividends to withdraw"),
-    "shares: insufficient balance": (InsufficientSharesError, "not enough shares"),
-    "shares: insufficient allowance": (InsufficientSharesError, "the allowance is too small"),
 }
 
 _INVALID_WORDS = ("zero", "invalid", "out of range", "too long", "empty", "bad ")
