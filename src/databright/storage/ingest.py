@@ -208,6 +208,19 @@ def _work_chunk(args: tuple[int, list[tuple[str, str]], str | None, int]) -> tup
     return index, results
 
 
+def _die_with_parent() -> None:
+    """Workers must not outlive a killed ingestion (Linux: PR_SET_PDEATHSIG = SIGKILL)."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        return
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(1)
+
+
 # --- orchestration -----------------------------------------------------------------------------
 
 def _chunks(files: list[tuple[str, str, str]], workers: int) -> list[list[tuple[str, str]]]:
@@ -230,7 +243,7 @@ def _run_files(
     else:
         # fork is cheapest; with threads running a forked child may inherit a held lock
         method = "fork" if threading.active_count() == 1 and "fork" in mp.get_all_start_methods() else "forkserver"
-        with mp.get_context(method).Pool(workers) as pool:
+        with mp.get_context(method).Pool(workers, initializer=_die_with_parent) as pool:
             for i, res in pool.imap_unordered(_work_chunk, tasks):
                 out[i] = res
                 advance(len(res))
