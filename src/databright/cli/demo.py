@@ -31,10 +31,16 @@ PEOPLE = {
 }
 
 
+def _fs(units: int) -> str:
+    return format_shares(units, places=2)
+
+
 def follows_report(report: dict) -> bool:
-    """The demo voters' policy: yes when the batch helps and few labels look wrong."""
+    """The demo voters' policy: yes when the report's score is not below neutral by more than a
+    tenth (the accuracy gain on a ~100-item validation split moves in steps of 0.01) and at most
+    a fifth of the labels look wrong."""
     suspect_share = len(report["suspects"]) / max(1, report["new"])
-    return report["gain"] >= -0.005 and suspect_share <= 0.2
+    return report["score_bps"] >= 9_000 and suspect_share <= 0.2
 
 
 @handles_errors
@@ -69,7 +75,7 @@ def demo(
         )
         say(f"• alice created [bold]digits[/] with {ds['seed']['train_items']} seed items "
             f"({ds['seed']['validation_items']} held out for validation) and received "
-            f"{format_shares(ds['total_supply'])} shares")
+            f"{_fs(ds['total_supply'])} shares")
         rows: list[dict] = []
         for round_no, names in enumerate((("bob", "mallory"), ("carol", "dave")), start=1):
             say(f"[bold]round {round_no}[/]")
@@ -146,7 +152,7 @@ def _decide(dep: Deployment, acct: dict, row: dict, say: Any) -> None:
         except Exception as exc:  # a voter without weight at the snapshot is told so
             say(f"  {name} could not vote on #{pid}: {exc}")
             continue
-        say(f"  {name} votes {v['support']} on #{pid} with {format_shares(v['weight'])} shares "
+        say(f"  {name} votes {v['support']} on #{pid} with {_fs(v['weight'])} shares "
             f"(following the report)")
     try:
         result = proposals.finalize(dep, acct["erin"], pid)
@@ -157,7 +163,7 @@ def _decide(dep: Deployment, acct: dict, row: dict, say: Any) -> None:
     row["status"] = result["status"]
     row["shares_minted"] = result["shares_minted"]
     say(f"  → #{pid} {result['status']}"
-        + (f": {row['proposer']} receives {format_shares(result['shares_minted'])} shares"
+        + (f": {row['proposer']} receives {_fs(result['shares_minted'])} shares"
            if result["shares_minted"] else
            ": the stake goes to the shareholders as a dividend" if result["status"] == "rejected"
            else ""))
@@ -193,16 +199,23 @@ def _summary(dep: Deployment, acct: dict, rows: list[dict]) -> dict:
             "dataset": datasets.show_dataset(dep, "digits")}
 
 
+def _suspects(row: dict) -> str:
+    planted = row.get("planted")
+    if not planted:
+        return str(row["suspects"])
+    return f"{row['suspects']} ({planted['caught']}/{planted['planted']} planted)"
+
+
 def _print_tables(s: dict) -> None:
     t = Table("#", "proposer", "new", "dup", "gain", "suspects", "score", "outcome", "shares minted",
               title="proposals")
     for r in s["proposals"]:
         t.add_row(str(r["id"]), r["proposer"], str(r["new"]), str(r["duplicates"]),
-                  f"{r['gain']:+.4f}", str(r["suspects"]), str(r["score_bps"]), r["status"],
-                  format_shares(r["shares_minted"]))
+                  f"{r['gain']:+.4f}", _suspects(r), str(r["score_bps"]), r["status"],
+                  _fs(r["shares_minted"]))
     console.print(t)
     t = Table("participant", "role", "shares", "of supply", "withdrawn", title="participants")
     for p in s["participants"]:
-        t.add_row(p["name"], p["role"], format_shares(p["shares"]), f"{p['fraction']:.1%}",
-                  format_wei(p["withdrawn_wei"]))
+        t.add_row(p["name"], p["role"], _fs(p["shares"]), f"{p['fraction']:.1%}",
+                  format_wei(p["withdrawn_wei"], places=6))
     console.print(t)

@@ -107,8 +107,11 @@ def describe(dep: Deployment, *, created: bool) -> dict[str, Any]:
 def new_account(dep: Deployment, name: str, password: str, *, fund: bool = True,
                 fast_kdf: bool = False) -> dict:
     """Create an encrypted key; on the embedded chain the dev faucet funds it."""
-    kwargs = {"kdf": "pbkdf2", "iterations": 2048} if fast_kdf else {}
-    address = dep.keystore.new(name, password, **kwargs)
+    from databright.chain.accounts import Keystore
+
+    keystore = (Keystore(dep.home.keystore_dir, kdf="pbkdf2", iterations=2048) if fast_kdf
+                else dep.keystore)
+    address = keystore.new(name, password)
     funded = 0
     if fund and dep.chain.is_embedded:
         dep.chain.fund(address, DEV_FUNDING_WEI)

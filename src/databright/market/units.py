@@ -60,18 +60,19 @@ def parse_fraction_bps(text: str) -> int:
     return _exact(value * 10_000, text, "basis point")
 
 
-def format_wei(wei: int) -> str:
-    """Exact, human-friendly: ``1.5 ETH`` (no float rounding)."""
+def format_wei(wei: int, places: int | None = None) -> str:
+    """Exact, human-friendly: ``1.5 ETH`` (no float rounding); ``places`` truncates for display."""
     whole, frac = divmod(int(wei), 10**18)
-    if frac == 0:
-        return f"{whole} ETH"
-    return f"{whole}.{frac:018d}".rstrip("0") + " ETH"
+    digits = (f"{frac:018d}"[:places] if places is not None else f"{frac:018d}").rstrip("0")
+    return f"{whole}.{digits} ETH" if digits else f"{whole} ETH"
 
 
-def format_shares(units: int) -> str:
-    """Shares with their decimals trimmed: ``1234.5``."""
+def format_shares(units: int, places: int | None = None) -> str:
+    """Shares with their decimals trimmed (``1234.5``); ``places`` truncates for display."""
     whole, frac = divmod(int(units), SHARE_UNIT)
-    return f"{whole}" if frac == 0 else f"{whole}.{frac:018d}".rstrip("0")
+    digits = f"{frac:018d}"[:places] if places is not None else f"{frac:018d}"
+    digits = digits.rstrip("0")
+    return f"{whole}.{digits}" if digits else f"{whole}"
 
 
 def format_duration(seconds: int) -> str:
