@@ -168,3 +168,19 @@ def test_reopen_10k_blocks_under_two_seconds(tmp_path: Path) -> None:
     assert seen["block"] == height and seen["balances"] == [99]
     print(f"\n10k blocks: built in {built:.1f} s, reopened in {reopened_in * 1000:.1f} ms")
     assert reopened_in < 2.0
+
+
+def test_estimates_see_the_advanced_clock(tmp_path: Path) -> None:
+    """After advance_time, a deadline passed in real time is past for the estimate too."""
+    from databright.chain.compile import compile_file
+    from databright.chain.deploy import deploy_contract
+
+    probe = compile_file(Path(__file__).resolve().parent / "contracts" / "Probe.vy")
+    with open_chain(Home(tmp_path), Config()) as chain:
+        chain.advance_time(10 * 86_400)
+        faucet = faucet_account()
+        address = deploy_contract(chain, probe, faucet, 2)  # deadline: 2 s from now
+        contract = chain.w3.eth.contract(address=address, abi=probe.abi)
+        time.sleep(3.1)  # real time, no new block meanwhile
+        chain.send(contract.functions.after_deadline(), faucet)
+        assert chain.call(contract.functions.counter()) == 100

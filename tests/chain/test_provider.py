@@ -140,3 +140,28 @@ def test_blueprint_deploy(chain: Chain, new_account, compile_cache: Path) -> Non
     address = deploy_blueprint(chain, compiled, new_account())
     code = bytes(chain.w3.eth.get_code(address))
     assert code.startswith(bytes.fromhex("fe7100"))
+
+
+def test_threads_share_one_chain(chain: Chain, probe, new_account) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    contract, _ = probe
+    senders = [new_account() for _ in range(3)]
+    errors: list[BaseException] = []
+
+    def work(sender: LocalAccount) -> None:
+        try:
+            for _ in range(4):
+                chain.send(contract.functions.bump(1000), sender)
+                chain.call(contract.functions.counter())
+                chain.now()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in senders]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert chain.call(contract.functions.counter()) == 12

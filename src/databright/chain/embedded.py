@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +24,9 @@ from typing import Any, Self
 
 from eth.chains.base import MiningChain
 from eth.db.atomic import AtomicDB
+from eth.estimators.gas import binary_gas_search_intrinsic_tolerance
 from eth.vm.forks import PragueVM
+from eth.vm.spoof import SpoofTransaction
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_tester import EthereumTester, PyEVMBackend
@@ -43,18 +46,55 @@ _OFFSET_KEY = "clock_offset"
 _GENESIS_ACCOUNTS = 10
 
 
-class EmbeddedPosChain(MiningChain):
-    """A post-merge dev chain on the latest fork eth-tester supports, gas limit kept constant."""
+def fast_gas_estimate(state: Any, transaction: Any) -> int:
+    """Two executions instead of py-evm's ~13-step binary search.
 
-    chain_id = CHAIN_ID
-    vm_configuration = ((0, PragueVM),)
+    Measure the gas used at the block limit, pad it (refunds, the 63/64 rule of nested calls),
+    and check the padded limit really succeeds; fall back to the binary search if it does not.
+    """
+    snapshot = state.snapshot()
+    try:
+        computation = state.apply_transaction(
+            SpoofTransaction(transaction, gas=state.gas_limit, gas_price=0)
+        )
+        if computation.is_error:
+            raise computation.error
+        used = transaction.intrinsic_gas + computation.get_gas_used()
+    finally:
+        state.revert(snapshot)
+    candidate = min(state.gas_limit, used * 5 // 4 + 10_000)
+    snapshot = state.snapshot()
+    try:
+        ok = not state.apply_transaction(SpoofTransaction(transaction, gas=candidate)).is_error
+    finally:
+        state.revert(snapshot)
+    return candidate if ok else int(binary_gas_search_intrinsic_tolerance(state, transaction))
 
-    def create_header_from_parent(self, parent_header: Any, **header_params: Any) -> Any:
-        header_params["gas_limit"] = parent_header.gas_limit
-        return super().create_header_from_parent(parent_header, **header_params)
 
-    def get_transaction_builder(self) -> Any:
-        return self.get_vm().get_transaction_builder()
+def chain_class(clock: Callable[[], int]) -> type[MiningChain]:
+    """A post-merge dev chain class whose new headers take their time from ``clock``.
+
+    Every header py-evm makes (the pending block, the throw-away block of a gas estimate) is
+    stamped ``max(parent + 1, clock())``, so estimates see the same time as the real block.
+    """
+
+    class ClockedPragueVM(PragueVM):  # type: ignore[misc]
+        @classmethod
+        def create_header_from_parent(cls, parent_header: Any, **header_params: Any) -> Any:
+            if parent_header is not None:
+                header_params.setdefault("timestamp", max(parent_header.timestamp + 1, clock()))
+                header_params["gas_limit"] = parent_header.gas_limit  # keep it constant
+            return PragueVM.create_header_from_parent(parent_header, **header_params)
+
+    class EmbeddedPosChain(MiningChain):  # type: ignore[misc]
+        chain_id = CHAIN_ID
+        vm_configuration = ((0, ClockedPragueVM),)
+        gas_estimator = staticmethod(fast_gas_estimate)
+
+        def get_transaction_builder(self) -> Any:
+            return self.get_vm().get_transaction_builder()
+
+    return EmbeddedPosChain
 
 
 def genesis_keys() -> tuple[Any, ...]:
@@ -73,16 +113,17 @@ class EmbeddedBackend(PyEVMBackend):
     def __init__(self, kv: SqliteKV) -> None:
         self.kv = kv
         self.account_keys = genesis_keys()
+        self.offset = int(kv.get_meta(_OFFSET_KEY, "0") or 0)
+        chain_cls = chain_class(self.chain_time)
         base_db = AtomicDB(kv)
         if kv.get_meta("genesis") is None:
             state = generate_genesis_state_for_keys(self.account_keys)
-            self.chain = EmbeddedPosChain.from_genesis(base_db, get_default_genesis_params(), state)
+            self.chain = chain_cls.from_genesis(base_db, get_default_genesis_params(), state)
             kv.set_meta("genesis", "1")
             kv.set_meta(_OFFSET_KEY, "0")
             kv.commit()
         else:
-            self.chain = EmbeddedPosChain(base_db)
-        self.offset = int(kv.get_meta(_OFFSET_KEY, "0") or 0)
+            self.chain = chain_cls(base_db)
         self._refresh_clock()
 
     # -- clock --------------------------------------------------------------------------------
@@ -244,6 +285,8 @@ class EmbeddedChain:
         on_wait: Callable[[str | None], None] | None = None,
     ) -> None:
         self.chain_dir = Path(chain_dir)
+        # eth-tester is not thread-safe: every request and every mining step takes this mutex
+        self.mutex = threading.RLock()
         self.lock = ChainLock(self.chain_dir, lock_timeout, on_wait)
         self.lock.acquire()
         try:
@@ -256,17 +299,20 @@ class EmbeddedChain:
 
     def advance_time(self, seconds: int) -> int:
         """Move the clock forward, mine one block at the new time; returns its timestamp."""
-        self.backend.set_offset_for(int(seconds))
-        self.tester.mine_blocks(1)
-        return self.backend.latest_timestamp()
+        with self.mutex:
+            self.backend.set_offset_for(int(seconds))
+            self.tester.mine_blocks(1)
+            return self.backend.latest_timestamp()
 
     def mine_empty_blocks(self, count: int) -> None:
         """Mine ``count`` empty blocks (each committed on its own)."""
-        self.tester.mine_blocks(count)
+        with self.mutex:
+            self.tester.mine_blocks(count)
 
     def close(self) -> None:
         """Close the database and release the lock."""
         try:
-            self.kv.close()
+            with self.mutex:
+                self.kv.close()
         finally:
             self.lock.release()

@@ -8,18 +8,21 @@ signs locally and turns every failure into a :class:`~databright.errors.DataBrig
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Self
 
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
+from web3.exceptions import TransactionIndexingInProgress, TransactionNotFound
 from web3.providers.eth_tester import EthereumTesterProvider
 from web3.types import TxReceipt
 
 from databright.chain.embedded import EmbeddedChain, faucet_account
 from databright.chain.reverts import revert_error, translate
 from databright.errors import (
+    ChainError,
     ChainUnreachableError,
     ConfigError,
     DevChainOnlyError,
@@ -34,9 +37,9 @@ _DEV_NODES = {"anvil": "anvil", "hardhat": "hardhat", "ganache": "evm"}
 class _SerialTesterProvider(EthereumTesterProvider):
     """eth-tester is not thread-safe: one request at a time (the web server has threads)."""
 
-    def __init__(self, tester: Any) -> None:
+    def __init__(self, tester: Any, mutex: Any) -> None:
         super().__init__(tester)
-        self._lock = threading.RLock()
+        self._lock = mutex
 
     def make_request(self, method: Any, params: Any) -> Any:
         with self._lock:
@@ -114,7 +117,8 @@ class Chain:
     # -- writing ----------------------------------------------------------------------------------
     def _fees(self) -> dict[str, int]:
         base = int(self.w3.eth.get_block("latest").get("baseFeePerGas") or 0)
-        tip = int(self.w3.eth.max_priority_fee)
+        # eth-tester answers a constant 1 gwei tip: skip the round trip
+        tip = 10**9 if self.is_embedded else int(self.w3.eth.max_priority_fee)
         return {"maxPriorityFeePerGas": tip, "maxFeePerGas": 2 * base + tip}
 
     def _build(self, fn_or_tx: Any, sender: str, value: int, gas: int | None) -> dict[str, Any]:
@@ -170,12 +174,25 @@ class Chain:
             tx = self._build(fn_or_tx, account.address, value, gas)
             signed = account.sign_transaction(tx)
             tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
-            receipt = self.w3.eth.wait_for_transaction_receipt(
-                tx_hash, timeout=RECEIPT_TIMEOUT, poll_latency=0.05
-            )
+            receipt = self._wait_receipt(tx_hash)
             if receipt["status"] != 1:
                 self._raise_replayed(tx, account.address, receipt)
             return receipt
+
+    def _wait_receipt(self, tx_hash: Any) -> TxReceipt:
+        """Poll for the receipt, fast at first: dev nodes mine within milliseconds."""
+        delay, deadline = 0.002, time.monotonic() + RECEIPT_TIMEOUT
+        while True:
+            try:
+                return self.w3.eth.get_transaction_receipt(tx_hash)
+            except (TransactionNotFound, TransactionIndexingInProgress):
+                pass
+            if time.monotonic() > deadline:
+                raise ChainError(
+                    f"transaction {Web3.to_hex(tx_hash)} not mined after {RECEIPT_TIMEOUT:.0f} s"
+                )
+            time.sleep(delay)
+            delay = min(delay * 2, 0.25)
 
     def _raise_replayed(self, tx: dict[str, Any], sender: str, receipt: TxReceipt) -> None:
         """A mined revert: replay it as a call on the parent state to learn the reason."""
@@ -280,7 +297,7 @@ def open_embedded(
     """The home's embedded chain, created at genesis on first use; holds its lock until closed."""
     embedded = EmbeddedChain(home.chain_dir, lock_timeout, on_wait)
     try:
-        w3 = Web3(_SerialTesterProvider(embedded.tester))
+        w3 = Web3(_SerialTesterProvider(embedded.tester, embedded.mutex))
         return Chain(w3, EMBEDDED, embedded=embedded)
     except BaseException:
         embedded.close()
