@@ -92,3 +92,10 @@ def test_streaming_hasher_matches(tmp_path) -> None:
     p = tmp_path / "f.bin"
     p.write_bytes(data)
     assert cid_of_file(p) == cid_of_bytes(data)
+
+
+@given(st.lists(st.binary(min_size=32, max_size=32), min_size=1, max_size=50))
+def test_vectorised_digests(digests) -> None:
+    from databright.storage.cid import digests_of
+
+    assert digests_of([cid_from_digest(d) for d in digests]) == b"".join(digests)

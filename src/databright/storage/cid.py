@@ -7,12 +7,14 @@ fetched from or pinned to IPFS by the CID we record. A CID here is always exactl
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
+
+import numpy as np
 
 __all__ = [
     "CID_LENGTH",
@@ -22,15 +24,20 @@ __all__ = [
     "cid_from_digest",
     "cid_of_bytes",
     "cid_of_file",
+    "digests_of",
     "is_cid",
 ]
 
-# version 1, codec raw (0x55), multihash sha2-256 (0x12) of 32 bytes (0x20)
-_PREFIX = b"\x01\x55\x12\x20"
 CID_LENGTH = 59
 # "bafkrei" spells the first 30 bits of the 4-byte header; the next character carries the
 # header's last 2 bits (zero, so a-h) and 3 digest bits; the last character carries 3 digest
 # bits and 2 zero padding bits (so every 4th letter). One canonical spelling per digest.
+_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"
+_PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]
+_SHIFTS = tuple(range(250, -1, -10))
+_TO_INT_DIGITS = str.maketrans(_ALPHABET, "0123456789abcdefghijklmnopqrstuv")
+_DECODE_TABLE = np.zeros(256, dtype=np.uint8)
+_DECODE_TABLE[np.frombuffer(_ALPHABET.encode(), dtype=np.uint8)] = np.arange(32, dtype=np.uint8)
 CID_PATTERN = re.compile(r"bafkrei[a-h][a-z2-7]{50}[aeimquy4]")
 _CHUNK = 1 << 20
 
@@ -39,7 +46,11 @@ def cid_from_digest(digest: bytes) -> str:
     """CID string of a blob whose sha256 is ``digest`` (32 bytes)."""
     if len(digest) != 32:
         raise ValueError(f"a sha2-256 digest is 32 bytes, got {len(digest)}")
-    return "b" + base64.b32encode(_PREFIX + digest).decode("ascii").rstrip("=").lower()
+    # The 4 header bytes are constant: "bafkrei" spells their first 30 bits. What follows is the
+    # base32 of (2 zero header bits + 256 digest bits + 2 zero padding bits) = 260 bits, done as 26
+    # lookups of 10 bits (base64.b32encode is pure Python and 5x slower).
+    n = int.from_bytes(digest, "big") << 2
+    return "bafkrei" + "".join([_PAIRS[(n >> s) & 0x3FF] for s in _SHIFTS])
 
 
 def cid_of_bytes(data: bytes | bytearray | memoryview) -> str:
@@ -56,7 +67,22 @@ def cid_digest(cid: str) -> bytes:
     """The 32-byte sha256 inside ``cid`` (what the chain stores as ``bytes32``)."""
     if not is_cid(cid):
         raise ValueError(f"not a CIDv1 raw sha2-256 base32 string: {cid!r}")
-    return base64.b32decode(cid[1:].upper() + "======")[4:]
+    # int() reads base 32 with digits 0-9a-v: translate the RFC 4648 alphabet to those digits
+    return (int(cid[7:].translate(_TO_INT_DIGITS), 32) >> 2).to_bytes(32, "big")
+
+
+def digests_of(cids: Sequence[str] | np.ndarray) -> bytes:
+    """The sha256 digests of many (already validated) CIDs, concatenated; vectorised base32.
+    ``cids`` is a sequence of CID strings or an ``(n, 59)`` uint8 array of their characters."""
+    if isinstance(cids, np.ndarray) and cids.dtype == np.uint8:
+        chars = cids.reshape(-1, CID_LENGTH)
+    else:
+        chars = np.frombuffer("".join(cids).encode("ascii"), dtype=np.uint8).reshape(-1, CID_LENGTH)
+    n = len(chars)
+    # 52 characters after "bafkrei" = 2 header bits + 256 digest bits + 2 padding bits
+    values = _DECODE_TABLE.take(np.ascontiguousarray(chars[:, 7:]))  # 5 bits in each byte
+    bits = np.unpackbits(values).reshape(n, 52, 8)[:, :, 3:].reshape(n, 260)
+    return np.packbits(bits[:, 2:258], axis=1).tobytes()
 
 
 class CidHasher:

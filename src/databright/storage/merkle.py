@@ -34,7 +34,7 @@ except ImportError:  # pragma: no cover - depends on the environment
         return _kc.new(digest_bits=256, data=data).digest()
 
 
-__all__ = ["MerkleTree", "encode_leaf", "keccak", "leaf_hash", "merkle_root", "verify_proof"]
+__all__ = ["MerkleTree", "encode_leaf", "keccak", "leaf_hash", "leaves_of", "merkle_root", "verify_proof"]
 
 MAX_LABEL_BYTES = 64  # DataMarket.verify_item takes label: String[64]
 _OFFSET = (64).to_bytes(32, "big")  # abi.encode: head of the dynamic string points past 2 words
@@ -59,6 +59,22 @@ def encode_leaf(cid_digest_: bytes, label: str) -> bytes:
 def leaf_hash(cid_digest_: bytes, label: str) -> bytes:
     """The tree leaf of one item: ``keccak256(keccak256(abi.encode(cid_digest, label)))``."""
     return keccak(keccak(encode_leaf(cid_digest_, label)))
+
+
+def leaves_of(digests: bytes, labels: Iterable[str]) -> bytes:
+    """Leaf hashes, concatenated, of parallel columns: ``digests`` (32 bytes each, concatenated)
+    and ``labels``. The ABI tail of each distinct label is encoded once."""
+    tails: dict[str, bytes] = {}
+    out = []
+    k = keccak
+    for i, label in enumerate(labels):
+        tail = tails.get(label)
+        if tail is None:
+            tail = tails[label] = encode_leaf(_ZERO, label)[32:]
+        out.append(k(k(digests[i * 32:i * 32 + 32] + tail)))
+    if len(out) * 32 != len(digests):
+        raise ValueError("digests and labels differ in length")
+    return b"".join(out)
 
 
 def hash_pair(a: bytes, b: bytes) -> bytes:
