@@ -92,7 +92,19 @@ def test_resubmitting_existing_items_is_refused(market, digit_folder):
 
 def test_bad_amounts(market):
     _one_line(market("pay", "digits", "lots", as_="carol", code=UsageError.exit_code))
-    _one_line(market("transfer", "digits", "bob", "-3", as_="alice", code=UsageError.exit_code))
+    _one_line(market("transfer", "digits", "bob", "0", as_="alice", code=UsageError.exit_code))
+    _one_line(market("transfer", "digits", "bob", "1.2.3", as_="alice", code=UsageError.exit_code))
+
+
+def test_usage_mistakes_are_one_line_too(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "databright.cli", "vote", "--nope"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: No such option: --nope")
+    assert len(proc.stderr.strip().splitlines()) == 1
 
 
 def test_no_home(tmp_path):
@@ -116,6 +128,8 @@ def test_embedded_chain_busy(market):
     from databright.chain.embedded import ChainLock
 
     with ChainLock(market.home / "chain", timeout=1):
-        err = _one_line(market("dataset", "list", code=ChainBusyError.exit_code,
-                               env={"DATABRIGHT_LOCK_TIMEOUT": "0.5"}))
-    assert "busy" in err
+        result = market("dataset", "list", code=ChainBusyError.exit_code,
+                        env={"DATABRIGHT_LOCK_TIMEOUT": "0.5"})
+    waiting, err = result.stderr.strip().splitlines()
+    assert waiting.startswith("waiting for the embedded chain")
+    assert err.startswith("error: embedded chain at ") and "busy" in err

@@ -43,5 +43,18 @@ _register_demo()
 
 
 def main() -> None:
-    """Console entry point."""
-    app()
+    """Console entry point: usage mistakes are one line on stderr too (exit 2)."""
+    import sys
+
+    # typer ships its own click; its UsageError is the parent of BadParameter.
+    usage_error = typer.BadParameter.__mro__[1]
+    try:
+        code = app(standalone_mode=False)
+    except usage_error as exc:
+        where = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
+        print(f"error: {exc.format_message()}{where}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        print("error: aborted", file=sys.stderr)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
