@@ -31,7 +31,13 @@ from databright.errors import (
 from databright.home import EMBEDDED, Config, Home
 
 RECEIPT_TIMEOUT = 120.0
-_DEV_NODES = {"anvil": "anvil", "hardhat": "hardhat", "ganache": "evm"}
+#: dev node (as ``web3_clientVersion`` names it) → its "set balance" method; all three move the
+#: clock with ``evm_increaseTime`` + ``evm_mine``.
+_DEV_NODES = {
+    "anvil": "anvil_setBalance",
+    "hardhat": "hardhat_setBalance",
+    "ganache": "evm_setAccountBalance",
+}
 
 
 class _SerialTesterProvider(EthereumTesterProvider):
@@ -207,6 +213,10 @@ class Chain:
         raise revert_error("")
 
     # -- development helpers ----------------------------------------------------------------------
+    def _rpc(self, method: str, params: list[Any]) -> Any:
+        """A raw JSON-RPC call that raises on an error answer."""
+        return self.w3.manager.request_blocking(method, params)  # type: ignore[arg-type]
+
     def _require_dev(self, what: str) -> None:
         if not self.supports_time_travel:
             raise DevChainOnlyError(
@@ -226,9 +236,8 @@ class Chain:
         with self._send_lock, self.translating():
             if self.embedded is not None:
                 return self.embedded.advance_time(int(seconds))
-            rpc = _DEV_NODES[self.dev_node or "anvil"]
-            self.w3.provider.make_request(f"{rpc}_increaseTime", [int(seconds)])  # type: ignore
-            self.w3.provider.make_request("evm_mine", [])  # type: ignore
+            self._rpc("evm_increaseTime", [int(seconds)])
+            self._rpc("evm_mine", [])
             return self.now()
 
     def fund(self, address: str, wei: int) -> None:
@@ -243,9 +252,9 @@ class Chain:
             self.send({"to": address}, faucet_account(), value=int(wei), gas=21_000)
             return
         with self._send_lock, self.translating():
-            method = "hardhat_setBalance" if self.dev_node == "hardhat" else "anvil_setBalance"
+            method = _DEV_NODES[self.dev_node or "anvil"]
             new = int(self.w3.eth.get_balance(address)) + int(wei)
-            self.w3.provider.make_request(method, [address, hex(new)])  # type: ignore
+            self._rpc(method, [address, hex(new)])
 
     # -- lifetime ---------------------------------------------------------------------------------
     def close(self) -> None:
