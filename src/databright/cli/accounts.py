@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Annotated, Optional
 
 import typer
@@ -9,6 +11,7 @@ from rich.table import Table
 
 from databright.cli.common import (HomeOpt, JsonOpt, console, emit, handles_errors,
                                    open_deployment, password_for)
+from databright.errors import UsageError
 from databright.home import Home
 from databright.market import deployment as svc
 from databright.market.units import format_wei
@@ -58,6 +61,25 @@ def new(
         f"account {d['name']}: {d['address']}"
         + (f" (funded with {format_wei(d['funded_wei'])})" if d["funded_wei"] else "")
         + (" — the default signer" if d["default"] else "")))
+
+
+@app.command("import")
+@handles_errors
+def import_(
+    name: str,
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Import an existing private key (from DATABRIGHT_PRIVATE_KEY or a prompt)."""
+    key = os.environ.get("DATABRIGHT_PRIVATE_KEY")
+    if key is None:
+        if not sys.stdin.isatty():
+            raise UsageError("set DATABRIGHT_PRIVATE_KEY to the 0x… key to import (no terminal to prompt on)")
+        key = typer.prompt("private key (0x…)", hide_input=True)
+    with open_deployment(home) as dep:
+        out = svc.import_account(dep, name, key, password_for(name, confirm=True))
+    emit(out, json_out, lambda d: console.print(
+        f"account {d['name']}: {d['address']}, balance {format_wei(d['balance_wei'])}"))
 
 
 @app.command("list")

@@ -123,6 +123,17 @@ def new_account(dep: Deployment, name: str, password: str, *, fund: bool = True,
             "default": dep.config.default_account == name}
 
 
+def import_account(dep: Deployment, name: str, key: str, password: str) -> dict:
+    """Keep an existing private key (e.g. a funded account on a real network) in the keystore."""
+    address = dep.keystore.import_key(name, key.strip(), password)
+    if dep.config.default_account is None:
+        dep.config.default_account = name
+        dep.home.save(dep.config)
+    return {"name": name, "address": address,
+            "balance_wei": dep.chain.w3.eth.get_balance(address),
+            "default": dep.config.default_account == name}
+
+
 def account_info(dep: Deployment, name: str) -> dict:
     address = dep.keystore.address_of(name)
     return {"name": name, "address": address,
