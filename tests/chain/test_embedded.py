@@ -184,3 +184,14 @@ def test_estimates_see_the_advanced_clock(tmp_path: Path) -> None:
         time.sleep(3.1)  # real time, no new block meanwhile
         chain.send(contract.functions.after_deadline(), faucet)
         assert chain.call(contract.functions.counter()) == 100
+
+
+def test_close_from_another_thread_releases_the_lock(tmp_path: Path) -> None:
+    import threading
+
+    chain = open_chain(Home(tmp_path), Config())
+    closer = threading.Thread(target=chain.close)
+    closer.start()
+    closer.join()
+    with open_chain(Home(tmp_path), Config(), lock_timeout=0.5):
+        pass

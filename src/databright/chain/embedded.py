@@ -219,8 +219,9 @@ class ChainLock:
         self.timeout = lock_timeout_from_env() if timeout is None else timeout
         self.on_wait = on_wait
         self.chain_dir.mkdir(parents=True, exist_ok=True)
-        # is_singleton=False: a second open in this same process must wait too, not re-enter.
-        self._lock = FileLock(self.chain_dir / "chain.lock", is_singleton=False)
+        # is_singleton=False: a second open in this same process must wait too, not re-enter;
+        # thread_local=False: a server may open the chain in one thread and close it in another.
+        self._lock = FileLock(self.chain_dir / "chain.lock", is_singleton=False, thread_local=False)
         self._owner = self.chain_dir / "chain.owner"
 
     def holder(self) -> str | None:
