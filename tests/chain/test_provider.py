@@ -165,3 +165,33 @@ def test_threads_share_one_chain(chain: Chain, probe, new_account) -> None:  # t
         t.join()
     assert not errors
     assert chain.call(contract.functions.counter()) == 12
+
+
+@pytest.mark.anvil
+def test_node_going_away_and_chain_id_mismatch(anvil_url: str, tmp_path: Path) -> None:
+    import subprocess
+
+    from databright.chain.provider import open_chain
+    from databright.errors import ConfigError
+    from databright.home import Config, Home
+
+    from .conftest import _free_port, _wait_ready, anvil_binary
+
+    with pytest.raises(ConfigError, match="set up on chain id 1"):
+        open_chain(Home(tmp_path), Config(chain=anvil_url, chain_id=1))
+    port = _free_port()
+    proc = subprocess.Popen(
+        [str(anvil_binary()), "--host", "127.0.0.1", "--port", str(port), "--silent"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(url, proc)
+        chain = open_chain(Home(tmp_path), Config(chain=url))
+        assert chain.dev_node == "anvil" and not chain.is_embedded
+    finally:
+        proc.kill()
+        proc.wait()
+    with pytest.raises(ChainUnreachableError, match=f"cannot reach the chain at URL: {url}"):
+        chain.block_number()

@@ -133,7 +133,7 @@ class Keystore:
         """All accounts as ``(name, checksum address)``, sorted by name."""
         if not self.directory.is_dir():
             return []
-        out = []
+        out: list[tuple[str, str]] = []
         for path in sorted(self.directory.glob("*.json")):
             try:
                 data = json.loads(path.read_text())

@@ -88,7 +88,7 @@ def chain_class(clock: Callable[[], int]) -> type[MiningChain]:
 
     class EmbeddedPosChain(MiningChain):  # type: ignore[misc]
         chain_id = CHAIN_ID
-        vm_configuration = ((0, ClockedPragueVM),)
+        vm_configuration = ((0, ClockedPragueVM),)  # type: ignore[assignment]
         gas_estimator = staticmethod(fast_gas_estimate)
 
         def get_transaction_builder(self) -> Any:
@@ -138,8 +138,9 @@ class EmbeddedBackend(PyEVMBackend):
             return
         parent = self.chain.get_canonical_head()
         stamp = max(parent.timestamp + 1, self.chain_time())
-        if stamp != self.chain.header.timestamp:
-            self.chain.header = self.chain.header.copy(timestamp=stamp)
+        chain: Any = self.chain  # a MiningChain: it has a pending header
+        if stamp != chain.header.timestamp:
+            chain.header = chain.header.copy(timestamp=stamp)
 
     def latest_timestamp(self) -> int:
         """Timestamp of the last mined block."""

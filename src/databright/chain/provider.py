@@ -132,7 +132,7 @@ class Chain:
             "from": sender,
             "value": int(value),
             "chainId": self.chain_id,
-            "nonce": self.w3.eth.get_transaction_count(sender, "pending"),
+            "nonce": self.w3.eth.get_transaction_count(Web3.to_checksum_address(sender), "pending"),
             **self._fees(),
         }
         if hasattr(fn_or_tx, "build_transaction"):
@@ -202,7 +202,7 @@ class Chain:
 
     def _raise_replayed(self, tx: dict[str, Any], sender: str, receipt: TxReceipt) -> None:
         """A mined revert: replay it as a call on the parent state to learn the reason."""
-        call = {k: tx[k] for k in ("to", "data", "value", "gas") if k in tx}
+        call: dict[str, Any] = {k: tx[k] for k in ("to", "data", "value", "gas") if k in tx}
         call["from"] = sender
         try:
             self.w3.eth.call(call, receipt["blockNumber"] - 1)  # type: ignore[arg-type]

@@ -56,7 +56,9 @@ class BoundContract:
         self.chain = chain
         self.address = checksum(address)
         self.compiled = compiled or compile_contract(self.contract_name)
-        self.contract = chain.w3.eth.contract(address=self.address, abi=self.compiled.abi)
+        self.contract = chain.w3.eth.contract(
+            address=Web3.to_checksum_address(self.address), abi=self.compiled.abi
+        )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.address} on {self.chain.url})"
