@@ -90,3 +90,26 @@ def test_dev_advance_moves_the_clock(market):
 def test_human_output_has_no_json(market):
     result = market("dataset", "show", "digits", json_out=False)
     assert "digits" in result.stdout and "quorum" in result.stdout
+
+
+def test_proposal_show_flags_a_lying_proposer(market, digit_folder):
+    from databright.market.context import Deployment
+    from databright.storage.cid import cid_of_bytes
+    from databright.storage.ingest import ingest
+    from tests.cli.conftest import PASSWORD
+
+    batch = digit_folder(market.inputs / "liar", 500, 10)
+    with Deployment(market.home) as dep:
+        honest = ingest(batch, dep.store)
+        bob = dep.keystore.unlock("bob", PASSWORD)
+        ds = dep.market.dataset_id_of("digits")
+        lying, _ = dep.market.propose(bob, ds, honest.manifest_cid, b"\x11" * 32, 500)
+        never_stored = cid_of_bytes(b"a manifest that was never stored")
+        ghost, _ = dep.market.propose(bob, ds, never_stored, b"\x22" * 32, 5)
+    shown = market("proposal", "show", str(lying))
+    problems = " ".join(shown["check"]["problems"])
+    assert shown["check"]["ok"] is False
+    assert "MERKLE ROOT MISMATCH" in problems and "ITEM COUNT MISMATCH" in problems
+    assert "WARNING: MERKLE ROOT MISMATCH" in market("proposal", "show", str(lying), json_out=False).stdout
+    missing = market("proposal", "show", str(ghost))["check"]
+    assert missing["ok"] is False and "manifest unreadable" in missing["problems"][0]

@@ -12,16 +12,26 @@ from databright.market.context import Deployment
 from databright.market.datasets import card_of, dataset_id, entries_of
 
 
-def existing_cids(dep: Deployment, ds_id: int) -> set[str]:
-    """CIDs already in the dataset (accepted entries) or held out for validation."""
+def existing_cids(dep: Deployment, ds_id: int, *, include_open: bool = True) -> set[str]:
+    """CIDs already in the dataset (accepted entries), held out for validation, and (with
+    ``include_open``) pending in its open proposals: none of them may earn shares again."""
     from databright.storage.manifest import read_manifest
 
-    cids: set[str] = set()
-    for entry in entries_of(dep, ds_id):
-        cids.update(item.cid for item in read_manifest(dep.store, entry.manifest_cid))
+    manifests = [entry.manifest_cid for entry in entries_of(dep, ds_id)]
     val = card_of(dep, ds_id).get("validation_manifest")
     if val:
-        cids.update(item.cid for item in read_manifest(dep.store, val))
+        manifests.append(val)
+    if include_open:
+        for pid in range(1, dep.market.proposal_count() + 1):
+            p = dep.market.get_proposal(pid)
+            if p.dataset_id == ds_id and p.status == "open":
+                manifests.append(p.manifest_cid)
+    cids: set[str] = set()
+    for cid in manifests:
+        try:
+            cids.update(item.cid for item in read_manifest(dep.store, cid))
+        except StorageError:
+            continue  # a proposal whose manifest is missing is flagged by `proposal show`
     return cids
 
 
@@ -171,6 +181,11 @@ def check_manifest(dep: Deployment, p: Any) -> dict:
         problems.append(
             f"ITEM COUNT MISMATCH: the chain says {p.item_count}, the manifest has {len(items)}"
         )
+    if p.status == "open":
+        overlap = {it.cid for it in items} & existing_cids(dep, p.dataset_id, include_open=False)
+        if overlap:
+            problems.append(f"{len(overlap)} items are already in the dataset or its "
+                            "validation split: they must not earn shares twice")
     missing = [it.cid for it in items if not dep.store.has(it.cid)]
     if missing:
         problems.append(f"{len(missing)} blobs missing from the store (first: {missing[0]})")
