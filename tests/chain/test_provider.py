@@ -195,3 +195,15 @@ def test_node_going_away_and_chain_id_mismatch(anvil_url: str, tmp_path: Path) -
         proc.wait()
     with pytest.raises(ChainUnreachableError, match=f"cannot reach the chain at URL: {url}"):
         chain.block_number()
+
+
+def test_next_block_time_follows_the_clock(chain: Chain, probe) -> None:  # type: ignore[no-untyped-def]
+    contract, owner = probe
+    stamp = chain.advance_time(1000)
+    ahead = chain.next_block_time()
+    assert ahead > stamp
+    time.sleep(1.1)
+    assert chain.next_block_time() >= ahead
+    receipt = chain.send(contract.functions.bump(10), owner)
+    mined = chain.w3.eth.get_block(receipt["blockNumber"])["timestamp"]
+    assert ahead <= mined <= chain.next_block_time()

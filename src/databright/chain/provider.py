@@ -110,6 +110,24 @@ class Chain:
         with self.translating():
             return int(self.w3.eth.get_block("latest")["timestamp"])
 
+    def next_block_time(self) -> int:
+        """The timestamp a transaction sent now would see (the chain's clock, read without a block).
+
+        ``now()`` stands still between blocks; this follows the clock: on the embedded chain
+        ``max(latest + 1, wall clock + offset)``, on a node its pending block's timestamp.
+        """
+        with self.translating():
+            if self.embedded is not None:
+                with self.embedded.mutex:
+                    backend = self.embedded.backend
+                    return max(backend.latest_timestamp() + 1, backend.chain_time())
+            latest = int(self.w3.eth.get_block("latest")["timestamp"])
+            try:
+                pending = int(self.w3.eth.get_block("pending")["timestamp"])
+            except Exception:  # noqa: BLE001 - "pending" is optional for a node
+                pending = int(time.time())
+            return max(latest + 1, pending)
+
     def balance(self, address: str) -> int:
         """Ether balance of ``address`` in wei."""
         with self.translating():
