@@ -129,23 +129,27 @@ def _check_consistent(home: Home) -> int:
 
 
 def test_crash_while_mining_leaves_a_block_boundary(tmp_path: Path) -> None:
-    proc = subprocess.Popen(
-        [sys.executable, str(WORKER), "churn", str(tmp_path)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    printed = 0
-    deadline = time.monotonic() + 60
-    while printed < 40 and time.monotonic() < deadline:  # kill it mid-stream
-        line = proc.stdout.readline()
-        if line.strip():
-            printed = int(line)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert printed >= 40
-    head = _check_consistent(Home(tmp_path))
-    assert head >= printed  # every block it reported as committed is there
+    """Three SIGKILLs at different points of a mining process, on the same home."""
+    head = 0
+    for extra_blocks, pause in ((40, 0.0), (13, 0.003), (27, 0.011)):
+        proc = subprocess.Popen(
+            [sys.executable, str(WORKER), "churn", str(tmp_path)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None
+        printed = head
+        deadline = time.monotonic() + 60
+        while printed < head + extra_blocks and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if line.strip():
+                printed = int(line)
+        time.sleep(pause)  # land the kill at another point of the block cycle
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        assert printed >= head + extra_blocks
+        head = _check_consistent(Home(tmp_path))
+        assert head >= printed  # every block it reported as committed is there
 
 
 @pytest.mark.slow
