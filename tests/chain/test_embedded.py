@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from eth_account import Account
 
-from databright.chain.embedded import ChainLock, faucet_account
+from databright.chain.embedded import faucet_account
+from databright.chain.lock import ChainLock
 from databright.chain.provider import open_chain
 from databright.errors import ChainBusyError
 from databright.home import Config, Home

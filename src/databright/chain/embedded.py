@@ -8,19 +8,17 @@ Design:
   transaction), so the file always ends at a block boundary, even after ``kill -9``.
 * The clock is wall time plus a persisted offset; :meth:`EmbeddedBackend.advance` grows the offset
   and mines a block at the new time, so advanced time survives a reopen and keeps flowing.
-* One process at a time: :class:`ChainLock` (a ``filelock`` next to the database) is held for as
-  long as the chain is open; waiting ends in :class:`~databright.errors.ChainBusyError`.
+* One process at a time: :class:`~databright.chain.lock.ChainLock` (a ``filelock`` next to the
+  database) is held for as long as the chain is open.
 """
 
 from __future__ import annotations
 
-import os
-import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 from eth.chains.base import MiningChain
 from eth.db.atomic import AtomicDB
@@ -35,13 +33,11 @@ from eth_tester.backends.pyevm.main import (
     get_default_account_keys,
     get_default_genesis_params,
 )
-from filelock import FileLock, Timeout
 
 from databright.chain.kvstore import SqliteKV
-from databright.errors import ChainBusyError
+from databright.chain.lock import ChainLock
 
 CHAIN_ID = 131277322940537  # the id web3's EthereumTesterProvider reports for eth_chainId
-DEFAULT_LOCK_TIMEOUT = 60.0
 _OFFSET_KEY = "clock_offset"
 _GENESIS_ACCOUNTS = 10
 
@@ -186,89 +182,6 @@ class EmbeddedBackend(PyEVMBackend):
 
     def revert_to_snapshot(self, snapshot: Any) -> None:
         raise NotImplementedError("the embedded chain is persistent: snapshots are not supported")
-
-
-def lock_timeout_from_env() -> float:
-    """``$DATABRIGHT_LOCK_TIMEOUT`` in seconds, default 60."""
-    raw = os.environ.get("DATABRIGHT_LOCK_TIMEOUT")
-    try:
-        return float(raw) if raw else DEFAULT_LOCK_TIMEOUT
-    except ValueError:
-        return DEFAULT_LOCK_TIMEOUT
-
-
-class ChainLock:
-    """Exclusive access to one embedded chain folder, across processes.
-
-    Usable as a context manager; a CLI command holds it for its whole run. The holder writes its
-    pid and command line to ``chain.owner`` so a waiting process can say who it waits for.
-
-    Args:
-        chain_dir: the folder holding ``chain.sqlite``.
-        timeout: seconds to wait for another process; default ``$DATABRIGHT_LOCK_TIMEOUT`` or 60.
-        on_wait: called once, with a description of the holder, if the lock is not free at once
-            (the chain layer itself prints nothing).
-    """
-
-    def __init__(
-        self,
-        chain_dir: Path,
-        timeout: float | None = None,
-        on_wait: Callable[[str | None], None] | None = None,
-    ) -> None:
-        self.chain_dir = Path(chain_dir)
-        self.timeout = lock_timeout_from_env() if timeout is None else timeout
-        self.on_wait = on_wait
-        self.chain_dir.mkdir(parents=True, exist_ok=True)
-        # is_singleton=False: a second open in this same process must wait too, not re-enter;
-        # thread_local=False: a server may open the chain in one thread and close it in another.
-        self._lock = FileLock(self.chain_dir / "chain.lock", is_singleton=False, thread_local=False)
-        self._owner = self.chain_dir / "chain.owner"
-
-    def holder(self) -> str | None:
-        """Who holds the lock, as its owner file says (best effort)."""
-        try:
-            return self._owner.read_text().strip() or None
-        except OSError:
-            return None
-
-    def acquire(self) -> None:
-        """Take the lock, or raise :class:`ChainBusyError` after the timeout."""
-        try:
-            self._lock.acquire(timeout=0)
-        except Timeout:
-            if self.on_wait is not None:
-                self.on_wait(self.holder())
-            try:
-                self._lock.acquire(timeout=self.timeout)
-            except Timeout:
-                held = self.holder()
-                raise ChainBusyError(
-                    f"embedded chain at {self.chain_dir} is busy (held by another DataBright "
-                    f"process{': ' + held if held else ''}); retry or route through "
-                    "`databright serve`"
-                ) from None
-        try:
-            self._owner.write_text(f"pid {os.getpid()}: {' '.join(sys.argv)[:200]}\n")
-        except OSError:  # the owner note is a courtesy, never a failure
-            pass
-
-    def release(self) -> None:
-        """Give the lock back (no-op when not held)."""
-        if self._lock.is_locked:
-            self._lock.release(force=True)
-
-    @property
-    def is_locked(self) -> bool:
-        """Whether this object holds the lock."""
-        return bool(self._lock.is_locked)
-
-    def __enter__(self) -> Self:
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
 
 
 class EmbeddedChain:
