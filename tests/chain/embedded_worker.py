@@ -5,6 +5,7 @@ Commands:
     churn HOME                send value transfers and mine empty blocks forever, printing the
                               block number after each committed block (the crash test kills it)
     hold HOME SECONDS         open the chain, print "held", keep it open SECONDS
+    market HOME ADDRESS VOTER print one JSON line: what the DataMarket at ADDRESS holds
 """
 
 from __future__ import annotations
@@ -42,6 +43,24 @@ def main(argv: list[str]) -> None:
                 print(chain.block_number(), flush=True)
                 chain.embedded.mine_empty_blocks(3)  # type: ignore[union-attr]
                 print(chain.block_number(), flush=True)
+        elif cmd == "market":
+            from databright.chain.market_contract import MarketContract
+            from databright.chain.share_token import ShareTokenContract
+
+            market = MarketContract(chain, argv[2])
+            dataset = market.get_dataset(1)
+            proposal = market.get_proposal(1)
+            token = ShareTokenContract(chain, dataset.share_token)
+            out = {
+                "block": chain.block_number(),
+                "datasets": market.dataset_count(),
+                "name": dataset.name,
+                "status": proposal.status,
+                "yes": proposal.yes,
+                "voted": list(market.vote_of(1, argv[3])),
+                "supply": token.totalSupply(),
+            }
+            print(json.dumps(out), flush=True)
         elif cmd == "hold":
             print("held", flush=True)
             time.sleep(float(argv[2]))

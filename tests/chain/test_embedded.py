@@ -200,3 +200,44 @@ def test_close_from_another_thread_releases_the_lock(tmp_path: Path) -> None:
     closer.join()
     with open_chain(Home(tmp_path), Config(), lock_timeout=0.5):
         pass
+
+
+def test_market_state_seen_by_a_new_process(tmp_path: Path) -> None:
+    """Deploy, create, propose and vote in this process; a new process sees all of it."""
+    from databright.chain.deploy import deploy_market
+    from databright.chain.market_contract import MarketContract
+
+    home = Home(tmp_path)
+    with open_chain(home, Config()) as chain:
+        alice, bob = Account.create(), Account.create()
+        chain.fund(alice.address, 10**21)
+        chain.fund(bob.address, 10**21)
+        market = MarketContract(chain, deploy_market(chain, alice)["DataMarket"])
+        dataset_id, _ = market.create_dataset(
+            alice,
+            name="persisted",
+            symbol="PER",
+            card_cid="bafkreicard",
+            seed_cid="bafkreiseed",
+            seed_root=b"\x01" * 32,
+            seed_count=10,
+            quorum_bps=9000,
+            approval_bps=9000,
+            voting_period=3600,
+            stake=10**16,
+            reward_r0=10**18,
+            reward_n0=100,
+        )
+        proposal_id, _ = market.propose(bob, dataset_id, "bafkreimanifest", b"\x02" * 32, 5)
+        weight, _ = market.vote(alice, proposal_id, True)
+        height = chain.block_number()
+    seen = json.loads(_worker("market", str(tmp_path), market.address, alice.address))
+    assert seen == {
+        "block": height,
+        "datasets": 1,
+        "name": "persisted",
+        "status": "open",
+        "yes": weight,
+        "voted": [True, True, weight],
+        "supply": weight,
+    }
