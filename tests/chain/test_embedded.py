@@ -241,3 +241,14 @@ def test_market_state_seen_by_a_new_process(tmp_path: Path) -> None:
         "voted": [True, True, weight],
         "supply": weight,
     }
+
+
+def test_using_a_closed_chain_says_so(tmp_path: Path) -> None:
+    from databright.errors import ChainError
+
+    chain = open_chain(Home(tmp_path), Config())
+    w3 = chain.w3
+    chain.close()
+    chain.close()  # idempotent
+    with pytest.raises(ChainError, match="closed"):
+        w3.eth.block_number  # noqa: B018

@@ -202,6 +202,7 @@ class EmbeddedChain:
         self.chain_dir = Path(chain_dir)
         # eth-tester is not thread-safe: every request and every mining step takes this mutex
         self.mutex = threading.RLock()
+        self.closed = False
         self.lock = ChainLock(self.chain_dir, lock_timeout, on_wait)
         self.lock.acquire()
         try:
@@ -229,9 +230,11 @@ class EmbeddedChain:
             self.backend.mine_blocks(count)
 
     def close(self) -> None:
-        """Close the database and release the lock."""
+        """Close the database and release the lock (idempotent)."""
         try:
             with self.mutex:
-                self.kv.close()
+                if not self.closed:
+                    self.closed = True
+                    self.kv.close()
         finally:
             self.lock.release()

@@ -43,12 +43,14 @@ _DEV_NODES = {
 class _SerialTesterProvider(EthereumTesterProvider):
     """eth-tester is not thread-safe: one request at a time (the web server has threads)."""
 
-    def __init__(self, tester: Any, mutex: Any) -> None:
-        super().__init__(tester)
-        self._lock = mutex
+    def __init__(self, embedded: EmbeddedChain) -> None:
+        super().__init__(embedded.tester)
+        self._embedded = embedded
 
     def make_request(self, method: Any, params: Any) -> Any:
-        with self._lock:
+        with self._embedded.mutex:
+            if self._embedded.closed:
+                raise ChainError("the embedded chain was closed: open it again")
             return super().make_request(method, params)
 
 
@@ -324,7 +326,7 @@ def open_embedded(
     """The home's embedded chain, created at genesis on first use; holds its lock until closed."""
     embedded = EmbeddedChain(home.chain_dir, lock_timeout, on_wait)
     try:
-        w3 = Web3(_SerialTesterProvider(embedded.tester, embedded.mutex))
+        w3 = Web3(_SerialTesterProvider(embedded))
         return Chain(w3, EMBEDDED, embedded=embedded)
     except BaseException:
         embedded.close()
