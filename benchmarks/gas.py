@@ -48,6 +48,12 @@ def compile_source(path: Path) -> dict[str, Any]:
     return out
 
 
+def intrinsic_gas(data: bytes) -> int:
+    """21,000 plus calldata (4 gas a zero byte, 16 a non-zero byte) of a call transaction."""
+    zeros = data.count(0)
+    return 21_000 + 4 * zeros + 16 * (len(data) - zeros)
+
+
 class Chain:
     """A py-evm chain with funded accounts and receipt-based gas measurement."""
 
@@ -73,6 +79,7 @@ class Chain:
         tx = fn.transact({"from": sender, "value": value, "gas": 3_000_000})
         receipt = self.w3.eth.wait_for_transaction_receipt(tx)
         assert receipt.status == 1, fn
+        self.last_intrinsic = intrinsic_gas(bytes(self.w3.eth.get_transaction(tx).input))
         return int(receipt.gasUsed)
 
     def advance(self, seconds: int) -> None:
@@ -87,7 +94,7 @@ class Chain:
 def measure(holders_large: int = 1000) -> dict[str, int]:
     """Run every scenario once and return gas used by name."""
     chain = Chain()
-    a, b, c, payer, voter2 = chain.accounts[:5]
+    a, b, c, payer = chain.accounts[:4]
     share_src = compile_source(CONTRACTS / "ShareToken.vy")
     market_src = compile_source(CONTRACTS / "DataMarket.vy")
     erc20_src = compile_source(ANCHOR)
@@ -103,8 +110,19 @@ def measure(holders_large: int = 1000) -> dict[str, int]:
 
     def create(name: str, sender: str = a) -> tuple[int, Any]:
         fn = market.functions.create_dataset(
-            name, name.upper()[:8], "bafkreicard", "bafkreiseed", b"\x11" * 32, 1000,
-            2000, 5000, 3600, ETHER // 100, ETHER, 1000, ZERO,
+            name,
+            name.upper()[:8],
+            "bafkreicard",
+            "bafkreiseed",
+            b"\x11" * 32,
+            1000,
+            2000,
+            5000,
+            3600,
+            ETHER // 100,
+            ETHER,
+            1000,
+            ZERO,
         )
         used = chain.send(fn, sender)
         dataset_id = market.functions.dataset_id_of(name).call()
@@ -150,8 +168,10 @@ def measure(holders_large: int = 1000) -> dict[str, int]:
 
     chain.mine()
     gas["propose_10_items"], p_accept = propose(10)
+    gas["propose_10_items_execution"] = gas["propose_10_items"] - chain.last_intrinsic
     chain.mine()
     gas["propose_100000_items"], p_reject = propose(100_000)
+    gas["propose_100000_items_execution"] = gas["propose_100000_items"] - chain.last_intrinsic
     chain.mine()
     # b has not moved since the snapshots: one checkpoint read.
     gas["vote"] = chain.send(market.functions.vote(p_accept, True), b)
@@ -188,8 +208,9 @@ def targets(gas: dict[str, int]) -> list[tuple[str, str, bool]]:
         ("vote", "<= 70,000", gas["vote"] <= 70_000),
         (
             "propose_100000_items",
-            "== propose_10_items (execution; calldata may differ by 16 gas/nonzero byte)",
-            abs(gas["propose_100000_items"] - gas["propose_10_items"]) <= 2 * 12,
+            "== propose_10_items in execution gas (100000 has 2 more non-zero calldata bytes)",
+            gas["propose_100000_items_execution"] == gas["propose_10_items_execution"]
+            and gas["propose_100000_items"] - gas["propose_10_items"] == 2 * (16 - 4),
         ),
         (
             "distribute_1000_holders",
@@ -209,7 +230,10 @@ def targets(gas: dict[str, int]) -> list[tuple[str, str, bool]]:
         ),
         (
             "share_transfer_snapshot_and_dividend",
-            f"<= erc20_transfer_baseline + 50,000 = {base + 50_000:,} (worst case, not required)",
+            (
+                f"<= erc20_transfer_baseline + 50,000 = {base + 50_000:,} "
+                "(worse than the issue's case; reported, not a target)"
+            ),
             gas["share_transfer_snapshot_and_dividend"] <= base + 50_000,
         ),
     ]

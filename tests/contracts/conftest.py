@@ -56,26 +56,28 @@ def deploy_market() -> Any:
 
 def dataset_args(name: str = "digits", **overrides: Any) -> dict[str, Any]:
     """Keyword arguments of create_dataset with small, valid defaults."""
-    args: dict[str, Any] = dict(
-        name=name,
-        symbol="DIG",
-        card_cid="bafkreicard",
-        seed_cid="bafkreiseed",
-        seed_root=b"\x01" * 32,
-        seed_count=100,
-        quorum_bps=2000,
-        approval_bps=5000,
-        voting_period=PERIOD,
-        stake=STAKE,
-        reward_r0=ETHER,
-        reward_n0=1000,
-        evaluator=ZERO,
-    )
+    args: dict[str, Any] = {
+        "name": name,
+        "symbol": "DIG",
+        "card_cid": "bafkreicard",
+        "seed_cid": "bafkreiseed",
+        "seed_root": b"\x01" * 32,
+        "seed_count": 100,
+        "quorum_bps": 2000,
+        "approval_bps": 5000,
+        "voting_period": PERIOD,
+        "stake": STAKE,
+        "reward_r0": ETHER,
+        "reward_n0": 1000,
+        "evaluator": ZERO,
+    }
     args.update(overrides)
     return args
 
 
-def create_dataset(market: Any, initiator: str, name: str = "digits", **overrides: Any) -> tuple[int, Any]:
+def create_dataset(
+    market: Any, initiator: str, name: str = "digits", **overrides: Any
+) -> tuple[int, Any]:
     """Create a dataset as `initiator`; return (dataset id, its ShareToken)."""
     a = dataset_args(name, **overrides)
     with boa.env.prank(initiator):
@@ -84,8 +86,15 @@ def create_dataset(market: Any, initiator: str, name: str = "digits", **override
     return dataset_id, token
 
 
-def propose(market: Any, proposer: str, dataset_id: int, items: int = 10, value: int = STAKE,
-            cid: str = "bafkreimanifest", root: bytes = b"\x02" * 32) -> int:
+def propose(
+    market: Any,
+    proposer: str,
+    dataset_id: int,
+    items: int = 10,
+    value: int = STAKE,
+    cid: str = "bafkreimanifest",
+    root: bytes = b"\x02" * 32,
+) -> int:
     """Propose a batch as `proposer` and return the proposal id."""
     with boa.env.prank(proposer):
         return market.propose(dataset_id, cid, root, items, value=value)

@@ -59,20 +59,37 @@ def test_create_dataset_records_everything(market, alice):
     assert [type(e).__name__ for e in logs] == ["DatasetCreated", "EntryAdded"]
     created, entry_log = logs
     assert (created.dataset_id, created.name, created.initiator, created.card_cid) == (
-        1, "digits", alice, "bafkreicard")
-    assert (entry_log.index, entry_log.item_count, entry_log.contributor, entry_log.proposal_id) == (
-        0, 100, alice, 0)
+        1,
+        "digits",
+        alice,
+        "bafkreicard",
+    )
+    assert (
+        entry_log.index,
+        entry_log.item_count,
+        entry_log.contributor,
+        entry_log.proposal_id,
+    ) == (0, 100, alice, 0)
     assert dataset_id == 1 and market.dataset_count() == 1
     assert market.dataset_id_of("digits") == 1 and market.dataset_id_of("other") == 0
     d = market.get_dataset(1)
     assert (d.name, d.symbol, d.card_cid, d.initiator) == ("digits", "DIG", "bafkreicard", alice)
     assert (d.quorum_bps, d.approval_bps, d.voting_period, d.stake) == (2000, 5000, PERIOD, STAKE)
     assert (d.reward_r0, d.reward_n0, d.evaluator, d.item_count, d.entry_count) == (
-        ETHER, 1000, ZERO, 100, 1)
+        ETHER,
+        1000,
+        ZERO,
+        100,
+        1,
+    )
     assert created.share_token == d.share_token
     e = market.get_entry(1, 0)
     assert (e.manifest_cid, e.merkle_root, e.item_count, e.contributor) == (
-        "bafkreiseed", b"\x01" * 32, 100, alice)
+        "bafkreiseed",
+        b"\x01" * 32,
+        100,
+        alice,
+    )
     assert (e.proposal_id, e.shares_minted, e.first_item) == (0, reward(0, 100), 0)
 
 
@@ -91,16 +108,16 @@ def test_two_datasets_get_two_tokens(market, alice, bob):
 @pytest.mark.parametrize(
     "overrides, reason",
     [
-        (dict(name=""), "market: empty name"),
-        (dict(quorum_bps=10_001), "market: bad quorum"),
-        (dict(approval_bps=10_001), "market: bad approval"),
-        (dict(voting_period=0), "market: bad voting period"),
-        (dict(voting_period=3650 * 86400 + 1), "market: bad voting period"),
-        (dict(reward_n0=0), "market: bad reward rule"),
-        (dict(reward_r0=2**60, reward_n0=2**30), "market: bad reward rule"),
-        (dict(seed_count=0), "market: bad seed"),
-        (dict(seed_count=2**64 + 1), "market: bad seed"),
-        (dict(reward_r0=10**15, seed_count=1), "market: bad seed"),  # < 1 whole share
+        ({"name": ""}, "market: empty name"),
+        ({"quorum_bps": 10_001}, "market: bad quorum"),
+        ({"approval_bps": 10_001}, "market: bad approval"),
+        ({"voting_period": 0}, "market: bad voting period"),
+        ({"voting_period": 3650 * 86400 + 1}, "market: bad voting period"),
+        ({"reward_n0": 0}, "market: bad reward rule"),
+        ({"reward_r0": 2**60, "reward_n0": 2**30}, "market: bad reward rule"),
+        ({"seed_count": 0}, "market: bad seed"),
+        ({"seed_count": 2**64 + 1}, "market: bad seed"),
+        ({"reward_r0": 10**15, "seed_count": 1}, "market: bad seed"),  # < 1 whole share
     ],
 )
 def test_create_dataset_rejects_bad_rules(market, alice, overrides, reason):
@@ -124,14 +141,36 @@ def test_propose_records_proposal(market, dataset, bob):
     logs = events(market)
     block, now = boa.env.evm.patch.block_number, boa.env.evm.patch.timestamp
     (log,) = [e for e in logs if type(e).__name__ == "ProposalCreated"]
-    assert (log.proposal_id, log.dataset_id, log.proposer, log.manifest_cid) == (1, 1, bob, "bafkreim")
-    assert (log.item_count, log.stake, log.snapshot, log.deadline) == (25, STAKE, block, now + PERIOD)
+    assert (log.proposal_id, log.dataset_id, log.proposer, log.manifest_cid) == (
+        1,
+        1,
+        bob,
+        "bafkreim",
+    )
+    assert (log.item_count, log.stake, log.snapshot, log.deadline) == (
+        25,
+        STAKE,
+        block,
+        now + PERIOD,
+    )
     assert pid == 1 and market.proposal_count() == 1
     p = market.get_proposal(pid)
-    assert (p.dataset_id, p.proposer, p.manifest_cid, p.merkle_root) == (1, bob, "bafkreim", b"\x02" * 32)
+    assert (p.dataset_id, p.proposer, p.manifest_cid, p.merkle_root) == (
+        1,
+        bob,
+        "bafkreim",
+        b"\x02" * 32,
+    )
     assert (p.item_count, p.stake, p.snapshot, p.deadline) == (25, STAKE, block, now + PERIOD)
     assert (p.snapshot_supply, p.yes, p.no, p.score_bps, p.scored, p.status, p.shares_minted) == (
-        0, 0, 0, 10_000, False, OPEN, 0)
+        0,
+        0,
+        0,
+        10_000,
+        False,
+        OPEN,
+        0,
+    )
     assert token.last_snapshot() == block
     assert boa.env.get_balance(market.address) == STAKE
     next_block()
@@ -175,7 +214,12 @@ def test_vote_weight_is_snapshot_balance(market, dataset, alice, bob, carol):
     vote(market, alice, pid, True)
     (log,) = events(market)
     assert (type(log).__name__, log.proposal_id, log.voter, log.support, log.weight) == (
-        "Voted", pid, alice, True, supply - 15 * ETHER)
+        "Voted",
+        pid,
+        alice,
+        True,
+        supply - 15 * ETHER,
+    )
     vote(market, bob, pid, False)
     vote(market, carol, pid, True)
     p = market.get_proposal(pid)
@@ -323,7 +367,11 @@ def test_finalize_accepted_after_deadline(market, dataset, alice, bob):
     assert (d.item_count, d.entry_count) == (140, 2)
     e = market.get_entry(dataset_id, 1)
     assert (e.manifest_cid, e.merkle_root, e.item_count, e.contributor) == (
-        "bafkreibatch", b"\x07" * 32, 40, bob)
+        "bafkreibatch",
+        b"\x07" * 32,
+        40,
+        bob,
+    )
     assert (e.proposal_id, e.shares_minted, e.first_item) == (pid, shares, 100)
     assert market.refund_of(bob) == STAKE
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any
+from typing import Any, ClassVar
 
 import boa
 import pytest
@@ -116,23 +116,36 @@ class MarketMachine(RuleBasedStateMachine):
         name = f"ds{len(self.datasets)}"
         r0, n0 = 10 * ETHER, 1000
         dataset_id, token = create_dataset(
-            self.market, user, name, quorum_bps=quorum, approval_bps=approval, stake=stake,
-            seed_count=seed, reward_r0=r0, reward_n0=n0, voting_period=PERIOD)
+            self.market,
+            user,
+            name,
+            quorum_bps=quorum,
+            approval_bps=approval,
+            stake=stake,
+            seed_count=seed,
+            reward_r0=r0,
+            reward_n0=n0,
+            voting_period=PERIOD,
+        )
         balances = {u: 0 for u in self.users}
         balances[user] = reward(r0, n0, 0, seed)
-        self.datasets[dataset_id] = DatasetModel(token, quorum, approval, stake, r0, n0, seed, balances)
+        self.datasets[dataset_id] = DatasetModel(
+            token, quorum, approval, stake, r0, n0, seed, balances
+        )
         return self.datasets[dataset_id]
 
-    rules_strategy = dict(
-        initiator=st.integers(0, USERS - 1),
-        quorum=st.sampled_from([0, 2000, 5000, 10_000]),
-        approval=st.sampled_from([0, 5000, 6667, 10_000]),
-        stake=st.sampled_from([0, 1, 10**16]),
-        seed=st.integers(1, 500),
-    )
+    rules_strategy: ClassVar[dict[str, Any]] = {
+        "initiator": st.integers(0, USERS - 1),
+        "quorum": st.sampled_from([0, 2000, 5000, 10_000]),
+        "approval": st.sampled_from([0, 5000, 6667, 10_000]),
+        "stake": st.sampled_from([0, 1, 10**16]),
+        "seed": st.integers(1, 500),
+    }
 
-    @initialize(spread=st.lists(st.integers(0, 60), min_size=USERS - 1, max_size=USERS - 1),
-                **rules_strategy)
+    @initialize(
+        spread=st.lists(st.integers(0, 60), min_size=USERS - 1, max_size=USERS - 1),
+        **rules_strategy,
+    )
     def first_dataset(self, spread, initiator, quorum, approval, stake, seed):
         """Every run starts with a dataset whose shares are spread over the users."""
         d = self._create(initiator, quorum, approval, stake, seed)
@@ -151,8 +164,12 @@ class MarketMachine(RuleBasedStateMachine):
         self._create(initiator, quorum, approval, stake, seed)
 
     @precondition(lambda self: self.datasets)
-    @rule(which=st.integers(0, 1), proposer=st.integers(0, USERS - 1), items=st.integers(1, 10**5),
-          mine=st.booleans())
+    @rule(
+        which=st.integers(0, 1),
+        proposer=st.integers(0, USERS - 1),
+        items=st.integers(1, 10**5),
+        mine=st.booleans(),
+    )
     def propose(self, which, proposer, items, mine):
         dataset_id = sorted(self.datasets)[which % len(self.datasets)]
         d = self.datasets[dataset_id]
@@ -160,13 +177,18 @@ class MarketMachine(RuleBasedStateMachine):
         with boa.env.prank(user):
             pid = self.market.propose(dataset_id, "bafkreim", b"\x03" * 32, items, value=d.stake)
         self.proposals[pid] = ProposalModel(
-            dataset_id, user, items, d.stake, self._block(), self._now() + PERIOD)
+            dataset_id, user, items, d.stake, self._block(), self._now() + PERIOD
+        )
         if mine:
             self._advance(12)
 
     @precondition(lambda self: self.datasets)
-    @rule(which=st.integers(0, 1), src=st.integers(0, USERS - 1), dst=st.integers(0, USERS - 1),
-          fraction=st.sampled_from([0, 1, 3, 50, 100]))
+    @rule(
+        which=st.integers(0, 1),
+        src=st.integers(0, USERS - 1),
+        dst=st.integers(0, USERS - 1),
+        fraction=st.sampled_from([0, 1, 3, 50, 100]),
+    )
     def transfer(self, which, src, dst, fraction):
         d = self.datasets[sorted(self.datasets)[which % len(self.datasets)]]
         a, b = self.users[src], self.users[dst]
@@ -191,8 +213,13 @@ class MarketMachine(RuleBasedStateMachine):
         for voter, support in enumerate(supports):
             self._vote(pid, voter, support)
 
-    @rule(which=st.integers(0, 1), proposer=st.integers(0, USERS - 1), items=st.integers(1, 10**5),
-          supports=st.lists(st.booleans(), min_size=USERS, max_size=USERS), travel=st.booleans())
+    @rule(
+        which=st.integers(0, 1),
+        proposer=st.integers(0, USERS - 1),
+        items=st.integers(1, 10**5),
+        supports=st.lists(st.booleans(), min_size=USERS, max_size=USERS),
+        travel=st.booleans(),
+    )
     def full_round(self, which, proposer, items, supports, travel):
         """Propose, let everyone vote, finalize (early or after the deadline) in one step."""
         self.propose(which, proposer, items, mine=True)
@@ -240,8 +267,11 @@ class MarketMachine(RuleBasedStateMachine):
         if travel and p.status == OPEN and self._now() < p.deadline:
             self._advance(p.deadline - self._now())
         expected = self._predict(p)
-        if expected in ("market: proposal not open", "market: snapshot not final",
-                        "market: outcome not final"):
+        if expected in (
+            "market: proposal not open",
+            "market: snapshot not final",
+            "market: outcome not final",
+        ):
             with boa.reverts(expected):
                 self.market.finalize(pid)
             return
@@ -282,8 +312,11 @@ class MarketMachine(RuleBasedStateMachine):
         return "market: outcome not final"
 
     @precondition(lambda self: self.datasets)
-    @rule(which=st.integers(0, 1), payer=st.integers(0, USERS - 1),
-          value=st.sampled_from([1, 7, 10**9 + 3, ETHER]))
+    @rule(
+        which=st.integers(0, 1),
+        payer=st.integers(0, USERS - 1),
+        value=st.sampled_from([1, 7, 10**9 + 3, ETHER]),
+    )
     def distribute(self, which, payer, value):
         d = self.datasets[sorted(self.datasets)[which % len(self.datasets)]]
         with boa.env.prank(self.users[payer]):
@@ -369,7 +402,8 @@ class MarketMachine(RuleBasedStateMachine):
                 assert got <= exact
                 assert exact - got < d.distributions + 1
             assert token.total_distributed() - sum(withdrawn.values()) - sum(owed.values()) < (
-                (USERS + 1) * d.distributions + 1)
+                (USERS + 1) * d.distributions + 1
+            )
 
     @invariant()
     def ether_is_conserved(self):
@@ -385,7 +419,9 @@ class MarketMachine(RuleBasedStateMachine):
 
 
 MarketMachine.TestCase.settings = settings(
-    max_examples=20, stateful_step_count=30, deadline=None,
+    max_examples=20,
+    stateful_step_count=30,
+    deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 TestMarketProperties = MarketMachine.TestCase
@@ -398,6 +434,10 @@ def test_market_properties_long():
 
     run_state_machine_as_test(
         MarketMachine,
-        settings=settings(max_examples=200, stateful_step_count=50, deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow]),
+        settings=settings(
+            max_examples=200,
+            stateful_step_count=50,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow],
+        ),
     )

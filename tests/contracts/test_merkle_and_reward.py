@@ -8,8 +8,14 @@ from eth_utils import keccak
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from tests.contracts.conftest import ETHER, create_dataset, deploy_market, new_account, next_block, propose
-
+from tests.contracts.conftest import (
+    ETHER,
+    create_dataset,
+    deploy_market,
+    new_account,
+    next_block,
+    propose,
+)
 
 # --- a tiny StandardMerkleTree (OpenZeppelin @openzeppelin/merkle-tree format) -----------------
 # leaf = keccak256(keccak256(abi.encode(bytes32, string))); leaves sorted by hash; the tree is a
@@ -52,9 +58,13 @@ def test_known_vector_single_leaf():
 
 
 items_strategy = st.lists(
-    st.tuples(st.binary(min_size=32, max_size=32), st.text(max_size=64).filter(
-        lambda s: len(s.encode()) <= 64)),
-    min_size=1, max_size=40, unique_by=lambda t: t[0],
+    st.tuples(
+        st.binary(min_size=32, max_size=32),
+        st.text(max_size=64).filter(lambda s: len(s.encode()) <= 64),
+    ),
+    min_size=1,
+    max_size=40,
+    unique_by=lambda t: t[0],
 )
 
 
@@ -66,8 +76,9 @@ def test_verify_item_accepts_members_and_rejects_others(items, data):
     leaves = [leaf_hash(d, label) for d, label in items]
     tree = build_tree(leaves)
     root = tree[0]
-    dataset_id, _ = create_dataset(market, alice, "m", seed_root=root, seed_count=len(items),
-                                   reward_r0=10 * ETHER)
+    dataset_id, _ = create_dataset(
+        market, alice, "m", seed_root=root, seed_count=len(items), reward_r0=10 * ETHER
+    )
     pick = data.draw(st.integers(0, len(items) - 1))
     digest, label = items[pick]
     proof = proof_for(tree, leaves[pick])
@@ -123,10 +134,26 @@ def test_splitting_a_batch_earns_exactly_the_same(r0, n0, seed, parts):
     # create_dataset refuses a seed under one share and a rule over the supply cap
     assume(k // n0 - k // (n0 + seed) >= ETHER and r0 * n0 < 2**88)
     whole_market = deploy_market()
-    d_split, _ = create_dataset(market, alice, "split", reward_r0=r0, reward_n0=n0,
-                                seed_count=seed, quorum_bps=0, approval_bps=0)
-    d_whole, _ = create_dataset(whole_market, alice, "whole", reward_r0=r0, reward_n0=n0,
-                                seed_count=seed, quorum_bps=0, approval_bps=0)
+    d_split, _ = create_dataset(
+        market,
+        alice,
+        "split",
+        reward_r0=r0,
+        reward_n0=n0,
+        seed_count=seed,
+        quorum_bps=0,
+        approval_bps=0,
+    )
+    d_whole, _ = create_dataset(
+        whole_market,
+        alice,
+        "whole",
+        reward_r0=r0,
+        reward_n0=n0,
+        seed_count=seed,
+        quorum_bps=0,
+        approval_bps=0,
+    )
     split = sum(accept(market, bob, alice, d_split, c) for c in parts)
     whole = accept(whole_market, bob, alice, d_whole, sum(parts))
     assert split == whole == k // (n0 + seed) - k // (n0 + seed + sum(parts))

@@ -48,7 +48,11 @@ def test_mint_credits_and_logs(token_with_owner):
     assert token.balanceOf(a) == 5 * ETHER
     assert token.totalSupply() == 5 * ETHER
     assert (type(log).__name__, log.sender, log.receiver, log.value) == (
-        "Transfer", ZERO, a, 5 * ETHER)
+        "Transfer",
+        ZERO,
+        a,
+        5 * ETHER,
+    )
 
 
 def test_mint_only_market(token_with_owner):
@@ -107,6 +111,13 @@ def test_transfer_to_zero_address(token_with_owner):
         token.transfer(ZERO, 1)
 
 
+def test_transfer_from_zero_address(token_with_owner):
+    token, owner = token_with_owner
+    mint(token, owner, new_account(), 10)
+    with boa.env.prank(new_account()), boa.reverts("shares: zero address"):
+        token.transferFrom(ZERO, new_account(), 0)
+
+
 def test_balance_of_zero_address_is_zero(token_with_owner):
     token, owner = token_with_owner
     mint(token, owner, new_account(), 10)
@@ -124,10 +135,22 @@ def test_approve_and_transfer_from(token_with_owner):
     with boa.env.prank(a):
         assert token.approve(spender, 6) is True
     log = token.get_logs()[-1]
-    assert (type(log).__name__, log.owner, log.spender, log.value) == (
-        "Approval", a, spender, 6)
+    assert (type(log).__name__, log.owner, log.spender, log.value) == ("Approval", a, spender, 6)
     with boa.env.prank(spender):
         assert token.transferFrom(a, b, 4) is True
+    approval, moved = token.get_logs()
+    assert (type(approval).__name__, approval.owner, approval.spender, approval.value) == (
+        "Approval",
+        a,
+        spender,
+        2,
+    )
+    assert (type(moved).__name__, moved.sender, moved.receiver, moved.value) == (
+        "Transfer",
+        a,
+        b,
+        4,
+    )
     assert token.allowance(a, spender) == 2
     assert (token.balanceOf(a), token.balanceOf(b)) == (6, 4)
 
@@ -235,7 +258,8 @@ def test_history_full(token_with_owner):
     a, b = new_account(), new_account()
     mint(token, owner, a, 10)
     slot = int.from_bytes(
-        keccak(ACCT_SLOT.to_bytes(32, "big") + to_canonical_address(a).rjust(32, b"\0")), "big")
+        keccak(ACCT_SLOT.to_bytes(32, "big") + to_canonical_address(a).rjust(32, b"\0")), "big"
+    )
     word = boa.env.evm.get_storage(token.address, slot)
     boa.env.evm.set_storage(token.address, slot, word | ((2**24 - 1) << 128))
     next_block()
@@ -278,8 +302,7 @@ def test_distribute_pro_rata_and_withdraw(token_with_owner):
     with boa.env.prank(payer):
         token.distribute(value=4 * ETHER)
     log = token.get_logs()[-1]
-    assert (type(log).__name__, log.payer, log.amount) == (
-        "DividendsDistributed", payer, 4 * ETHER)
+    assert (type(log).__name__, log.payer, log.amount) == ("DividendsDistributed", payer, 4 * ETHER)
     assert token.total_distributed() == 4 * ETHER
     assert token.dividends_of(a) == 3 * ETHER
     assert token.dividends_of(b) == ETHER
@@ -287,8 +310,7 @@ def test_distribute_pro_rata_and_withdraw(token_with_owner):
     with boa.env.prank(a):
         assert token.withdraw() == 3 * ETHER
     log = token.get_logs()[-1]
-    assert (type(log).__name__, log.account, log.amount) == (
-        "DividendsWithdrawn", a, 3 * ETHER)
+    assert (type(log).__name__, log.account, log.amount) == ("DividendsWithdrawn", a, 3 * ETHER)
     assert boa.env.get_balance(a) == before + 3 * ETHER
     assert token.withdrawn_of(a) == 3 * ETHER
     assert token.dividends_of(a) == 0
@@ -376,7 +398,7 @@ def test_withdraw_is_nonreentrant(token_with_owner):
 
 
 def test_blueprint_deploys_through_market(market, dataset, alice):
-    dataset_id, token = dataset
+    _dataset_id, token = dataset
     assert token.market() == market.address
     assert token.name() == "digits"
     assert token.balanceOf(alice) == token.totalSupply() > 0

@@ -156,7 +156,7 @@ def transfer(to: address, amount: uint256) -> bool:
 def transferFrom(owner: address, to: address, amount: uint256) -> bool:
     """
     @notice Move `amount` shares from `owner` to `to` using the caller's allowance.
-    @dev An allowance of max(uint256) is never decreased.
+    @dev An allowance of max(uint256) is never decreased; a decrease emits Approval.
     @param owner Holder the shares come from.
     @param to Receiver (not the zero address).
     @param amount Shares to move.
@@ -166,6 +166,7 @@ def transferFrom(owner: address, to: address, amount: uint256) -> bool:
     if allowed != max_value(uint256):
         assert allowed >= amount, "shares: insufficient allowance"
         self.allowance[owner][msg.sender] = allowed - amount
+        log Approval(owner=owner, spender=msg.sender, value=allowed - amount)
     self._transfer(owner, to, amount)
     return True
 
@@ -360,7 +361,8 @@ def _transfer(owner: address, to: address, amount: uint256):
     @dev Settle both accounts' dividends, then move the shares and archive checkpoints
          lazily. A self-transfer settles once (the second read sees the first write).
     """
-    assert to != empty(address), "shares: zero address"
+    # the zero key holds the supply word, so it can neither send nor receive
+    assert to != empty(address) and owner != empty(address), "shares: zero address"
     g: uint256 = self._global
     ps: uint256 = g & PS_MASK
     sb: uint256 = self._snapshot_before(g)
