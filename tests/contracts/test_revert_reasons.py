@@ -1,0 +1,50 @@
+"""Every revert reason in the contracts is hit by a test, and every assert carries a reason."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+CONTRACTS = Path(__file__).resolve().parents[2] / "src" / "databright" / "contracts"
+TESTS = Path(__file__).resolve().parent
+REASON = re.compile(r'"((?:market|shares): [^"]+)"')
+
+
+def _sources() -> dict[str, str]:
+    return {p.name: p.read_text() for p in sorted(CONTRACTS.glob("*.vy"))}
+
+
+def _test_text() -> str:
+    own = Path(__file__).name
+    return "\n".join(p.read_text() for p in sorted(TESTS.glob("test_*.py")) if p.name != own)
+
+
+def reasons() -> dict[str, set[str]]:
+    """Reason strings by contract file."""
+    return {name: set(REASON.findall(src)) for name, src in _sources().items()}
+
+
+def test_every_assert_has_a_prefixed_reason():
+    prefix = {"DataMarket.vy": "market: ", "ShareToken.vy": "shares: "}
+    for name, src in _sources().items():
+        for line in src.splitlines():
+            stripped = line.strip()
+            if stripped.startswith("assert "):
+                match = REASON.search(stripped)
+                assert match, f"{name}: assert without a reason: {stripped}"
+                assert match.group(1).startswith(prefix[name]), f"{name}: {stripped}"
+            assert "raise" not in stripped.split("#")[0].split(), f"{name}: bare raise: {stripped}"
+
+
+def test_every_reason_is_tested():
+    tests = _test_text()
+    found = reasons()
+    assert found["DataMarket.vy"] and found["ShareToken.vy"]
+    missing = sorted(r for rs in found.values() for r in rs if f'"{r}"' not in tests)
+    assert not missing, f"revert reasons without a test: {missing}"
+
+
+def test_reasons_are_documented():
+    doc = (CONTRACTS.parents[2] / "docs" / "contracts.md").read_text()
+    missing = sorted(r for rs in reasons().values() for r in rs if f"`{r}`" not in doc)
+    assert not missing, f"revert reasons missing from docs/contracts.md: {missing}"
