@@ -32,6 +32,7 @@ __all__ = ["DEFAULT_MAX_FILE_SIZE", "Duplicate", "IngestResult", "Refusal", "ing
 DEFAULT_MAX_FILE_SIZE = 100 * 1024 * 1024
 _STREAM_ABOVE = 8 * 1024 * 1024  # bigger files are copied in chunks, never held whole
 _CHUNK = 1 << 20
+_COMMIT_EVERY = 4096  # staged blobs per flush: few syncfs calls, bounded work lost to a crash
 _IMAGE_EXT = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
 _MAGIC = (
     (b"\x89PNG\r\n\x1a\n", "image/png"),
@@ -199,13 +200,15 @@ class _Stager:
         self.staged.clear()
 
 
-def _work_chunk(args: tuple[int, list[tuple[str, str]], str | None, int]) -> tuple[int, list[Any]]:
+def _work_chunk(
+    args: tuple[int, list[tuple[str, str]], str | None, int],
+) -> tuple[int, list[Any], list[tuple[str, str]]]:
+    """Read, check, hash and stage one chunk; the staged (temp, cid) pairs are committed later,
+    all at once, after a single flush (one ``syncfs`` for the whole ingestion, not per chunk)."""
     index, files, store_root, max_size = args
     stager = _Stager(store_root) if store_root else None
     results = [_process_file(name, path, max_size, stager) for name, path in files]
-    if stager is not None:
-        stager.commit()
-    return index, results
+    return index, results, stager.staged if stager is not None else []
 
 
 def _die_with_parent() -> None:
@@ -235,19 +238,36 @@ def _run_files(
     chunks = _chunks(files, workers)
     tasks = [(i, c, store_root, max_size) for i, c in enumerate(chunks)]
     out: list[list[Any]] = [[] for _ in chunks]
+    staged: list[tuple[str, str]] = []
     if workers <= 1 or len(files) < 256:
         for t in tasks:
-            i, res = _work_chunk(t)
+            i, res, st = _work_chunk(t)
             out[i] = res
+            staged += st
             advance(len(res))
+            if len(staged) >= _COMMIT_EVERY:
+                _commit(store_root, staged)
     else:
         # fork is cheapest; with threads running a forked child may inherit a held lock
         method = "fork" if threading.active_count() == 1 and "fork" in mp.get_all_start_methods() else "forkserver"
         with mp.get_context(method).Pool(workers, initializer=_die_with_parent) as pool:
-            for i, res in pool.imap_unordered(_work_chunk, tasks):
+            for i, res, st in pool.imap_unordered(_work_chunk, tasks):
                 out[i] = res
+                staged += st
                 advance(len(res))
+                if len(staged) >= _COMMIT_EVERY:
+                    _commit(store_root, staged)
+    _commit(store_root, staged)
     return [r for chunk in out for r in chunk]
+
+
+def _commit(store_root: str | None, staged: list[tuple[str, str]]) -> None:
+    """One flush for many staged blobs, then their renames (a few flushes per ingestion)."""
+    if staged and store_root:
+        stager = _Stager(store_root)
+        stager.staged = list(staged)
+        stager.commit()
+        staged.clear()
 
 
 def _progress(total: int, enabled: bool) -> tuple[Callable[[int], None], Callable[[], None]]:
