@@ -52,7 +52,8 @@ def _name(i: int, names: Sequence[str] | None) -> str:
 
 
 class ImageFeaturizer:
-    """Decode with Pillow, convert to grayscale or RGB, resize to ``size × size``, scale to [0, 1].
+    """Decode with Pillow, convert to grayscale or RGB, resize to ``size × size`` (area
+    averaging), scale to [0, 1].
 
     Args:
         size: side of the square the image is resized to (8 suits digits, 16–32 photos).
@@ -80,7 +81,7 @@ class ImageFeaturizer:
             try:
                 with Image.open(io.BytesIO(data)) as img:
                     img = img.convert(self.mode).resize(
-                        (self.size, self.size), Image.Resampling.BILINEAR
+                        (self.size, self.size), Image.Resampling.BOX
                     )
                     out[i] = np.asarray(img, dtype=np.float64).reshape(-1) / 255.0
             except (UnidentifiedImageError, OSError, ValueError) as exc:

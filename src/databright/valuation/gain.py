@@ -104,7 +104,7 @@ class ProposalShapley:
                     members = members | {int(player)}
                     cur = v(members)
                     marg[pos], prev = cur - prev, cur
-                progress.fits = len(cache)
+                progress.fits += b  # evaluations asked for, cached or not: always progresses
                 moments.update(perm, marg)
                 progress.stderr, progress.counts = moments.stderr, moments.count
                 if self.stop(progress):

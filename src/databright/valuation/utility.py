@@ -242,7 +242,10 @@ class KNNUtility:
             self._base_topk = top_k(self.x_train, self.x_val, self.k)
         d_base, i_base = self._base_topk
         d_b = sq_dists(self.x_val, xb) if xb.shape[0] else np.zeros((self.x_val.shape[0], 0))
-        a_base = np.where(i_base >= 0, self._pair_values(np.maximum(i_base, 0)), 0.0)
+        if self.n:
+            a_base = np.where(i_base >= 0, self._pair_values(np.maximum(i_base, 0)), 0.0)
+        else:
+            a_base = np.zeros(i_base.shape)
         if self.task == "classification":
             a_b = (yb[None, :] == self.y_val[:, None]).astype(np.float64)
         else:

@@ -1,0 +1,80 @@
+"""Featurizers on PNG bytes and table rows; near-duplicates; unreadable items."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from databright.errors import ValuationError
+from databright.valuation import (
+    Featurizer,
+    ImageFeaturizer,
+    TabularFeaturizer,
+    featurizer_for,
+    near_duplicates,
+)
+
+
+def png(pixels: np.ndarray, mode: str = "L") -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(pixels.astype(np.uint8), mode=mode).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_image_featurizer_grayscale_and_rgb() -> None:
+    img = np.zeros((16, 16), dtype=np.uint8)
+    img[:, 8:] = 255
+    items = [(png(img), "image/png")]
+    f = ImageFeaturizer(size=8)
+    assert isinstance(f, Featurizer)
+    x = f.fit(items).transform(items)
+    assert x.shape == (1, 64) and x.min() == 0.0 and x.max() == 1.0
+    assert x.reshape(8, 8)[:, :4].max() == 0.0 and x.reshape(8, 8)[:, 4:].min() == 1.0
+    rgb = np.stack([img, np.zeros_like(img), np.zeros_like(img)], axis=-1)
+    x3 = ImageFeaturizer(size=4, mode="RGB").transform([(png(rgb, "RGB"), "image/png")])
+    assert x3.shape == (1, 48)
+
+
+def test_unreadable_image_names_the_item() -> None:
+    with pytest.raises(ValuationError, match="bafy-broken"):
+        ImageFeaturizer().transform([(b"not a png", "image/png")], names=["bafy-broken"])
+    with pytest.raises(ValuationError, match="not an image"):
+        ImageFeaturizer().transform([(b"{}", "application/json")])
+
+
+def test_tabular_featurizer_json_and_csv() -> None:
+    rows = [
+        {"a": 1, "b": 2.5, "color": "red", "note": f"free text {i}", "label": "x"}
+        for i in range(3)
+    ]
+    rows[1].update(a=3, color="blue")
+    rows[2].update(a=5, b=None)
+    items = [(json.dumps(r).encode(), "application/json") for r in rows]
+    f = TabularFeaturizer(max_categories=2).fit(items)
+    assert f.numeric == ["a", "b"] and f.categories == {"color": ["blue", "red"]}
+    x = f.transform(items)
+    assert x.shape == (3, 4)
+    assert x[:, 0] == pytest.approx(np.array([-1.0, 0.0, 1.0]) * np.sqrt(1.5))
+    assert x[2, 1] == 0.0  # missing -> mean -> 0 after standardising
+    csv_items = [(b"a,b,label\n1,2,x\n", "text/csv"), (b"a,b,label\n3,oops,y\n", "text/csv")]
+    xc = TabularFeaturizer().fit(csv_items).transform(csv_items)
+    assert xc.shape[0] == 2
+    with pytest.raises(ValuationError, match="row-7"):
+        TabularFeaturizer().fit([(b"[1, 2]", "application/json")], names=["row-7"])
+    with pytest.raises(ValuationError, match="fit"):
+        TabularFeaturizer().transform(items)
+
+
+def test_featurizer_for_and_near_duplicates() -> None:
+    assert isinstance(featurizer_for(["image/png", "image/jpeg"]), ImageFeaturizer)
+    assert isinstance(featurizer_for(["application/json"]), TabularFeaturizer)
+    with pytest.raises(ValuationError):
+        featurizer_for(["image/png", "text/csv"])
+    ref = np.random.default_rng(0).random((5, 64))
+    new = np.vstack([ref[3] + 0.01, 1 - ref[0]])
+    assert near_duplicates(new, ref).tolist() == [3, -1]
+    assert near_duplicates(new, ref[:0]).tolist() == [-1, -1]
