@@ -77,8 +77,8 @@ class ChainLock:
                 held = self.holder()
                 raise ChainBusyError(
                     f"embedded chain at {self.chain_dir} is busy (held by another DataBright "
-                    f"process{': ' + held if held else ''}); retry or route through "
-                    "`databright serve`"
+                    f"process{': ' + held if held else ''}); retry when it is done, or raise "
+                    "DATABRIGHT_LOCK_TIMEOUT to wait longer"
                 ) from None
         try:
             self._owner.write_text(f"pid {os.getpid()}: {' '.join(sys.argv)[:200]}\n")
