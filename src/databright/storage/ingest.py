@@ -120,12 +120,16 @@ def _process_file(
         if size > max_size:
             return f"oversize: {size} bytes > limit {max_size}"
         if size <= _STREAM_ABOVE:
-            data = os.read(fd, max_size + 1) if size else b""
-            # files can grow after fstat; bound what we accept by what we read
-            while size and len(data) == size and (more := os.read(fd, _CHUNK)):
-                data += more
-                if len(data) > max_size:
-                    return f"oversize: more than limit {max_size} bytes"
+            # one read of the known size (+1 to notice growth); os.read allocates what it is asked
+            data = os.read(fd, size + 1)
+            if len(data) > size:  # the file grew after fstat: read on, bounded by the limit
+                parts, total = [data], len(data)
+                while more := os.read(fd, _CHUNK):
+                    parts.append(more)
+                    total += len(more)
+                    if total > max_size:
+                        return f"oversize: more than limit {max_size} bytes"
+                data = b"".join(parts)
             if not data:
                 return "empty file"
             media = _media_type(name, data[:16])
