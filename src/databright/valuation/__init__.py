@@ -30,19 +30,19 @@ from databright.valuation.sampling import MaxFits, MaxSeconds, StandardErrorBelo
 from databright.valuation.utility import KNNUtility, ModelUtility, knn_predict
 
 __all__ = [
+    "LOO",
+    "NEAR_DUPLICATE_THRESHOLD",
     "DataOOB",
     "EvaluationReport",
     "Featurizer",
     "ImageFeaturizer",
     "KNNShapley",
     "KNNUtility",
-    "LOO",
     "LabeledBlob",
     "MSRBanzhaf",
     "MaxFits",
     "MaxSeconds",
     "ModelUtility",
-    "NEAR_DUPLICATE_THRESHOLD",
     "ProposalShapley",
     "StandardErrorBelow",
     "TMCShapley",

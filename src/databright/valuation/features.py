@@ -21,13 +21,13 @@ from databright.errors import ValuationError
 from databright.valuation._neighbours import sq_dists
 
 __all__ = [
-    "Item",
+    "NEAR_DUPLICATE_THRESHOLD",
     "Featurizer",
     "ImageFeaturizer",
+    "Item",
     "TabularFeaturizer",
     "featurizer_for",
     "near_duplicates",
-    "NEAR_DUPLICATE_THRESHOLD",
 ]
 
 Item = tuple[bytes, str]  # (bytes, media type)

@@ -21,7 +21,7 @@ from databright.valuation.sampling import (
 )
 from databright.valuation.utility import KNNUtility, ModelUtility
 
-__all__ = ["batch_gain", "ProposalShapley"]
+__all__ = ["ProposalShapley", "batch_gain"]
 
 Batch = tuple[NDArray[Any], NDArray[Any]]
 

@@ -46,7 +46,7 @@ def knn_shapley_sorted(
         task: ``"classification"`` or ``"regression"``.
         t: the ``m`` validation targets (regression only).
     """
-    m, n = a.shape
+    _m, n = a.shape
     if n == 0:
         return a.copy()
     i = np.arange(1, n, dtype=np.float64)  # 1-based positions of the pairs (i, i+1)

@@ -22,7 +22,7 @@ from databright.valuation.sampling import (
 )
 from databright.valuation.utility import Utility
 
-__all__ = ["TMCShapley", "MSRBanzhaf"]
+__all__ = ["MSRBanzhaf", "TMCShapley"]
 
 
 class _Sampled:

@@ -68,7 +68,7 @@ class DataOOB:
         if n < 2:
             raise ValueError("Data-OOB needs at least two training points")
         rng = np.random.default_rng(self.seed)
-        size = max(1, int(round(self.max_samples * n)))
+        size = max(1, round(self.max_samples * n))
         moments = RunningMoments(n)
         for _ in range(self.n_estimators):
             bag = rng.integers(0, n, size)

@@ -31,7 +31,7 @@ from databright.valuation.result import ValuationResult, _json_safe
 from databright.valuation.sampling import MaxSeconds
 from databright.valuation.utility import KNNUtility, knn_predict
 
-__all__ = ["LabeledBlob", "EvaluationReport", "evaluate_proposal", "score_to_bps", "SUSPECT_ALPHA"]
+__all__ = ["SUSPECT_ALPHA", "EvaluationReport", "LabeledBlob", "evaluate_proposal", "score_to_bps"]
 
 #: Share of trusted base items that the quantile rule would flag (its false-positive rate).
 SUSPECT_ALPHA = 0.05
@@ -99,7 +99,7 @@ def score_to_bps(report: EvaluationReport) -> int:
     suspects_joining = sum(1 for it in report.items if it["suspect"] and it["status"] == "new")
     clean = max(0, joining - suspects_joining) / submitted
     r = report.utility_gain / max(1.0 - report.utility_before, 0.01)
-    return int(round(10000 * clean * (1 + float(np.clip(r, -1.0, 1.0)))))
+    return round(10000 * clean * (1 + float(np.clip(r, -1.0, 1.0))))
 
 
 def _features(

@@ -16,14 +16,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 __all__ = [
-    "Progress",
-    "StoppingRule",
     "MaxFits",
     "MaxSeconds",
-    "StandardErrorBelow",
+    "Progress",
     "RunningMoments",
-    "permutations",
+    "StandardErrorBelow",
+    "StoppingRule",
     "bernoulli_subsets",
+    "permutations",
 ]
 
 

@@ -16,7 +16,7 @@ from sklearn.base import clone
 
 from databright.valuation._neighbours import as_matrix, sorted_orders, sq_dists, top_k
 
-__all__ = ["Utility", "ModelUtility", "KNNUtility", "Task", "knn_predict"]
+__all__ = ["KNNUtility", "ModelUtility", "Task", "Utility", "knn_predict"]
 
 Task = Literal["classification", "regression"]
 
