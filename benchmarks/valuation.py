@@ -91,10 +91,11 @@ def synthetic(n: int, m: int, seed: int, d: int = 10, classes: int = 3):
     return x, label(x), xv, label(xv)
 
 
-def ours(x, y, xv, yv, k: int = K) -> tuple[np.ndarray, float]:
-    start = time.perf_counter()
+def ours(x, y, xv, yv, k: int = K) -> tuple[np.ndarray, float, float]:
+    """Values, wall seconds and CPU seconds (the latter barely depends on machine load)."""
+    start, cpu = time.perf_counter(), time.process_time()
     values = KNNShapley(k=k).fit(x, y, xv, yv).result.values
-    return values, time.perf_counter() - start
+    return values, time.perf_counter() - start, time.process_time() - cpu
 
 
 def pydvl(python: Path, x, y, xv, yv, k: int = K) -> tuple[np.ndarray, float]:
@@ -119,9 +120,9 @@ def compare_knn(sizes: list[int], m: int, python: Path | None, m_large: int) -> 
     for n in sizes:
         mm = m_large if n >= 100_000 else m
         x, y, xv, yv = synthetic(n, mm, seed=n)
-        ours_v, ours_s = ours(x, y, xv, yv)
-        row: dict[str, Any] = {"n": n, "m": mm, "ours_s": ours_s, "pydvl_s": None,
-                               "speedup": None, "max_abs_diff": None}
+        ours_v, ours_s, ours_cpu = ours(x, y, xv, yv)
+        row: dict[str, Any] = {"n": n, "m": mm, "ours_s": ours_s, "ours_cpu_s": ours_cpu,
+                               "pydvl_s": None, "speedup": None, "max_abs_diff": None}
         if python is not None and n <= 20_000:
             ref, ref_s = pydvl(python, x, y, xv, yv)
             row.update(pydvl_s=ref_s, speedup=ref_s / ours_s,
@@ -216,7 +217,8 @@ def gain_check(n_batches: int, seed: int = 0, base_size: int = 300) -> dict[str,
 
 
 def run(quick: bool, with_pydvl: bool) -> dict[str, Any]:
-    doc: dict[str, Any] = {"quick": quick, "k": K, "pydvl_version": PYDVL_VERSION}
+    doc: dict[str, Any] = {"quick": quick, "k": K, "pydvl_version": PYDVL_VERSION,
+                           "cpus": os.cpu_count(), "load_before": os.getloadavg()[0]}
     python = None
     if with_pydvl:
         try:
@@ -233,6 +235,7 @@ def run(quick: bool, with_pydvl: bool) -> dict[str, Any]:
     doc["pydvl_s_20k"] = by_n.get(20_000, {}).get("pydvl_s")
     doc["speedup_20k"] = by_n.get(20_000, {}).get("speedup")
     doc["ours_s_100k"] = by_n.get(100_000, {}).get("ours_s")
+    doc["ours_cpu_s_100k"] = by_n.get(100_000, {}).get("ours_cpu_s")
     doc["digits"] = digits_detection(
         [0, 1] if quick else [0, 1, 2, 3, 4], oob_estimators=30 if quick else 200,
         tmc_seconds=1.0 if quick else 20.0,
@@ -240,16 +243,23 @@ def run(quick: bool, with_pydvl: bool) -> dict[str, Any]:
     doc["auc"], doc["f1"] = doc["digits"]["auc"], doc["digits"]["f1"]
     gain = gain_check(10 if quick else 30)
     doc.update(gain)
+    doc["load_after"] = os.getloadavg()[0]
     return doc
 
 
 def table(doc: dict[str, Any]) -> str:
     fmt = lambda v, spec: "—" if v is None else format(v, spec)
-    lines = [f"{'n':>8} {'val':>5} {'ours s':>8} {'pyDVL s':>8} {'speedup':>8} {'max|diff|':>10}"]
+    header = (f"{'n':>8} {'val':>5} {'ours s':>8} {'ours cpu':>8} {'pyDVL s':>8} "
+              f"{'speedup':>8} {'max|diff|':>10}")
+    lines = [header]
     for r in doc["knn_rows"]:
         lines.append(f"{r['n']:>8} {r['m']:>5} {fmt(r['ours_s'], '8.3f')} "
+                     f"{fmt(r.get('ours_cpu_s'), '8.3f')} "
                      f"{fmt(r['pydvl_s'], '8.2f')} {fmt(r['speedup'], '7.1f')}× "
                      f"{fmt(r['max_abs_diff'], '10.1e')}")
+    if "load_before" in doc:
+        lines.append(f"load average {doc['load_before']:.1f} → {doc['load_after']:.1f} "
+                     f"on {doc['cpus']} CPUs (wall times grow with it; CPU times much less)")
     if "pydvl_error" in doc:
         lines.append(f"pyDVL not run: {doc['pydvl_error']}")
     lines.append("")

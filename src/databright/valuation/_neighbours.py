@@ -30,9 +30,10 @@ def as_matrix(x: NDArray[np.generic] | list[list[float]], name: str) -> NDArray[
 
 def sq_dists(a: NDArray[np.float64], b: NDArray[np.float64]) -> NDArray[np.float64]:
     """Squared Euclidean distances between the rows of ``a`` and of ``b`` (``len(a) × len(b)``)."""
-    aa = np.einsum("ij,ij->i", a, a)[:, None]
-    bb = np.einsum("ij,ij->i", b, b)[None, :]
-    d = aa - 2.0 * (a @ b.T) + bb
+    d = a @ b.T
+    d *= -2.0  # in place: a fresh large array costs more than the arithmetic here
+    d += np.einsum("ij,ij->i", a, a)[:, None]
+    d += np.einsum("ij,ij->i", b, b)[None, :]
     np.maximum(d, 0.0, out=d)
     return d
 
