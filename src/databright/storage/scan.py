@@ -183,9 +183,10 @@ def _scan_labels_csv(root: Path, label_set: set[str] | frozenset[str] | None) ->
     on_disk = {rel: path for rel, path in _walk(root, out.refused) if rel != "labels.csv"}
     for rel in sorted(on_disk.keys() - listed.keys()):
         out.refused.append(Refusal(rel, "not listed in labels.csv"))
+    already = {r.name for r in out.refused}
     for rel, label in listed.items():
         if rel not in on_disk:
-            if not any(r.name == rel for r in out.refused):
+            if rel not in already:  # e.g. a listed hidden file: refused once, for its own reason
                 out.refused.append(Refusal(rel, "listed in labels.csv but not found"))
         elif problem := label_problem(label, label_set):
             out.refused.append(Refusal(rel, problem))
