@@ -70,7 +70,8 @@ def test_create_dataset_records_everything(market, alice):
         entry_log.contributor,
         entry_log.proposal_id,
     ) == (0, 100, alice, 0)
-    assert dataset_id == 1 and market.dataset_count() == 1
+    assert dataset_id == 1 and market.dataset_count() == 1 and market.proposal_count() == 0
+    assert market.share_token_blueprint() != ZERO
     assert market.dataset_id_of("digits") == 1 and market.dataset_id_of("other") == 0
     d = market.get_dataset(1)
     assert (d.name, d.symbol, d.card_cid, d.initiator) == ("digits", "DIG", "bafkreicard", alice)
