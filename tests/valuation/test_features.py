@@ -63,6 +63,13 @@ def test_tabular_featurizer_json_and_csv() -> None:
     csv_items = [(b"a,b,label\n1,2,x\n", "text/csv"), (b"a,b,label\n3,oops,y\n", "text/csv")]
     xc = TabularFeaturizer().fit(csv_items).transform(csv_items)
     assert xc.shape[0] == 2
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    buf = io.BytesIO()
+    pq.write_table(pa.table({"a": [3.0], "b": [1.0], "color": ["red"]}), buf)
+    xp = f.transform([(buf.getvalue(), "application/vnd.apache.parquet")])
+    assert xp.shape == (1, 4) and xp[0, 0] == 0.0 and xp[0, 3] == 1.0
     with pytest.raises(ValuationError, match="row-7"):
         TabularFeaturizer().fit([(b"[1, 2]", "application/json")], names=["row-7"])
     with pytest.raises(ValuationError, match="fit"):

@@ -90,7 +90,7 @@ class ImageFeaturizer:
 
 
 class TabularFeaturizer:
-    """Numeric columns of JSON-object rows or one-line CSV rows (with a header line).
+    """Numeric columns of JSON-object rows, one-line CSV rows (with a header) or one-row Parquet.
 
     Learns its columns at ``fit``: numeric columns are kept and standardised (mean 0, sd 1
     on the fit data); string columns with at most ``max_categories`` values are one-hot
@@ -107,8 +107,15 @@ class TabularFeaturizer:
 
     @staticmethod
     def parse(data: bytes, media_type: str, name: str = "item") -> dict[str, Any]:
-        """One row as a dict from JSON (an object) or CSV (header line + one data line)."""
+        """One row as a dict from JSON (an object), CSV (header + one line) or Parquet (one row)."""
         try:
+            if "parquet" in media_type:
+                import pyarrow.parquet as pq  # only needed for Parquet items
+
+                rows = pq.read_table(io.BytesIO(data)).to_pylist()
+                if len(rows) != 1:
+                    raise ValueError(f"expected one row, found {len(rows)}")
+                return dict(rows[0])
             text = data.decode("utf-8")
             if "json" in media_type:
                 row = json.loads(text)
@@ -120,9 +127,9 @@ class TabularFeaturizer:
                 if len(rows) != 1:
                     raise ValueError(f"expected one data line, found {len(rows)}")
                 return dict(rows[0])
-        except (UnicodeDecodeError, ValueError) as exc:
+        except (UnicodeDecodeError, ValueError, OSError) as exc:  # pyarrow errors are both
             raise ValuationError(f"cannot read {name} as a table row: {exc}") from exc
-        raise ValuationError(f"{name} is {media_type!r}, not a JSON or CSV row")
+        raise ValuationError(f"{name} is {media_type!r}, not a JSON, CSV or Parquet row")
 
     @staticmethod
     def _number(value: Any) -> float | None:
@@ -185,7 +192,8 @@ def featurizer_for(media_types: Sequence[str]) -> ImageFeaturizer | TabularFeatu
     kinds = {"image" if mt.startswith("image/") else "table" for mt in media_types}
     if kinds <= {"image"}:
         return ImageFeaturizer()
-    if kinds == {"table"} and all(("json" in mt or "csv" in mt) for mt in media_types):
+    tabular = ("json", "csv", "parquet")
+    if kinds == {"table"} and all(any(t in mt for t in tabular) for mt in media_types):
         return TabularFeaturizer()
     raise ValuationError(f"no default featurizer for media types {sorted(set(media_types))}")
 
