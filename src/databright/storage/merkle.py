@@ -42,8 +42,11 @@ _ZERO = bytes(32)
 
 
 class _HasCidLabel(Protocol):
-    cid: str
-    label: str
+    @property
+    def cid(self) -> str: ...
+
+    @property
+    def label(self) -> str: ...
 
 
 def encode_leaf(cid_digest_: bytes, label: str) -> bytes:

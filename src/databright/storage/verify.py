@@ -20,9 +20,16 @@ __all__ = ["Entry", "Problem", "VerifyReport", "root_bytes", "verify_entries"]
 
 
 class Entry(Protocol):
-    manifest_cid: str
-    merkle_root: bytes
-    item_count: int
+    """What storage reads of a registry entry (``DataMarket.get_entry``)."""
+
+    @property
+    def manifest_cid(self) -> str: ...
+
+    @property
+    def merkle_root(self) -> bytes | str: ...
+
+    @property
+    def item_count(self) -> int: ...
 
 
 class Problem(NamedTuple):
