@@ -84,3 +84,10 @@ def test_proposal_shapley_monte_carlo_matches_exact() -> None:
     err = np.abs(mc.values - exact.values)
     assert (err <= 5 * mc.stderr + 1e-9).all()
     assert ProposalShapley().fit(utility, []).result.values.size == 0
+
+
+def test_full_score_equals_call_on_everything() -> None:
+    for task in ("classification", "regression"):
+        x, y, xv, yv = tiny_knn_data(21, 30, m=7, task=task[0])
+        u = KNNUtility(x, y, xv, yv, k=4, task=task)  # type: ignore[arg-type]
+        assert u.full_score() == pytest.approx(u(np.arange(30)), abs=1e-12)

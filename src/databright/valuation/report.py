@@ -184,17 +184,16 @@ def evaluate_proposal(
     joining = np.array([i for i, s in enumerate(status) if s == "new"], dtype=np.intp)
     x_join = x_batch[joining]
     y_join = np.array([batch[i].label for i in joining], dtype=str)
-    near = np.full(nbatch, -1, dtype=np.intp)
-    ref = x_base
-    for pos, i in enumerate(joining):  # against the dataset and earlier joining items
-        hit = near_duplicates(x_join[pos : pos + 1], ref, near_duplicate_threshold)[0]
-        near[i] = hit
-        ref = np.concatenate([ref, x_join[pos : pos + 1]])
-    near_of = {
-        int(i): (base[int(near[i])].cid if near[i] < nb else batch[int(joining[near[i] - nb])].cid)
-        for i in joining
-        if near[i] >= 0
-    }
+    # Near-duplicates: of a dataset item first, else of an earlier joining item.
+    near_of: dict[int, str] = {}
+    hit_base = near_duplicates(x_join, x_base, near_duplicate_threshold)
+    for pos, i in enumerate(joining):
+        if hit_base[pos] >= 0:
+            near_of[int(i)] = base[int(hit_base[pos])].cid
+        elif pos:
+            hit = near_duplicates(x_join[pos : pos + 1], x_join[:pos], near_duplicate_threshold)[0]
+            if hit >= 0:
+                near_of[int(i)] = batch[int(joining[hit])].cid
 
     # Accuracy before/after: the KNN classifier and the KNN utility (exact gain, no refit).
     x_all = np.concatenate([x_base, x_join])
@@ -202,7 +201,7 @@ def evaluate_proposal(
     acc_before = float(np.mean(knn_predict(x_base, y_base, x_val, k) == y_val)) if nb else 0.0
     acc_after = float(np.mean(knn_predict(x_all, y_all, x_val, k) == y_val)) if len(y_all) else 0.0
     utility = KNNUtility(x_base, y_base, x_val, y_val, k=k)
-    u_before = utility(np.arange(nb))
+    u_before = utility.full_score()
     u_gain = utility.gain(x_join, y_join)
 
     # Per-item values in the game of dataset + joining items; calibrated on the base items.

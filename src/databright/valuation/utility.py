@@ -139,7 +139,7 @@ class KNNUtility:
         self.fits = 0
         self._order: NDArray[np.intp] | None = None
         self._rank: NDArray[np.intp] | None = None
-        self._base_topk: tuple[NDArray[np.float64], NDArray[np.intp]] | None = None
+        self._base_topk: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None
 
     # -- per-pair quantities -------------------------------------------------------------
     def _pair_values(self, train_idx: NDArray[np.intp]) -> NDArray[np.float64]:
@@ -231,6 +231,22 @@ class KNNUtility:
         return out
 
     # -- batch gain without refitting ----------------------------------------------------
+    def _topk_base(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Cached distances and ``a`` values of each validation point's K nearest (chunked)."""
+        if self._base_topk is None:
+            d_base, i_base = top_k(self.x_train, self.x_val, self.k)
+            if self.n:
+                a_base = np.where(i_base >= 0, self._pair_values(np.maximum(i_base, 0)), 0.0)
+            else:
+                a_base = np.zeros(i_base.shape)
+            self._base_topk = (d_base, a_base)
+        return self._base_topk
+
+    def full_score(self) -> float:
+        """``U(all training points)`` without the ``m × n`` order matrix of ``__call__``."""
+        d_base, a_base = self._topk_base()
+        return self._finish((a_base * np.isfinite(d_base)).sum(axis=1))
+
     def gain(self, x_batch: NDArray[Any], y_batch: NDArray[Any]) -> float:
         """``U(train ∪ batch) − U(train)`` from the cached K nearest training points.
 
@@ -238,14 +254,8 @@ class KNNUtility:
         ``n, n+1, …``), exactly as if the batch were appended and the model refitted.
         """
         xb, yb = as_matrix(x_batch, "x_batch"), np.asarray(y_batch)
-        if self._base_topk is None:
-            self._base_topk = top_k(self.x_train, self.x_val, self.k)
-        d_base, i_base = self._base_topk
+        d_base, a_base = self._topk_base()
         d_b = sq_dists(self.x_val, xb) if xb.shape[0] else np.zeros((self.x_val.shape[0], 0))
-        if self.n:
-            a_base = np.where(i_base >= 0, self._pair_values(np.maximum(i_base, 0)), 0.0)
-        else:
-            a_base = np.zeros(i_base.shape)
         if self.task == "classification":
             a_b = (yb[None, :] == self.y_val[:, None]).astype(np.float64)
         else:
