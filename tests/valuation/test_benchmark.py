@@ -20,7 +20,7 @@ def _load():
 
 def test_benchmark_pieces_on_tiny_sizes() -> None:
     bench = _load()
-    knn = bench.compare_knn([200, 400], m=10, python=None, m_large=10)
+    knn = bench.compare_knn([(200, 10), (400, 10)], python=None)
     assert [r["n"] for r in knn["rows"]] == [200, 400] and knn["knn_max_abs_diff"] is None
     det = bench.digits_detection([0], oob_estimators=5, tmc_seconds=0.2)
     assert set(det["auc"]) == {"knn_shapley", "data_oob", "tmc_shapley", "loo"}
