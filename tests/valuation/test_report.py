@@ -138,3 +138,19 @@ def test_tabular_proposal() -> None:
     report = evaluate_proposal(rows[:60], rows[60:90], rows[90:], ["0", "1"])
     assert report.params["featurizer"] == "TabularFeaturizer"
     assert report.accuracy_after > 0.9
+
+
+def test_pluggable_featurizer(digits_blobs) -> None:
+    class Embedding:  # e.g. a pretrained network; no ``names`` argument
+        def fit(self, items):
+            return self
+
+        def transform(self, items):
+            from databright.valuation import ImageFeaturizer
+
+            return ImageFeaturizer(size=4).transform(items)
+
+    blobs, _ = digits_blobs
+    report = evaluate_proposal(blobs[300:400], blobs[400:420], blobs[:100], LABELS,
+                               featurizer=Embedding())
+    assert report.params["featurizer"] == "Embedding" and report.new == 20

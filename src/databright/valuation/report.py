@@ -8,6 +8,7 @@ chain. See docs/valuation.md for the suspect rule and the score formula.
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -107,10 +108,10 @@ def _features(
 ) -> NDArray[np.float64]:
     def call(method: Any, items: Sequence[LabeledBlob]) -> Any:
         pairs = [(b.data, b.media_type) for b in items]
-        try:  # our featurizers name the failing item; a plug-in may not take names
+        # our featurizers name a failing item by CID; a plug-in need not take names
+        if "names" in inspect.signature(method).parameters:
             return method(pairs, names=[b.cid for b in items])
-        except TypeError:
-            return method(pairs)
+        return method(pairs)
 
     call(featurizer.fit, fit_on)
     out = np.asarray(call(featurizer.transform, blobs), dtype=np.float64)
