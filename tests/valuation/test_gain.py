@@ -91,3 +91,14 @@ def test_full_score_equals_call_on_everything() -> None:
         x, y, xv, yv = tiny_knn_data(21, 30, m=7, task=task[0])
         u = KNNUtility(x, y, xv, yv, k=4, task=task)  # type: ignore[arg-type]
         assert u.full_score() == pytest.approx(u(np.arange(30)), abs=1e-12)
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 10_000), count=st.integers(1, 4))
+def test_proposal_shapley_null_batch_changes_nothing(seed: int, count: int) -> None:
+    utility, batches = _batches(seed, count)
+    empty = (batches[0][0][:0], batches[0][1][:0])
+    before = ProposalShapley().fit(utility, batches).result.values
+    after = ProposalShapley().fit(utility, [*batches, empty]).result.values
+    assert after[-1] == 0.0
+    np.testing.assert_allclose(after[:-1], before, atol=1e-12)
