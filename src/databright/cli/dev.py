@@ -23,8 +23,8 @@ def advance(duration: str, home: HomeOpt = None, json_out: JsonOpt = False) -> N
             raise UsageError(
                 f"`dev advance` only works on the embedded chain; this home uses {dep.config.chain}"
             )
-        before = dep.chain.now()
+        before = dep.chain.next_block_time()
         dep.chain.advance_time(seconds)
-        out = {"advanced": seconds, "before": before, "now": dep.chain.now()}
+        out = {"advanced": seconds, "before": before, "now": dep.chain.next_block_time()}
     emit(out, json_out, lambda d: console.print(
         f"chain clock moved forward {format_duration(d['advanced'])} (now {d['now']})"))

@@ -80,6 +80,18 @@ def withdraw(dep: Deployment, sender: Any) -> dict:
             "total_wei": sum(p["amount_wei"] for p in paid)}
 
 
+def voting_power(dep: Deployment, proposal_id: int, address: str) -> int:
+    """The weight ``address`` votes with on a proposal: its shares at the proposal's snapshot."""
+    from databright.market.proposals import get_proposal
+
+    p = get_proposal(dep, proposal_id)
+    token = dep.token(dep.market.get_dataset(p.dataset_id).share_token)
+    if dep.chain.block_number() <= p.snapshot:
+        # the snapshot block is the latest mined one: its end state is the current state
+        return token.balanceOf(address)
+    return token.balance_at(address, p.snapshot)
+
+
 def pending(dep: Deployment, address: str) -> dict:
     """What ``address`` could withdraw now."""
     rows = [

@@ -116,7 +116,7 @@ def show_proposal(dep: Deployment, proposal_id: int, *, check: bool = True) -> d
     and any disagreement with the chain (root, count, missing blobs) is flagged."""
     p = get_proposal(dep, proposal_id)
     info = dep.market.get_dataset(p.dataset_id)
-    now = dep.chain.now()
+    now = dep.chain.next_block_time()  # the time a vote or finalize sent now would see
     voted = p.yes + p.no
     supply = p.snapshot_supply or 0
     quorum_needed = -(-info.quorum_bps * supply // 10_000)
