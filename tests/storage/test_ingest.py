@@ -244,3 +244,16 @@ def test_ingest_into_an_fsspec_store(tmp_path) -> None:
 def test_progress_bar_does_not_change_results(tmp_path, store) -> None:
     src = write(tmp_path / "in", {f"l/{i}.txt": f"p{i}".encode() for i in range(50)})
     assert ingest(src, store, progress=True).manifest_cid == ingest(src, store).manifest_cid
+
+
+def test_large_table_uses_the_pool_and_is_deterministic(tmp_path) -> None:
+    n = 1500
+    table = pa.table({"a": list(range(n)), "b": [i % 7 for i in range(n)],
+                      "y": [f"c{i % 3}" for i in range(n)]})
+    path = tmp_path / "big.parquet"
+    pq.write_table(table, path)
+    one = ingest(path, open_store(tmp_path / "s1"), label_column="y", workers=1)
+    two = ingest(path, open_store(tmp_path / "s2"), label_column="y", workers=2)
+    assert one.manifest_cid == two.manifest_cid and one.item_count == n
+    assert two.labels == {"c0": 500, "c1": 500, "c2": 500}
+    assert open_store(tmp_path / "s2").fsck() == {}

@@ -161,6 +161,18 @@ def _process_file(
     return cid, n, media
 
 
+def _process_blob(
+    blob: bytes, max_size: int, stage: Callable[[str, bytes | None, str | None], None] | None
+) -> tuple[str, int, str] | str:
+    """(cid, size, media_type) of a table row's canonical JSON, staged; or why it is refused."""
+    if len(blob) > max_size:
+        return f"oversize: {len(blob)} bytes > limit {max_size}"
+    cid = cid_from_digest(hashlib.sha256(blob).digest())
+    if stage is not None:
+        stage(cid, blob, None)
+    return cid, len(blob), ROW_MEDIA_TYPE
+
+
 class _Stager:
     """Writes blobs of one chunk to temporary files, then flushes once and renames them in."""
 
@@ -205,13 +217,16 @@ class _Stager:
 
 
 def _work_chunk(
-    args: tuple[int, list[tuple[str, str]], str | None, int],
+    args: tuple[int, list[tuple[str, str | bytes]], str | None, int],
 ) -> tuple[int, list[Any], list[tuple[str, str]]]:
     """Read, check, hash and stage one chunk; the staged (temp, cid) pairs are committed later,
     all at once, after a single flush (one ``syncfs`` for the whole ingestion, not per chunk)."""
     index, files, store_root, max_size = args
     stager = _Stager(store_root) if store_root else None
-    results = [_process_file(name, path, max_size, stager) for name, path in files]
+    results = [
+        _process_blob(src, max_size, stager) if isinstance(src, bytes) else _process_file(name, src, max_size, stager)
+        for name, src in files
+    ]
     return index, results, stager.staged if stager is not None else []
 
 
@@ -230,13 +245,13 @@ def _die_with_parent() -> None:
 
 # --- orchestration -----------------------------------------------------------------------------
 
-def _chunks(files: list[tuple[str, str, str]], workers: int) -> list[list[tuple[str, str]]]:
+def _chunks(files: list[tuple[str, Any, str]], workers: int) -> list[list[tuple[str, Any]]]:
     size = max(32, min(1024, len(files) // (workers * 8) or 1))
     return [[(n, p) for n, p, _ in files[i:i + size]] for i in range(0, len(files), size)]
 
 
 def _run_files(
-    files: list[tuple[str, str, str]], store_root: str | None, max_size: int, workers: int,
+    files: list[tuple[str, Any, str]], store_root: str | None, max_size: int, workers: int,
     advance: Callable[[int], None],
 ) -> list[Any]:
     chunks = _chunks(files, workers)
@@ -320,21 +335,13 @@ def ingest(
                 for (n, p, _), r in zip(cands.files, res):
                     if not isinstance(r, str):
                         store.put_file(p)
-        if cands.rows:
-            stager = _Stager(local_root) if local_root else None
-            for n, blob, lab in cands.rows:
-                if len(blob) > max_file_size:
-                    outcomes.append((n, lab, f"oversize: {len(blob)} bytes > limit {max_file_size}"))
-                    continue
-                cid = cid_from_digest(hashlib.sha256(blob).digest())
-                if stager is not None:
-                    stager(cid, blob, None)
-                else:
-                    store.put_bytes(blob)
-                outcomes.append((n, lab, (cid, len(blob), ROW_MEDIA_TYPE)))
-            advance(len(cands.rows))
-            if stager is not None:
-                stager.commit()
+        if cands.rows:  # kept in table order: the first of equal rows is the one counted
+            res = _run_files(cands.rows, local_root, max_file_size, workers, advance)
+            outcomes += [(n, lab, r) for (n, _, lab), r in zip(cands.rows, res)]
+            if local_root is None:
+                for (_, blob, _), r in zip(cands.rows, res):
+                    if not isinstance(r, str):
+                        store.put_bytes(blob)
     finally:
         stop()
     if local_root:
