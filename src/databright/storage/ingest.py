@@ -1,10 +1,11 @@
 """Ingestion: a proposal's input → blobs in the store → manifest → Merkle root.
 
 Pipeline: :func:`~databright.storage.scan.scan` lists candidates without reading them; worker
-processes (both cores) read, check, hash and stage files in chunks; each chunk is flushed with one
-``syncfs`` and only then renamed into place (see :mod:`databright.storage.cas`); duplicates are
-settled in canonical name order; the manifest is written last, after every blob it names is
-durable. A crash at any point leaves whole blobs or nothing, and re-running gives the same result.
+processes (both cores) read, check, hash and stage files (or table rows) in chunks as temporary
+files; every 4,096 staged blobs, and at the end, one ``syncfs`` makes them durable and only then
+are they renamed into place (see :mod:`databright.storage.cas`); duplicates are settled in
+canonical name order; the manifest is written last, after every blob it names is durable. A crash
+at any point leaves whole blobs or nothing, and re-running gives the same result.
 """
 
 from __future__ import annotations
