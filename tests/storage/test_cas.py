@@ -134,13 +134,13 @@ def test_temp_files_of_dead_writers_are_removed(tmp_path) -> None:
     store = LocalBlobStore(tmp_path / "s")
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True).stdout.strip()
-    stale = store.tmp / f"{dead}-0-1.tmp"
+    stale = store.tmp / f"{dead}-{dead}-0-1.tmp"
     stale.write_bytes(b"half a blob")
-    mine = store.tmp / f"{os.getpid()}-0-2.tmp"
+    mine = store.tmp / f"{os.getpid()}-{dead}-0-2.tmp"  # written by a finished worker for us
     mine.write_bytes(b"in progress")
     LocalBlobStore(tmp_path / "s")
     assert not stale.exists()
-    assert mine.exists()  # a live writer's file is left alone
+    assert mine.exists()  # a live owner's file is left alone
 
 
 def test_fsspec_memory_store() -> None:

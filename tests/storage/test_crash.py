@@ -52,7 +52,7 @@ def wait_for_writers_to_die(store_path, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     tmp = store_path / "tmp"
     while tmp.exists():
-        pids = {int(n.name.split("-")[0]) for n in tmp.iterdir()}
+        pids = {int(p) for n in tmp.iterdir() for p in n.name.split("-")[:2]}  # owner, writer
         if not any(_pid_alive(pid) for pid in pids):
             return
         assert time.monotonic() < deadline, f"ingestion workers {pids} outlived the killed parent"

@@ -4,7 +4,7 @@ Layout of a local store (``root``)::
 
     root/DATABRIGHT-STORE         marker with the layout version
     root/blobs/<cid[8:10]>/<cid>  one file per blob, named by its CID (1,024 shard folders)
-    root/tmp/<pid>-<n>.tmp        writes in progress
+    root/tmp/<owner pid>-...tmp   writes in progress
 
 A blob appears under ``blobs/`` only by ``rename`` of a temporary file that was completely written
 and flushed to disk first, so a crash at any point leaves the whole blob or nothing. Temporary
@@ -202,18 +202,20 @@ class LocalBlobStore(BlobStore):
                 if CID_PATTERN.fullmatch(name):
                     yield name
 
-    def temp_path(self) -> str:
-        """A fresh temporary file name; the pid in it lets a later open remove dead writers'."""
-        return f"{self.tmp}/{os.getpid()}-{next(_counter)}-{time.monotonic_ns()}.tmp"
+    def temp_path(self, owner: int | None = None) -> str:
+        """A fresh temporary file name. The pid in it (``owner``: the process that will rename
+        the file into place, by default this one) lets a later open remove dead writers' files."""
+        return f"{self.tmp}/{owner or os.getpid()}-{os.getpid()}-{next(_counter)}-{time.monotonic_ns()}.tmp"
 
     def clean_temp(self) -> int:
-        """Remove temporary files left by writers that are no longer running."""
+        """Remove temporary files whose owner and writer processes are both gone (or that are a
+        day old)."""
         removed = 0
         for name in os.listdir(self.tmp):
-            pid_s = name.split("-", 1)[0]
+            pids = name.split("-")[:2]
             path = self.tmp / name
             try:
-                alive = pid_s.isdigit() and _pid_alive(int(pid_s))
+                alive = any(p.isdigit() and _pid_alive(int(p)) for p in pids)
                 if not alive or time.time() - path.stat().st_mtime > _STALE_TMP_S:
                     path.unlink()
                     removed += 1

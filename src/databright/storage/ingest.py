@@ -177,7 +177,10 @@ def _process_blob(
 class _Stager:
     """Writes blobs of one chunk to temporary files, then flushes once and renames them in."""
 
-    def __init__(self, store_root: str) -> None:
+    def __init__(self, store_root: str, owner: int | None = None) -> None:
+        # temporary files are named after the ingesting process, which renames them in: a
+        # concurrent open of the store must not take them for a dead worker's leftovers
+        self.owner = owner or os.getpid()
         self.store = LocalBlobStore(store_root, clean=False)
         self.blobs = f"{store_root}/blobs"
         self.staged: list[tuple[str, str]] = []
@@ -193,7 +196,7 @@ class _Stager:
         except FileNotFoundError:
             pass
         self.seen.add(cid)
-        tmp = self.store.temp_path()
+        tmp = self.store.temp_path(self.owner)
         if data is not None:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             try:
@@ -218,12 +221,12 @@ class _Stager:
 
 
 def _work_chunk(
-    args: tuple[int, list[tuple[str, str | bytes]], str | None, int],
+    args: tuple[int, list[tuple[str, str | bytes]], str | None, int, int],
 ) -> tuple[int, list[Any], list[tuple[str, str]]]:
     """Read, check, hash and stage one chunk; the staged (temp, cid) pairs are committed later,
     all at once, after a single flush (one ``syncfs`` for the whole ingestion, not per chunk)."""
-    index, files, store_root, max_size = args
-    stager = _Stager(store_root) if store_root else None
+    index, files, store_root, max_size, owner = args
+    stager = _Stager(store_root, owner) if store_root else None
     results = [
         _process_blob(src, max_size, stager) if isinstance(src, bytes) else _process_file(name, src, max_size, stager)
         for name, src in files
@@ -256,7 +259,7 @@ def _run_files(
     advance: Callable[[int], None],
 ) -> list[Any]:
     chunks = _chunks(files, workers)
-    tasks = [(i, c, store_root, max_size) for i, c in enumerate(chunks)]
+    tasks = [(i, c, store_root, max_size, os.getpid()) for i, c in enumerate(chunks)]
     out: list[list[Any]] = [[] for _ in chunks]
     staged: list[tuple[str, str]] = []
     if workers <= 1 or len(files) < 256:
