@@ -263,7 +263,7 @@ def table(doc: dict[str, Any]) -> str:
     for r in doc["knn_rows"]:
         lines.append(f"{r['n']:>8} {r['m']:>5} {fmt(r['ours_s'], '8.3f')} "
                      f"{fmt(r.get('ours_cpu_s'), '8.3f')} "
-                     f"{fmt(r['pydvl_s'], '8.2f')} {fmt(r['speedup'], '7.1f')}× "
+                     f"{fmt(r['pydvl_s'], '8.2f')} {fmt(r['speedup'], '7.1f') + '×':>8} "
                      f"{fmt(r['max_abs_diff'], '10.1e')}")
     if "load_before" in doc:
         lines.append(f"load average {doc['load_before']:.1f} → {doc['load_after']:.1f} "
