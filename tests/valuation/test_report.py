@@ -104,7 +104,7 @@ def test_clean_batch_scores_higher_than_noisy(digits_blobs) -> None:
 def test_other_methods_run(digits_blobs, method: str) -> None:
     blobs, _ = digits_blobs
     report = evaluate_proposal(blobs[300:400], blobs[400:440], blobs[:100], LABELS,
-                               method=method)
+                               method=method, budget_s=1.0)
     assert report.method == method and len(report.items) == 40
     assert all(isinstance(it["value"], float) for it in report.items)
 

@@ -121,9 +121,14 @@ def _features(
 
 
 def _values(
-    method: Method, k: int, seed: int, x: NDArray, y: NDArray, xv: NDArray, yv: NDArray
+    method: Method,
+    k: int,
+    seed: int,
+    budget_s: float,
+    data: tuple[NDArray[np.float64], NDArray[Any], NDArray[np.float64], NDArray[Any]],
 ) -> tuple[ValuationResult, float]:
     """Values of all points and the neutral value below which a significant value is suspect."""
+    x, y, xv, yv = data
     if method == "knn":
         return KNNShapley(k=k).fit(x, y, xv, yv).result, 0.0
     if method == "data_oob":
@@ -131,7 +136,7 @@ def _values(
         return DataOOB(seed=seed).fit(x, y).result, 0.5
     utility = KNNUtility(x, y, xv, yv, k=k)
     if method == "tmc":
-        return TMCShapley(stop=MaxSeconds(10.0), seed=seed).fit(utility).result, 0.0
+        return TMCShapley(stop=MaxSeconds(budget_s), seed=seed).fit(utility).result, 0.0
     if method == "loo":
         return LOO().fit(utility).result, 0.0
     raise ValuationError(f"unknown valuation method {method!r}")
@@ -149,8 +154,22 @@ def evaluate_proposal(
     seed: int = 0,
     alpha: float = SUSPECT_ALPHA,
     near_duplicate_threshold: float = NEAR_DUPLICATE_THRESHOLD,
+    budget_s: float = 10.0,
 ) -> EvaluationReport:
     """Evaluate ``batch`` as an addition to ``base``, measured on ``validation``.
+
+    Args:
+        base: the dataset's items (trusted; their values calibrate the suspect threshold).
+        batch: the proposal's items, in order.
+        validation: the dataset's fixed validation split, never trained on.
+        label_set: the dataset's labels; other labels count as unknown.
+        featurizer: default: chosen from the media types (:func:`featurizer_for`).
+        method: ``"knn"`` (exact KNN-Shapley), ``"data_oob"``, ``"tmc"`` or ``"loo"``.
+        k: neighbours of the KNN classifier and utility.
+        seed: seeds the sampling methods.
+        alpha: quantile of the dataset's values under which an item is suspect.
+        near_duplicate_threshold: RMS feature distance of a near-duplicate.
+        budget_s: time budget of ``"tmc"``.
 
     Raises:
         ValuationError: no validation data, an empty label set, or an unreadable item.
@@ -207,7 +226,7 @@ def evaluate_proposal(
 
     # Per-item values in the game of dataset + joining items; calibrated on the base items.
     if len(y_all):
-        result, neutral = _values(method, k, seed, x_all, y_all, x_val, y_val)
+        result, neutral = _values(method, k, seed, budget_s, (x_all, y_all, x_val, y_val))
         values, stderr = result.values, np.nan_to_num(result.stderr, nan=np.inf)
         params_m = result.params
     else:
@@ -259,6 +278,7 @@ def evaluate_proposal(
             "z": SUSPECT_Z,
             "neutral_value": neutral,
             "near_duplicate_threshold": near_duplicate_threshold,
+            "budget_s": budget_s if method == "tmc" else None,
             "featurizer": type(featurizer).__name__,
             "n_base": nb,
             "n_validation": len(validation),
