@@ -80,10 +80,10 @@ class ImageFeaturizer:
                 raise ValuationError(f"{_name(i, names)} is {media_type!r}, not an image")
             try:
                 with Image.open(io.BytesIO(data)) as img:
-                    img = img.convert(self.mode).resize(
+                    small = img.convert(self.mode).resize(
                         (self.size, self.size), Image.Resampling.BOX
                     )
-                    out[i] = np.asarray(img, dtype=np.float64).reshape(-1) / 255.0
+                    out[i] = np.asarray(small, dtype=np.float64).reshape(-1) / 255.0
             except (UnidentifiedImageError, OSError, ValueError) as exc:
                 raise ValuationError(f"cannot decode {_name(i, names)} as an image: {exc}") from exc
         return out

@@ -158,9 +158,10 @@ class KNNShapley:
                 else:
                     s = knn_shapley_sorted(yt_f[order], self.k, self.task, yv[rows])
                 flat = order.ravel()
-                part = np.bincount(flat, weights=s.ravel(), minlength=n)
+                part = np.bincount(flat, weights=s.ravel(), minlength=n).astype(np.float64, copy=False)
                 np.square(s, out=s)
-                return part, np.bincount(flat, weights=s.ravel(), minlength=n)
+                sq = np.bincount(flat, weights=s.ravel(), minlength=n).astype(np.float64, copy=False)
+                return part, sq
 
             step = chunk_rows(n, self.chunk_bytes)
             chunks = [slice(i, min(i + step, m)) for i in range(0, m, step)]

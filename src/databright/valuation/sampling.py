@@ -130,7 +130,11 @@ class RunningMoments:
         self.mean = np.zeros(n)
         self._m2 = np.zeros(n)
 
-    def update(self, players: NDArray[np.intp] | slice, samples: NDArray[np.float64] | float) -> None:
+    def update(
+        self,
+        players: NDArray[np.intp] | NDArray[np.bool_] | slice,
+        samples: NDArray[np.float64] | float,
+    ) -> None:
         """Add one sample for each of ``players`` (``samples`` broadcast to them)."""
         self.count[players] += 1
         c = self.count[players]
