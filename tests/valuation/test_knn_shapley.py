@@ -89,3 +89,15 @@ def test_bad_input() -> None:
         KNNShapley().fit(np.zeros((3, 2)), np.zeros(2), np.zeros((1, 2)), np.zeros(1))
     with pytest.raises(RuntimeError):
         _ = KNNShapley().result
+
+
+@pytest.mark.slow
+def test_scale_100k_points_efficiency_holds() -> None:
+    """100k training points: values still sum to U(all) − U(∅) (cumulative sums stay exact)."""
+    rng = np.random.default_rng(0)
+    x, xv = rng.normal(size=(100_000, 10)), rng.normal(size=(100, 10))
+    y, yv = rng.integers(0, 3, 100_000), rng.integers(0, 3, 100)
+    result = KNNShapley(k=5).fit(x, y, xv, yv).result
+    total = KNNUtility(x, y, xv, yv, k=5).full_score()
+    assert result.values.sum() == pytest.approx(total, abs=1e-9)
+    assert result.runtime_s < 60  # ~1 s on an idle 2-core machine
