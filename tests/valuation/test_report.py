@@ -122,6 +122,8 @@ def test_empty_base_and_errors(digits_blobs) -> None:
     broken = LabeledBlob("bafy-broken", "1", "image/png", b"\x89PNG garbage")
     with pytest.raises(ValuationError, match="bafy-broken"):
         evaluate_proposal(blobs[:5], [broken], blobs[8:10], LABELS)
+    with pytest.raises(ValuationError, match="data_oob"):
+        evaluate_proposal([], blobs[5:6], blobs[8:10], LABELS, method="data_oob")
     with pytest.raises(ValuationError, match="method"):
         evaluate_proposal(blobs[:5], blobs[5:8], blobs[8:10], LABELS, method="magic")  # type: ignore[arg-type]
 

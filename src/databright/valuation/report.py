@@ -226,7 +226,10 @@ def evaluate_proposal(
 
     # Per-item values in the game of dataset + joining items; calibrated on the base items.
     if len(y_all):
-        result, neutral = _values(method, k, seed, budget_s, (x_all, y_all, x_val, y_val))
+        try:
+            result, neutral = _values(method, k, seed, budget_s, (x_all, y_all, x_val, y_val))
+        except ValueError as exc:  # e.g. too few points for bagging
+            raise ValuationError(f"{method} valuation failed: {exc}") from exc
         values, stderr = result.values, np.nan_to_num(result.stderr, nan=np.inf)
         params_m = result.params
     else:
