@@ -84,6 +84,7 @@ def test_report_counts_values_and_suspects(digits_blobs) -> None:
         assert key in doc
     assert set(doc["items"][0]) >= {"cid", "label", "value", "suspect"}
     assert 0 <= report.score_bps <= 20000 and report.score_bps == score_to_bps(report)
+    assert "201 new" in report.summary() and "bps" in report.summary()
 
 
 def test_clean_batch_scores_higher_than_noisy(digits_blobs) -> None:

@@ -84,6 +84,15 @@ class EvaluationReport:
         """A JSON-safe dictionary of every field."""
         return _json_safe(asdict(self))
 
+    def summary(self) -> str:
+        """One line for a proposal listing, e.g. ``200 new, 1 dup, … gain +1.2 pts, …``."""
+        return (
+            f"{self.new} new, {self.duplicates} duplicate, {self.near_duplicates} near-duplicate, "
+            f"{self.unknown_labels} unknown label; accuracy {self.accuracy_before:.1%} → "
+            f"{self.accuracy_after:.1%} (gain {100 * self.gain:+.2f} pts); "
+            f"{len(self.suspects)} suspect; score {self.score_bps} bps"
+        )
+
 
 def score_to_bps(report: EvaluationReport) -> int:
     """Suggested on-chain score in basis points, 0..20000 (10000 = neutral).
