@@ -84,7 +84,7 @@ def test_lock_blocks_a_second_process(tmp_path: Path) -> None:
         assert time.monotonic() - t0 >= 0.5
         message = str(info.value)
         assert "is busy (held by another DataBright process" in message
-        assert "retry or route through `databright serve`" in message
+        assert "retry when it is done, or raise DATABRIGHT_LOCK_TIMEOUT" in message
         assert f"pid {holder.pid}" in message
         assert len(waited) == 1 and waited[0] is not None and f"pid {holder.pid}" in waited[0]
     finally:
