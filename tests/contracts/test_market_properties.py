@@ -435,8 +435,8 @@ def test_market_properties_long():
     run_state_machine_as_test(
         MarketMachine,
         settings=settings(
-            max_examples=200,
-            stateful_step_count=50,
+            max_examples=60,
+            stateful_step_count=40,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow],
         ),
