@@ -133,3 +133,11 @@ def test_embedded_chain_busy(market):
     waiting, err = result.stderr.strip().splitlines()
     assert waiting.startswith("waiting for the embedded chain")
     assert err.startswith("error: embedded chain at ") and "busy" in err
+
+
+def test_oversize_files_are_refused_with_their_name(market, digit_folder):
+    batch = digit_folder(market.inputs / "big-files", 600, 5)
+    out = market("propose", "digits", str(batch), "--max-file-size", "10", as_="bob",
+                 code=UsageError.exit_code)
+    err = _one_line(out)
+    assert "oversize" in err and ".png" in err

@@ -59,3 +59,18 @@ def test_parse_fraction(text, bps):
 def test_parse_fraction_refuses(text):
     with pytest.raises(UsageError):
         parse_fraction_bps(text)
+
+
+@pytest.mark.parametrize("text,size", [("512", 512), ("4K", 4096), ("10MB", 10 * 2**20),
+                                       ("1G", 2**30), ("3kib", 3072)])
+def test_parse_size(text, size):
+    from databright.market.units import parse_size
+
+    assert parse_size(text) == size
+
+
+def test_parse_size_refuses():
+    from databright.market.units import parse_size
+
+    with pytest.raises(UsageError):
+        parse_size("ten megs")

@@ -13,7 +13,7 @@ from databright.cli.common import (AsOpt, HomeOpt, JsonOpt, console, emit, handl
 from databright.market import datasets as svc
 from databright.market.rules import Rules
 from databright.market.units import (format_shares, parse_duration, parse_fraction_bps,
-                                     parse_shares, parse_wei)
+                                     parse_shares, parse_size, parse_wei)
 
 app = typer.Typer(help="Create and read datasets.", no_args_is_help=True)
 
@@ -34,6 +34,7 @@ def create(
     reward_n0: Annotated[int, typer.Option("--reward-n0", help="Items after which the per-item reward has fallen to a quarter; 0: 10 × the seed size (at least 100).")] = 0,
     evaluator: Annotated[Optional[str], typer.Option(help="Account or address allowed to post evaluation scores.")] = None,
     validation: Annotated[float, typer.Option(help="Fraction of the seed kept aside as the validation split.")] = 0.2,
+    max_file_size: Annotated[str, typer.Option(help="Refuse files larger than this (K, M, G).")] = "100M",
     home: HomeOpt = None,
     json_out: JsonOpt = False,
     as_: AsOpt = None,
@@ -54,6 +55,7 @@ def create(
         out = svc.create_dataset(
             dep, sender, name, source, rules=rules, labels=label_list, description=description,
             label_column=label_column, validation_fraction=validation,
+            max_file_size=parse_size(max_file_size),
             progress=progress_wanted(json_out),
         )
     emit(out, json_out, _show_human)

@@ -13,7 +13,7 @@ from databright.cli.common import (AsOpt, HomeOpt, JsonOpt, console, emit, handl
                                    open_deployment, progress_wanted, signer)
 from databright.errors import UsageError
 from databright.market import proposals as svc
-from databright.market.units import format_duration, format_shares, format_wei
+from databright.market.units import format_duration, format_shares, format_wei, parse_size
 
 proposal_app = typer.Typer(help="Read one proposal.", no_args_is_help=True)
 
@@ -23,6 +23,7 @@ def propose(
     dataset: Annotated[str, typer.Argument(help="Dataset to add to.")],
     source: Annotated[Path, typer.Argument(help="ImageFolder DIR, DIR with labels.csv, or a CSV/Parquet table.")],
     label_column: Annotated[Optional[str], typer.Option(help="Label column of a CSV/Parquet table.")] = None,
+    max_file_size: Annotated[str, typer.Option(help="Refuse files larger than this (K, M, G).")] = "100M",
     home: HomeOpt = None,
     json_out: JsonOpt = False,
     as_: AsOpt = None,
@@ -31,6 +32,7 @@ def propose(
     with open_deployment(home) as dep:
         sender = signer(dep, as_)
         out = svc.propose(dep, sender, dataset, source, label_column=label_column,
+                          max_file_size=parse_size(max_file_size),
                           progress=progress_wanted(json_out))
 
     def human(d: dict) -> None:

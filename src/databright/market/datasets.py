@@ -28,6 +28,7 @@ def create_dataset(
     description: str = "",
     label_column: str | None = None,
     validation_fraction: float = 0.2,
+    max_file_size: int | None = None,
     progress: bool = False,
 ) -> dict:
     """Ingest the seed data, keep a validation split aside, and create the dataset on chain.
@@ -49,7 +50,8 @@ def create_dataset(
         raise UsageError("validation fraction must be in (0, 0.9)")
     label_set = set(labels) if labels else None
     result = ingest(
-        Path(source), dep.store, label_column=label_column, label_set=label_set, progress=progress
+        Path(source), dep.store, label_column=label_column, label_set=label_set, progress=progress,
+        **({"max_file_size": max_file_size} if max_file_size else {}),
     )
     if not result.items:
         raise UsageError(f"no usable items in {source}: {_refusal_summary(result)}")

@@ -42,6 +42,7 @@ def propose(
     source: Path,
     *,
     label_column: str | None = None,
+    max_file_size: int | None = None,
     progress: bool = False,
 ) -> dict:
     """Ingest ``source``, keep only new items, and put the batch to a vote with the stake.
@@ -61,6 +62,7 @@ def propose(
         label_set=labels or None,
         existing_cids=existing_cids(dep, ds_id),
         progress=progress,
+        **({"max_file_size": max_file_size} if max_file_size else {}),
     )
     report = result.to_dict()
     if not result.items:

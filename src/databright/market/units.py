@@ -40,6 +40,17 @@ def parse_shares(text: str) -> int:
     return _exact(value * SHARE_UNIT, text, "share unit (18 decimals)")
 
 
+_SIZE = re.compile(r"^\s*([0-9]+)\s*([kKmMgG]?)(?:i?[bB])?\s*$")
+
+
+def parse_size(text: str) -> int:
+    """``"10MB"`` → 10·2**20 bytes; suffixes K, M, G (binary); a bare number is bytes."""
+    match = _SIZE.match(str(text))
+    if not match:
+        raise UsageError(f"not a size: {text!r} (examples: 512K, 10MB, 1G)")
+    return int(match.group(1)) * 1024 ** " KMG".index((match.group(2) or " ").upper())
+
+
 def parse_duration(text: str) -> int:
     """``"3d"`` → 259200 seconds; units s, m, h, d, w; a bare number is seconds."""
     match = _DURATION.match(str(text))

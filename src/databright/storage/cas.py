@@ -4,7 +4,7 @@ Layout of a local store (``root``)::
 
     root/DATABRIGHT-STORE         marker with the layout version
     root/blobs/<cid[8:10]>/<cid>  one file per blob, named by its CID (1,024 shard folders)
-    root/tmp/<owner pid>-...tmp   writes in progress
+    root/tmp/<owner>-<writer>/    writes in progress, one folder per writing process
 
 A blob appears under ``blobs/`` only by ``rename`` of a temporary file that was completely written
 and flushed to disk first, so a crash at any point leaves the whole blob or nothing. Temporary
@@ -19,6 +19,7 @@ import hashlib
 import io
 import itertools
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,6 +38,7 @@ _MARKER = "DATABRIGHT-STORE"
 _LAYOUT = "databright-cas 1\n"
 _STALE_TMP_S = 24 * 3600
 _counter = itertools.count()
+_made_dirs: set[str] = set()
 
 
 def shard_of(cid: str) -> str:
@@ -203,22 +205,34 @@ class LocalBlobStore(BlobStore):
                     yield name
 
     def temp_path(self, owner: int | None = None) -> str:
-        """A fresh temporary file name. The pid in it (``owner``: the process that will rename
-        the file into place, by default this one) lets a later open remove dead writers' files."""
-        return f"{self.tmp}/{owner or os.getpid()}-{os.getpid()}-{next(_counter)}-{time.monotonic_ns()}.tmp"
+        """A fresh temporary file name in this writer's own folder ``tmp/<owner>-<writer>/`` (so
+        parallel writers never contend for one directory). ``owner`` is the process that will
+        rename the file into place (by default this one); both pids let a later open remove
+        the leftovers of dead writers."""
+        folder = f"{self.tmp}/{owner or os.getpid()}-{os.getpid()}"
+        if folder not in _made_dirs:
+            os.makedirs(folder, exist_ok=True)
+            _made_dirs.add(folder)
+        return f"{folder}/{next(_counter)}-{time.monotonic_ns()}.tmp"
 
     def clean_temp(self) -> int:
-        """Remove temporary files whose owner and writer processes are both gone (or that are a
-        day old)."""
+        """Remove the temporary folders whose owner and writer processes are both gone (anything
+        else in ``tmp/`` once it is a day old); returns how many entries were removed."""
         removed = 0
         for name in os.listdir(self.tmp):
-            pids = name.split("-")[:2]
             path = self.tmp / name
+            pids = name.split("-")[:2]
             try:
-                alive = any(p.isdigit() and _pid_alive(int(p)) for p in pids)
-                if not alive or time.time() - path.stat().st_mtime > _STALE_TMP_S:
+                if all(p.isdigit() for p in pids) and len(pids) == 2:
+                    if any(_pid_alive(int(p)) for p in pids):
+                        continue  # a running writer's folder, however old
+                elif time.time() - path.stat().st_mtime <= _STALE_TMP_S:
+                    continue  # not ours to judge until it is a day old
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
                     path.unlink()
-                    removed += 1
+                removed += 1
             except FileNotFoundError:
                 pass
         return removed
