@@ -113,3 +113,24 @@ def test_proposal_show_flags_a_lying_proposer(market, digit_folder):
     assert "WARNING: MERKLE ROOT MISMATCH" in market("proposal", "show", str(lying), json_out=False).stdout
     missing = market("proposal", "show", str(ghost))["check"]
     assert missing["ok"] is False and "manifest unreadable" in missing["problems"][0]
+
+
+def test_verify_names_a_corrupted_blob(tmp_path, digit_folder):
+    from databright.market.context import Deployment
+    from databright.storage.manifest import read_manifest
+    from tests.cli.conftest import Cli
+
+    cli = Cli(tmp_path / "home")
+    cli("init")
+    cli("account", "new", "ann", "--fast-kdf")
+    cli("dataset", "create", "tiny", "--from", str(digit_folder(tmp_path / "seed", 0, 30)), as_="ann")
+    with Deployment(cli.home) as dep:
+        entry = dep.market.get_entry(1, 0)
+        victim = read_manifest(dep.store, entry.manifest_cid)[3].cid
+        path = dep.store.path_of(victim)
+    path.chmod(0o644)
+    path.write_bytes(b"bit rot")
+    result = cli("verify", "tiny", code=11)
+    assert victim in result.stdout + result.stderr and "corrupt" in (result.stdout + result.stderr)
+    report = cli("verify", "tiny", code=11, json_out=True)
+    assert "corrupt" in report.stdout
