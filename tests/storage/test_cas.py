@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import tracemalloc
+from pathlib import Path
 
 import pytest
 
@@ -127,20 +128,23 @@ def test_failed_write_leaves_nothing(store, monkeypatch) -> None:
     monkeypatch.undo()
     assert list(store.iter_cids()) == []
     assert not store.has(cid_of_bytes(b"x" * 1000))
-    assert list(store.tmp.iterdir()) == []
+    assert list(store.tmp.rglob("*.tmp")) == []
 
 
 def test_temp_files_of_dead_writers_are_removed(tmp_path) -> None:
     store = LocalBlobStore(tmp_path / "s")
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True).stdout.strip()
-    stale = store.tmp / f"{dead}-{dead}-0-1.tmp"
-    stale.write_bytes(b"half a blob")
-    mine = store.tmp / f"{os.getpid()}-{dead}-0-2.tmp"  # written by a finished worker for us
-    mine.write_bytes(b"in progress")
+    stale = store.tmp / f"{dead}-{dead}"
+    stale.mkdir()
+    (stale / "0-1.tmp").write_bytes(b"half a blob")
+    mine = store.tmp / f"{os.getpid()}-{dead}"  # a finished worker's files, waiting for their owner
+    mine.mkdir()
+    (mine / "0-2.tmp").write_bytes(b"in progress")
     LocalBlobStore(tmp_path / "s")
     assert not stale.exists()
-    assert mine.exists()  # a live owner's file is left alone
+    assert (mine / "0-2.tmp").exists()  # a live owner's files are left alone
+    assert Path(store.temp_path()).parent.name == f"{os.getpid()}-{os.getpid()}"
 
 
 def test_fsspec_memory_store() -> None:

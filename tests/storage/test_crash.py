@@ -62,7 +62,7 @@ def wait_for_writers_to_die(store_path, timeout: float = 10.0) -> None:
 def check_store(store_path) -> tuple[int, int]:
     """The crash-safety invariants; returns (temporary files left by the crash, blobs held)."""
     wait_for_writers_to_die(store_path)
-    temps = len(list((store_path / "tmp").iterdir())) if (store_path / "tmp").exists() else 0
+    temps = len(list((store_path / "tmp").rglob("*.tmp"))) if (store_path / "tmp").exists() else 0
     store = open_store(store_path)  # reopening removes dead writers' temporary files
     assert list(store.tmp.iterdir()) == [], "a temporary file survived its dead writer"
     assert store.fsck() == {}, "a partial or corrupted blob is in the store"
