@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from databright.valuation.result import ValuationResult
+from databright.valuation.result import ValuationResult, Valuer
 from databright.valuation.sampling import (
     MaxFits,
     Progress,
@@ -49,7 +49,7 @@ def _union(batches: Sequence[Batch], members: Sequence[int]) -> Batch:
     )
 
 
-class ProposalShapley:
+class ProposalShapley(Valuer):
     """Shapley values of proposals (batches) joining a dataset: ``v(T) = gain(union of T)``.
 
     A batch's value averages its gain over every order in which the batches could have
@@ -122,9 +122,3 @@ class ProposalShapley:
         )
         return self
 
-    @property
-    def result(self) -> ValuationResult:
-        """The values of the last ``fit``."""
-        if self._result is None:
-            raise RuntimeError("call fit() first")
-        return self._result

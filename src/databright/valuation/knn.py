@@ -35,7 +35,7 @@ from databright.valuation._neighbours import (
     chunk_rows,
     sq_dists,
 )
-from databright.valuation.result import ValuationResult
+from databright.valuation.result import ValuationResult, Valuer
 from databright.valuation.utility import KNNUtility, Task
 
 __all__ = ["KNNShapley", "knn_shapley_sorted"]
@@ -91,7 +91,7 @@ def knn_shapley_sorted(
     return s
 
 
-class KNNShapley:
+class KNNShapley(Valuer):
     """Exact Shapley values of the KNN utility, vectorised and chunked to bound memory.
 
     The values are exact for the given validation set; ``result.stderr`` is their standard
@@ -181,9 +181,3 @@ class KNNShapley:
         self._result.stderr = stderr
         return self
 
-    @property
-    def result(self) -> ValuationResult:
-        """The values of the last ``fit``."""
-        if self._result is None:
-            raise RuntimeError("call fit() first")
-        return self._result

@@ -6,13 +6,13 @@ import time
 
 import numpy as np
 
-from databright.valuation.result import ValuationResult
+from databright.valuation.result import ValuationResult, Valuer
 from databright.valuation.utility import Utility
 
 __all__ = ["LOO"]
 
 
-class LOO:
+class LOO(Valuer):
     """Exact leave-one-out values over any utility (``n + 1`` evaluations).
 
     The KNN utility has a closed form (only points among a validation point's K nearest
@@ -41,9 +41,3 @@ class LOO:
         )
         return self
 
-    @property
-    def result(self) -> ValuationResult:
-        """The values of the last ``fit``."""
-        if self._result is None:
-            raise RuntimeError("call fit() first")
-        return self._result

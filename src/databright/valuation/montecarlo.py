@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from databright.valuation.result import ValuationResult
+from databright.valuation.result import ValuationResult, Valuer
 from databright.valuation.sampling import (
     MaxFits,
     Progress,
@@ -25,7 +25,7 @@ from databright.valuation.utility import Utility
 __all__ = ["MSRBanzhaf", "TMCShapley"]
 
 
-class _Sampled:
+class _Sampled(Valuer):
     method = ""
 
     def __init__(self, stop: StoppingRule | None = None, seed: int = 0) -> None:
@@ -33,12 +33,6 @@ class _Sampled:
         self.seed = int(seed)
         self._result: ValuationResult | None = None
 
-    @property
-    def result(self) -> ValuationResult:
-        """The estimates of the last ``fit``."""
-        if self._result is None:
-            raise RuntimeError("call fit() first")
-        return self._result
 
     def _finish(self, moments: Any, values: Any, progress: Progress, extra: dict[str, Any]) -> None:
         params = {"stop": self.stop.describe(), "seed": self.seed, "fits": progress.fits, **extra}

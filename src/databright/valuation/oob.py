@@ -11,13 +11,13 @@ from sklearn.base import clone
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 from databright.valuation._neighbours import as_matrix
-from databright.valuation.result import ValuationResult
+from databright.valuation.result import ValuationResult, Valuer
 from databright.valuation.sampling import RunningMoments
 
 __all__ = ["DataOOB"]
 
 
-class DataOOB:
+class DataOOB(Valuer):
     """Out-of-bag value of each training point under bagging of a cheap model.
 
     Each of ``n_estimators`` bootstrap samples trains a clone of ``model``; every point left
@@ -101,9 +101,3 @@ class DataOOB:
         )
         return self
 
-    @property
-    def result(self) -> ValuationResult:
-        """The values of the last ``fit``."""
-        if self._result is None:
-            raise RuntimeError("call fit() first")
-        return self._result

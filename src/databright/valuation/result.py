@@ -95,3 +95,16 @@ class ValuationResult:
                 "ranks": self.ranks,
             }
         )
+
+
+class Valuer:
+    """Base of every method: ``fit(...)`` stores a :class:`ValuationResult`, ``.result`` reads it."""
+
+    _result: ValuationResult | None = None
+
+    @property
+    def result(self) -> ValuationResult:
+        """The values of the last ``fit``."""
+        if self._result is None:
+            raise RuntimeError("call fit() first")
+        return self._result
