@@ -10,8 +10,9 @@ import pytest
 
 
 def _digit_folder(root: Path, start: int, count: int, flip: float = 0.0, seed: int = 0) -> Path:
-    from databright.cli.demo_data import flip_labels, write_folder
     from sklearn.datasets import load_digits
+
+    from databright.cli.demo_data import flip_labels, write_folder
 
     digits = load_digits()
     images, labels = digits.data[start:start + count], digits.target[start:start + count]

@@ -8,6 +8,7 @@ import pytest
 from tests.chain.conftest import anvil_url  # noqa: F401 - the session-wide anvil fixture
 from tests.cli.conftest import Cli
 
+
 def dev_key(index: int) -> str:
     """anvil's funded dev accounts come from the public test mnemonic."""
     from eth_account import Account

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from databright.errors import (ChainBusyError, ChainUnreachableError, ContractRevert,
-                               InsufficientFundsError, NotFoundError, UsageError,
-                               WrongPasswordError)
+from databright.errors import (
+    ChainBusyError,
+    ChainUnreachableError,
+    ContractRevert,
+    InsufficientFundsError,
+    NotFoundError,
+    UsageError,
+    WrongPasswordError,
+)
 
 
 def _one_line(result):
@@ -101,7 +107,7 @@ def test_usage_mistakes_are_one_line_too(tmp_path):
     import sys
 
     proc = subprocess.run([sys.executable, "-m", "databright.cli", "vote", "--nope"],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, check=False)
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: No such option: --nope")
     assert len(proc.stderr.strip().splitlines()) == 1

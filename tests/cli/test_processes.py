@@ -20,7 +20,8 @@ PASSWORD = "test-password"
 def run(home: Path, *args: str, as_: str | None = None, check: bool = True, timeout: float = 300):
     env = {**os.environ, "DATABRIGHT_PASSWORD": PASSWORD, "DATABRIGHT_HOME": str(home)}
     argv = [*BIN, *args, "--json"] + (["--as", as_] if as_ else [])
-    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout,
+                          check=False)
     if check and proc.returncode != 0:
         raise AssertionError(f"{args} exited {proc.returncode}: {proc.stderr}")
     return proc

@@ -20,10 +20,9 @@ def test_session_commits_or_rolls_back(tmp_path):
     with index.session() as s:
         s.add(IngestReport(manifest_cid="bafkreiaaa", dataset_name="d", report_cid="bafkreibbb",
                            report={"item_count": 3}))
-    with pytest.raises(RuntimeError):
-        with index.session() as s:
-            s.add(Evaluation(proposal_id=1, manifest_cid="m", report_cid="r", report={}, score_bps=1))
-            raise RuntimeError("crash mid-write")
+    with pytest.raises(RuntimeError), index.session() as s:
+        s.add(Evaluation(proposal_id=1, manifest_cid="m", report_cid="r", report={}, score_bps=1))
+        raise RuntimeError("crash mid-write")
     with index.session() as s:
         assert s.get(IngestReport, "bafkreiaaa").report == {"item_count": 3}
         assert s.get(Evaluation, 1) is None

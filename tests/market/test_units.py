@@ -5,8 +5,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from databright.errors import UsageError
-from databright.market.units import (format_shares, format_wei, parse_duration,
-                                     parse_fraction_bps, parse_shares, parse_wei)
+from databright.market.units import (
+    format_shares,
+    format_wei,
+    parse_duration,
+    parse_fraction_bps,
+    parse_shares,
+    parse_wei,
+)
 
 
 @pytest.mark.parametrize(

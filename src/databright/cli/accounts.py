@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from databright.cli.common import (HomeOpt, JsonOpt, console, emit, handles_errors,
-                                   open_deployment, password_for)
+from databright.cli.common import (
+    HomeOpt,
+    JsonOpt,
+    console,
+    emit,
+    handles_errors,
+    open_deployment,
+    password_for,
+)
 from databright.errors import UsageError
 from databright.home import Home
 from databright.market import deployment as svc
@@ -21,10 +28,10 @@ app = typer.Typer(help="Accounts in the home's encrypted keystore.", no_args_is_
 
 @handles_errors
 def init(
-    chain: Annotated[Optional[str], typer.Option(help="JSON-RPC URL of a node [default: the embedded chain].")] = None,
-    market: Annotated[Optional[str], typer.Option(help="Attach to this DataMarket address instead of deploying.")] = None,
-    store: Annotated[Optional[str], typer.Option(help="Blob store URL (fsspec) [default: HOME/store].")] = None,
-    db: Annotated[Optional[str], typer.Option(help="Index database URL [default: sqlite HOME/index.sqlite].")] = None,
+    chain: Annotated[str | None, typer.Option(help="JSON-RPC URL of a node [default: the embedded chain].")] = None,
+    market: Annotated[str | None, typer.Option(help="Attach to this DataMarket address instead of deploying.")] = None,
+    store: Annotated[str | None, typer.Option(help="Blob store URL (fsspec) [default: HOME/store].")] = None,
+    db: Annotated[str | None, typer.Option(help="Index database URL [default: sqlite HOME/index.sqlite].")] = None,
     home: HomeOpt = None,
     json_out: JsonOpt = False,
 ) -> None:

@@ -6,8 +6,9 @@ import functools
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Callable, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -17,13 +18,13 @@ from databright.home import Home
 from databright.market.context import Deployment
 
 HomeOpt = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option("--home", help="Home folder [env DATABRIGHT_HOME, default ~/.databright].",
                  show_default=False),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 AsOpt = Annotated[
-    Optional[str],
+    str | None,
     typer.Option("--as", help="Account that signs [env DATABRIGHT_ACCOUNT, else the home's default].",
                  show_default=False),
 ]

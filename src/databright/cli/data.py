@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from databright.cli.common import (AsOpt, HomeOpt, JsonOpt, console, emit, handles_errors,
-                                   open_deployment, signer)
+from databright.cli.common import (
+    AsOpt,
+    HomeOpt,
+    JsonOpt,
+    console,
+    emit,
+    handles_errors,
+    open_deployment,
+    signer,
+)
 from databright.errors import IntegrityError
 from databright.market import data as svc
 from databright.market import evaluation
@@ -34,7 +42,7 @@ def export(
     dataset: str,
     out: Annotated[Path, typer.Argument(help="Folder to write into.")],
     format: Annotated[str, typer.Option("--format", help="folder (ImageFolder), parquet or croissant.")] = "parquet",
-    entries: Annotated[Optional[int], typer.Option(help="Only the first N entries (a snapshot).")] = None,
+    entries: Annotated[int | None, typer.Option(help="Only the first N entries (a snapshot).")] = None,
     home: HomeOpt = None,
     json_out: JsonOpt = False,
 ) -> None:

@@ -3,17 +3,32 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from databright.cli.common import (AsOpt, HomeOpt, JsonOpt, console, emit, handles_errors,
-                                   open_deployment, progress_wanted, signer)
+from databright.cli.common import (
+    AsOpt,
+    HomeOpt,
+    JsonOpt,
+    console,
+    emit,
+    handles_errors,
+    open_deployment,
+    progress_wanted,
+    signer,
+)
 from databright.market import datasets as svc
 from databright.market.rules import Rules
-from databright.market.units import (format_shares, parse_duration, parse_fraction_bps,
-                                     parse_shares, parse_size, parse_wei)
+from databright.market.units import (
+    format_shares,
+    parse_duration,
+    parse_fraction_bps,
+    parse_shares,
+    parse_size,
+    parse_wei,
+)
 
 app = typer.Typer(help="Create and read datasets.", no_args_is_help=True)
 
@@ -23,8 +38,8 @@ app = typer.Typer(help="Create and read datasets.", no_args_is_help=True)
 def create(
     name: Annotated[str, typer.Argument(help="Unique name: lowercase letters, digits, - and _.")],
     source: Annotated[Path, typer.Option("--from", help="Seed data: ImageFolder DIR, DIR with labels.csv, or a CSV/Parquet table.")],
-    labels: Annotated[Optional[str], typer.Option(help="Comma-separated label set [default: the labels found in the seed].")] = None,
-    label_column: Annotated[Optional[str], typer.Option(help="Label column of a CSV/Parquet seed table.")] = None,
+    labels: Annotated[str | None, typer.Option(help="Comma-separated label set [default: the labels found in the seed].")] = None,
+    label_column: Annotated[str | None, typer.Option(help="Label column of a CSV/Parquet seed table.")] = None,
     description: Annotated[str, typer.Option(help="One paragraph for the dataset card.")] = "",
     quorum: Annotated[str, typer.Option(help="Share of the snapshot supply that must vote.")] = "0.2",
     approval: Annotated[str, typer.Option(help="Share of the votes cast that must be yes.")] = "0.5",
@@ -32,7 +47,7 @@ def create(
     stake: Annotated[str, typer.Option(help="Deposit a proposer stakes (eth, gwei, wei).")] = "0.01eth",
     reward: Annotated[str, typer.Option(help="Shares per item for the very first items (r0).")] = "100",
     reward_n0: Annotated[int, typer.Option("--reward-n0", help="Items after which the per-item reward has fallen to a quarter; 0: 10 × the seed size (at least 100).")] = 0,
-    evaluator: Annotated[Optional[str], typer.Option(help="Account or address allowed to post evaluation scores.")] = None,
+    evaluator: Annotated[str | None, typer.Option(help="Account or address allowed to post evaluation scores.")] = None,
     validation: Annotated[float, typer.Option(help="Fraction of the seed kept aside as the validation split.")] = 0.2,
     max_file_size: Annotated[str, typer.Option(help="Refuse files larger than this (K, M, G).")] = "100M",
     home: HomeOpt = None,

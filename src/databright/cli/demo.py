@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
 from databright.cli.common import JsonOpt, console, emit, handles_errors
 from databright.cli.demo_data import digit_pools, flip_labels, write_folder
-from databright.errors import UsageError
+from databright.errors import ContractRevert, UsageError
 from databright.home import Home
 from databright.market import data, datasets, deployment, evaluation, money, proposals
 from databright.market.context import Deployment
@@ -45,7 +44,7 @@ def follows_report(report: dict) -> bool:
 
 @handles_errors
 def demo(
-    home: Annotated[Optional[Path], typer.Option("--home", help="Where to build the demo home [default: a new temporary folder].")] = None,
+    home: Annotated[Path | None, typer.Option("--home", help="Where to build the demo home [default: a new temporary folder].")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Play a small data market on scikit-learn's handwritten digits."""
@@ -149,14 +148,14 @@ def _decide(dep: Deployment, acct: dict, row: dict, say: Any) -> None:
             continue
         try:
             v = proposals.vote(dep, acct[name], pid, row["yes"])
-        except Exception as exc:  # a voter without weight at the snapshot is told so
+        except ContractRevert as exc:  # a voter without weight at the snapshot is told so
             say(f"  {name} could not vote on #{pid}: {exc}")
             continue
         say(f"  {name} votes {v['support']} on #{pid} with {_fs(v['weight'])} shares "
             f"(following the report)")
     try:
         result = proposals.finalize(dep, acct["erin"], pid)
-    except Exception:
+    except ContractRevert:  # the outcome can still change: wait for the deadline
         dep.chain.advance_time(86_400 + 1)
         say("  (voting period over: the chain clock moves a day forward)")
         result = proposals.finalize(dep, acct["erin"], pid)

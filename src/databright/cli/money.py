@@ -7,8 +7,17 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from databright.cli.common import (AsOpt, HomeOpt, JsonOpt, account_name, console, emit,
-                                   handles_errors, open_deployment, signer)
+from databright.cli.common import (
+    AsOpt,
+    HomeOpt,
+    JsonOpt,
+    account_name,
+    console,
+    emit,
+    handles_errors,
+    open_deployment,
+    signer,
+)
 from databright.market import money as svc
 from databright.market.units import format_shares, format_wei, parse_shares, parse_wei
 

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from databright.cli.common import (AsOpt, HomeOpt, JsonOpt, console, emit, handles_errors,
-                                   open_deployment, progress_wanted, signer)
+from databright.cli.common import (
+    AsOpt,
+    HomeOpt,
+    JsonOpt,
+    console,
+    emit,
+    handles_errors,
+    open_deployment,
+    progress_wanted,
+    signer,
+)
 from databright.errors import UsageError
 from databright.market import proposals as svc
 from databright.market.units import format_duration, format_shares, format_wei, parse_size
@@ -22,7 +31,7 @@ proposal_app = typer.Typer(help="Read one proposal.", no_args_is_help=True)
 def propose(
     dataset: Annotated[str, typer.Argument(help="Dataset to add to.")],
     source: Annotated[Path, typer.Argument(help="ImageFolder DIR, DIR with labels.csv, or a CSV/Parquet table.")],
-    label_column: Annotated[Optional[str], typer.Option(help="Label column of a CSV/Parquet table.")] = None,
+    label_column: Annotated[str | None, typer.Option(help="Label column of a CSV/Parquet table.")] = None,
     max_file_size: Annotated[str, typer.Option(help="Refuse files larger than this (K, M, G).")] = "100M",
     home: HomeOpt = None,
     json_out: JsonOpt = False,
@@ -48,7 +57,7 @@ def propose(
 
 @handles_errors
 def proposals(
-    dataset: Annotated[Optional[str], typer.Argument(help="Only this dataset.")] = None,
+    dataset: Annotated[str | None, typer.Argument(help="Only this dataset.")] = None,
     open_: Annotated[bool, typer.Option("--open", help="Only open proposals.")] = False,
     home: HomeOpt = None,
     json_out: JsonOpt = False,
@@ -118,7 +127,7 @@ def finalize(
 
 
 def _when(ts: int) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _show_human(d: dict) -> None:

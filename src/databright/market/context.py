@@ -7,7 +7,7 @@ lock is held from the first chain access until ``close``.
 from __future__ import annotations
 
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from databright.errors import ConfigError, NotFoundError
 from databright.home import Config, Home
@@ -29,7 +29,7 @@ class Deployment:
         self._on_wait = on_wait
         self._tokens: dict[str, ShareTokenContract] = {}
 
-    def __enter__(self) -> "Deployment":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -40,31 +40,31 @@ class Deployment:
         return self.home.load()
 
     @cached_property
-    def store(self) -> "BlobStore":
+    def store(self) -> BlobStore:
         from databright.storage.cas import open_store
 
         return open_store(self.home.store_url(self.config))
 
     @cached_property
-    def index(self) -> "Index":
+    def index(self) -> Index:
         from databright.index.db import open_index
 
         return open_index(self.home.db_url(self.config))
 
     @cached_property
-    def keystore(self) -> "Keystore":
+    def keystore(self) -> Keystore:
         from databright.chain.accounts import Keystore
 
         return Keystore(self.home.keystore_dir)
 
     @cached_property
-    def chain(self) -> "Chain":
+    def chain(self) -> Chain:
         from databright.chain.provider import open_chain
 
         return open_chain(self.home, self.config, on_wait=self._on_wait)
 
     @cached_property
-    def market(self) -> "MarketContract":
+    def market(self) -> MarketContract:
         from databright.chain.market_contract import MarketContract
 
         address = self.config.contracts.get("DataMarket")
@@ -75,7 +75,7 @@ class Deployment:
             )
         return MarketContract(self.chain, address)
 
-    def token(self, address: str) -> "ShareTokenContract":
+    def token(self, address: str) -> ShareTokenContract:
         """The ShareToken wrapper at ``address`` (cached)."""
         from databright.chain.share_token import ShareTokenContract
 

@@ -15,9 +15,9 @@ FORMATS = ("folder", "parquet", "croissant")
 def verify_dataset(dep: Deployment, name: str, *, onchain_samples: int = 3) -> dict:
     """Recompute every accepted entry from the store and compare with the chain's registry;
     also prove a few random items on chain with ``verify_item``."""
+    from databright.storage.cid import cid_digest
     from databright.storage.manifest import read_manifest
     from databright.storage.merkle import MerkleTree
-    from databright.storage.cid import cid_digest
     from databright.storage.verify import verify_entries
 
     ds_id = dataset_id(dep, name)

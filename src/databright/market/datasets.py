@@ -112,7 +112,7 @@ def split_validation(items: list, fraction: float) -> tuple[list, list]:
     train, validation = [], []
     for group in by_label.values():
         group.sort(key=lambda it: hashlib.sha256(it.cid.encode()).digest())
-        take = int(round(len(group) * fraction)) if len(group) > 1 else 0
+        take = round(len(group) * fraction) if len(group) > 1 else 0
         take = min(max(take, 1 if len(group) > 1 else 0), len(group) - 1)
         validation.extend(group[:take])
         train.extend(group[take:])

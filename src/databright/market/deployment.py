@@ -49,7 +49,7 @@ def init_home(
             config.contracts = {"DataMarket": _checked_market(dep, market)}
         else:
             config.contracts = _deploy(dep)
-        dep.index  # creates and migrates the index
+        _ = dep.index  # creates and migrates the index
         home.save(config)
         return describe(dep, created=True)
     finally:

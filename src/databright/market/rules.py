@@ -27,7 +27,7 @@ class Rules:
     reward_n0: int = 0  # 0: derived from the seed size at creation
     evaluator: str | None = None
 
-    def validated(self, seed_count: int) -> "Rules":
+    def validated(self, seed_count: int) -> Rules:
         """Check ranges and fill the derived default of ``reward_n0``."""
         if not 0 < self.quorum_bps <= 10_000:
             raise UsageError("quorum must be above 0 and at most 1 (100%)")
