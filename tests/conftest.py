@@ -38,3 +38,6 @@ def _isolated_env(monkeypatch, tmp_path_factory):
 
 
 os.environ.setdefault("DATABRIGHT_LOCK_TIMEOUT", "60")
+# The suite runs offline: nothing may reach for a hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
