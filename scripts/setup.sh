@@ -15,8 +15,9 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "setup: installing Python packages (first run takes a few minutes)" >&2
   .venv/bin/python -m pip install -q --upgrade pip
   # The CPU build of torch first: a plain 'torch' requirement would pull a multi-GB CUDA build.
-  .venv/bin/python -m pip install -q "torch==2.13.0"
-  .venv/bin/python -m pip install -q -e ".[test]"
+  # (pip's notes about unusable local index folders on this kind of machine are filtered out)
+  .venv/bin/python -m pip install -q "torch==2.13.0" 2> >(grep -v "is ignored: it is neither" >&2)
+  .venv/bin/python -m pip install -q -e ".[test]" 2> >(grep -v "is ignored: it is neither" >&2)
   if command -v npm >/dev/null 2>&1; then
     echo "setup: installing the anvil node (npm @foundry-rs/anvil)" >&2
     npm install --no-audit --no-fund --silent >/dev/null
