@@ -82,11 +82,11 @@ def demo(
                 rows.append(_propose_and_review(dep, acct, who, folders[who], wrong, say))
             for row in rows[-len(names):]:
                 _decide(dep, acct, row, say)
-        _revenue(dep, acct, say)
+        withdrawn = _revenue(dep, acct, say)
         check = data.verify_dataset(dep, "digits")
         say(f"• verify: {check['entries']} entries, {check['items']} items, "
             f"{'all consistent with the chain' if check['ok'] else check['problems']}")
-        summary = _summary(dep, acct, rows)
+        summary = _summary(dep, acct, rows, withdrawn)
     summary.update({"home": str(root), "seconds": round(time.perf_counter() - t0, 1),
                     "verify_ok": check["ok"]})
     if quiet:
@@ -172,19 +172,22 @@ def money_balance(dep: Deployment, address: str) -> int:
     return sum(h["balance"] for h in money.holdings(dep, address))
 
 
-def _revenue(dep: Deployment, acct: dict, say: Any) -> None:
+def _revenue(dep: Deployment, acct: dict, say: Any) -> dict[str, int]:
+    """erin pays for the data; everyone withdraws what they are owed (returned per name)."""
     paid = money.pay(dep, acct["erin"], "digits", parse_wei("2eth"))
     say(f"• erin pays {format_wei(paid['amount_wei'])} to train on digits: dividends for shareholders")
+    withdrawn: dict[str, int] = {}
     for name in PEOPLE:
         owed = money.pending(dep, acct[name].address)
         if owed["total_wei"]:
             out = money.withdraw(dep, acct[name])
             say(f"  {name} withdraws {format_wei(out['total_wei'])} "
                 f"({', '.join(p['kind'] for p in out['paid'])})")
-            acct[name + ":withdrawn"] = out["total_wei"]
+            withdrawn[name] = out["total_wei"]
+    return withdrawn
 
 
-def _summary(dep: Deployment, acct: dict, rows: list[dict]) -> dict:
+def _summary(dep: Deployment, acct: dict, rows: list[dict], withdrawn: dict[str, int]) -> dict:
     people = []
     for name, role in PEOPLE.items():
         hold = {h["dataset"]: h for h in money.holdings(dep, acct[name].address)}.get("digits")
@@ -192,7 +195,7 @@ def _summary(dep: Deployment, acct: dict, rows: list[dict]) -> dict:
             "name": name, "role": role, "address": acct[name].address,
             "shares": hold["balance"] if hold else 0,
             "fraction": hold["fraction"] if hold else 0.0,
-            "withdrawn_wei": acct.get(name + ":withdrawn", 0),
+            "withdrawn_wei": withdrawn.get(name, 0),
         })
     return {"proposals": rows, "participants": people,
             "dataset": datasets.show_dataset(dep, "digits")}
