@@ -13,7 +13,7 @@ stamp=.venv/.databright-installed
 want="$(cat pyproject.toml package.json | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "setup: installing Python packages (first run takes a few minutes)" >&2
-  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q --upgrade pip 2> >(grep -v "is ignored: it is neither" >&2)
   # The CPU build of torch first: a plain 'torch' requirement would pull a multi-GB CUDA build.
   # (pip's notes about unusable local index folders on this kind of machine are filtered out)
   .venv/bin/python -m pip install -q "torch==2.13.0" 2> >(grep -v "is ignored: it is neither" >&2)
