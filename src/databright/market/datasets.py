@@ -166,15 +166,7 @@ def show_dataset(dep: Deployment, name: str) -> dict:
         "validation_items": card.get("validation_items"),
         "description": card.get("description", ""),
         "card_cid": info.card_cid,
-        "rules": Rules(
-            quorum_bps=info.quorum_bps,
-            approval_bps=info.approval_bps,
-            voting_period=info.voting_period,
-            stake=info.stake,
-            reward_r0=info.reward_r0,
-            reward_n0=info.reward_n0,
-            evaluator=None if info.evaluator == ZERO else info.evaluator,
-        ).to_dict(),
+        "rules": Rules.of_dataset(info).to_dict(),
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from databright.errors import UsageError
 from databright.market.units import SHARE_UNIT, format_duration, format_wei
@@ -26,6 +27,13 @@ class Rules:
     reward_r0: int = DEFAULT_R0
     reward_n0: int = 0  # 0: derived from the seed size at creation
     evaluator: str | None = None
+
+    @classmethod
+    def of_dataset(cls, info: Any) -> Rules:
+        """The rules a dataset was created with, from its on-chain record."""
+        names = ("quorum_bps", "approval_bps", "voting_period", "stake", "reward_r0", "reward_n0")
+        evaluator = None if int(info.evaluator, 16) == 0 else info.evaluator
+        return cls(**{n: getattr(info, n) for n in names}, evaluator=evaluator)
 
     def validated(self, seed_count: int) -> Rules:
         """Check ranges and fill the derived default of ``reward_n0``."""
