@@ -12,11 +12,21 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
-from databright.errors import StorageError
+import pyarrow as pa
+
+from databright.errors import CorruptBlobError, IntegrityError, MissingBlobError, StorageError
 from databright.storage.cas import BlobStore
 from databright.storage.manifest import manifest_tree, read_manifest_table
 
-__all__ = ["Entry", "Problem", "VerifyReport", "root_bytes", "verify_entries"]
+__all__ = [
+    "Entry",
+    "Problem",
+    "VerifyReport",
+    "checked_manifest",
+    "entry_manifest",
+    "root_bytes",
+    "verify_entries",
+]
 
 
 class Entry(Protocol):
@@ -86,33 +96,53 @@ def verify_entries(
     return report
 
 
+def entry_manifest(store: BlobStore, index: int, entry: Entry) -> tuple[pa.Table | None, list[Problem]]:
+    """Entry ``index``'s manifest table (None when it cannot be read) and what disagrees with the
+    chain's count and root: the one place a manifest is checked against its registry entry."""
+    mcid = entry.manifest_cid
+    try:
+        table = read_manifest_table(store, mcid)  # reads the blob once, verified against its CID
+    except MissingBlobError:
+        return None, [Problem(index, "missing-manifest", mcid, f"manifest {mcid} is missing")]
+    except CorruptBlobError:
+        return None, [Problem(index, "corrupt-manifest", mcid, f"manifest {mcid} is corrupt")]
+    except StorageError as e:
+        return None, [Problem(index, "invalid-manifest", mcid, str(e))]
+    problems = []
+    if table.num_rows != int(entry.item_count):
+        problems.append(Problem(
+            index, "count-mismatch", mcid,
+            f"manifest {mcid} holds {table.num_rows} items, the chain says {entry.item_count}"))
+    root = manifest_tree(table).root
+    if root != root_bytes(entry.merkle_root):
+        problems.append(Problem(
+            index, "root-mismatch", mcid,
+            f"manifest {mcid} has Merkle root 0x{root.hex()}, "
+            f"the chain says 0x{root_bytes(entry.merkle_root).hex()}"))
+    return table, problems
+
+
+def checked_manifest(store: BlobStore, index: int, entry: Entry, *, dataset: str = "") -> pa.Table:
+    """Entry ``index``'s manifest table, or :class:`IntegrityError` naming the first problem."""
+    table, problems = entry_manifest(store, index, entry)
+    if problems or table is None:
+        where = f"{dataset} " if dataset else ""
+        raise IntegrityError(f"{where}entry {index}: {problems[0].detail} (it does not match the chain)")
+    return table
+
+
 def _verify_one(
     store: BlobStore, index: int, entry: Entry, report: VerifyReport, pool: ThreadPoolExecutor | None
 ) -> None:
-    mcid = entry.manifest_cid
-    add = report.problems.append
-    state = store.check(mcid)
-    if state != "ok":
-        add(Problem(index, f"{state}-manifest", mcid, f"manifest {mcid} is {state}"))
-        return
-    try:
-        table = read_manifest_table(store, mcid)
-    except StorageError as e:
-        add(Problem(index, "invalid-manifest", mcid, str(e)))
+    table, problems = entry_manifest(store, index, entry)
+    report.problems += problems
+    if table is None:
         return
     report.items += table.num_rows
-    if table.num_rows != int(entry.item_count):
-        add(Problem(index, "count-mismatch", mcid,
-                    f"manifest {mcid} holds {table.num_rows} items, the chain says {entry.item_count}"))
-    root = manifest_tree(table).root
-    if root != root_bytes(entry.merkle_root):
-        add(Problem(index, "root-mismatch", mcid,
-                    f"manifest {mcid} has Merkle root 0x{root.hex()}, "
-                    f"the chain says 0x{root_bytes(entry.merkle_root).hex()}"))
     if pool is None:
         return
     cids = table["cid"].to_pylist()
     for cid, blob_state in zip(cids, pool.map(store.check, cids, chunksize=256)):
         report.blobs_checked += 1
         if blob_state != "ok":
-            add(Problem(index, f"{blob_state}-blob", cid, f"blob {cid} is {blob_state}"))
+            report.problems.append(Problem(index, f"{blob_state}-blob", cid, f"blob {cid} is {blob_state}"))
