@@ -43,14 +43,19 @@ def export(
     out: Annotated[Path, typer.Argument(help="Folder to write into.")],
     format: Annotated[str, typer.Option("--format", help="folder (ImageFolder), parquet or croissant.")] = "parquet",
     entries: Annotated[int | None, typer.Option(help="Only the first N entries (a snapshot).")] = None,
+    split: Annotated[str | None, typer.Option(
+        "--split", help="train (the accepted entries) or validation (the held-out items); default both.",
+    )] = None,
     home: HomeOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Export a dataset's accepted items."""
+    """Export a dataset's splits: train (accepted items) and validation (held-out items)."""
     with open_deployment(home) as dep:
-        result = svc.export_dataset(dep, dataset, out, format, entries)
+        result = svc.export_dataset(dep, dataset, out, format, entries, split)
     emit(result, json_out, lambda d: console.print(
-        f"exported {d['items']} items of {dataset} ({d['entries']} entries) as {format} to {out}"))
+        f"exported {d['items']} items of {dataset} ({d['entries']} entries; "
+        + ", ".join(f"{s} {n}" for s, n in d["split_items"].items())
+        + f") as {format} to {out}"))
 
 
 @handles_errors

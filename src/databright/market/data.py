@@ -5,9 +5,9 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from databright.errors import IntegrityError, UsageError
+from databright.errors import UsageError
 from databright.market.context import Deployment
-from databright.market.datasets import dataset_id, entries_of
+from databright.market.datasets import card_of, dataset_id, entries_of
 
 FORMATS = ("folder", "parquet", "croissant")
 
@@ -44,20 +44,32 @@ def verify_dataset(dep: Deployment, name: str, *, onchain_samples: int = 3) -> d
 
 
 def export_dataset(dep: Deployment, name: str, out: Path, fmt: str,
-                   upto_entries: int | None = None) -> dict:
-    """Write the accepted items (optionally the first ``upto_entries`` entries) to ``out``."""
+                   upto_entries: int | None = None, split: str | None = None) -> dict:
+    """Write the dataset's splits (``train``: the accepted items, optionally of the first
+    ``upto_entries`` entries; ``validation``: the card's held-out items), or ``split`` alone.
+
+    Every entry's manifest is checked against the chain and every blob against its CID as it is
+    read (once); a disagreement is an :class:`IntegrityError` and leaves nothing behind.
+    """
     from databright.storage import export
 
     if fmt not in FORMATS:
         raise UsageError(f"unknown export format {fmt!r}: use one of {', '.join(FORMATS)}")
+    if split is not None and split not in export.SPLITS:
+        raise UsageError(f"unknown split {split!r}: use one of {', '.join(export.SPLITS)}")
     ds_id = dataset_id(dep, name)
     entries = entries_of(dep, ds_id, upto_entries)
-    check = verify_dataset(dep, name, onchain_samples=0)
-    if not check["ok"]:
-        raise IntegrityError(f"refusing to export {name}: {check['problems'][0]}")
-    writer = {"folder": export.export_folder, "parquet": export.export_parquet,
-              "croissant": export.export_croissant}[fmt]
-    result = writer(dep.store, name, entries, Path(out))
-    info = result if isinstance(result, dict) else {"result": str(result)}
+    card = card_of(dep, ds_id)
+    snap = export.Snapshot(dep.store, name, entries,
+                           validation_manifest=card.get("validation_manifest"),
+                           validation_count=card.get("validation_items"),
+                           labels=card.get("labels"))
+    if fmt == "folder":
+        info = snap.export_folder(Path(out), split=split)
+    elif fmt == "parquet":
+        info = snap.export_parquet(Path(out), split=split)
+    else:
+        info = snap.export_croissant(Path(out), split=split, license=card.get("license"))
     return {"dataset": name, "format": fmt, "out": str(out), "entries": len(entries),
-            "items": sum(e.item_count for e in entries), **info}
+            "items": info["item_count"],
+            "split_items": {s: v["item_count"] for s, v in info["splits"].items()}, **info}

@@ -2,7 +2,9 @@
 
 ``StoreDataset[i]`` is ``(sample, target)``: ``sample`` is the item's verified bytes (or a PIL
 image with ``decode="image"``, or whatever ``transform`` makes of either), ``target`` the index of
-its label in ``classes`` (sorted labels), as torchvision's ImageFolder does.
+its label in ``classes`` (sorted labels of both splits, so the indices agree between them), as
+torchvision's ImageFolder does. ``split="train"`` (the default) reads the accepted entries,
+``split="validation"`` the held-out items of ``validation_manifest`` (the dataset card's).
 """
 
 from __future__ import annotations
@@ -23,18 +25,26 @@ __all__ = ["StoreDataset", "StoreIterableDataset"]
 
 class _Base:
     def __init__(self, store: BlobStore | str, entries: Sequence[Entry], *, name: str = "dataset",
-                 upto_entries: int | None = None, decode: Literal["bytes", "image"] = "bytes",
+                 split: Literal["train", "validation"] = "train",
+                 validation_manifest: str | None = None, validation_count: int | None = None,
+                 labels: Sequence[str] | None = None, upto_entries: int | None = None,
+                 decode: Literal["bytes", "image"] = "bytes",
                  transform: Callable[[Any], Any] | None = None,
                  target_transform: Callable[[int], Any] | None = None) -> None:
         from databright.storage.export import Snapshot
 
-        snap = Snapshot(open_store(store), name, entries, upto_entries)
+        snap = Snapshot(open_store(store), name, entries, upto_entries,
+                        validation_manifest=validation_manifest, validation_count=validation_count,
+                        labels=labels)
+        (self.split,) = snap.split_names(split)
+        rows = snap.splits[self.split]
         self.store = snap.store
-        self.info = snap.info("torch")
+        self.info = snap.info("torch", [self.split])
+        # the same class indices in both splits: every label of the dataset, sorted
         self.classes: list[str] = snap.classes
         self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
-        self.cids = [it.cid for _, it in snap.items]
-        self.targets = [self.class_to_idx[it.label] for _, it in snap.items]
+        self.cids = [it.cid for _, it in rows]
+        self.targets = [self.class_to_idx[it.label] for _, it in rows]
         self.decode, self.transform, self.target_transform = decode, transform, target_transform
 
     def _load(self, i: int) -> tuple[Any, Any]:
