@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from collections import Counter
+
 import pyarrow.parquet as pq
 
 
@@ -68,18 +71,63 @@ def test_transfer_pay_dividends_withdraw(market):
     assert market("dividends", as_="carol")["total_wei"] == 0
 
 
-def test_verify_and_export(market, tmp_path):
+def test_verify_and_export(market, tmp_path, monkeypatch):
     check = market("verify", "digits")
     assert check["ok"] is True and check["onchain_proofs"]
     assert all(p["verified_on_chain"] for p in check["onchain_proofs"])
-    market("export", "digits", str(tmp_path / "pq"), "--format", "parquet")
-    files = list((tmp_path / "pq").rglob("*.parquet"))
-    table = pq.read_table(files[0])
-    assert {"cid", "label"} <= set(table.column_names)
-    market("export", "digits", str(tmp_path / "img"), "--format", "folder")
-    assert any((tmp_path / "img").rglob("*.png"))
-    market("export", "digits", str(tmp_path / "cr"), "--format", "croissant")
-    assert any((tmp_path / "cr").rglob("*.json"))
+    shown = market("dataset", "show", "digits")
+    train_n, val_n = shown["items"], shown["validation_items"]
+    assert train_n > 0 and val_n > 0
+
+    from databright.storage.cas import BlobStore
+
+    opened: Counter[str] = Counter()
+    real_open = BlobStore.open
+
+    def counting_open(self, cid):
+        opened[cid] += 1
+        return real_open(self, cid)
+
+    monkeypatch.setattr(BlobStore, "open", counting_open)
+    pq_out = tmp_path / "pq"
+    res = market("export", "digits", str(pq_out), "--format", "parquet")
+    monkeypatch.undo()
+    assert res["split_items"] == {"train": train_n, "validation": val_n}
+    assert res["items"] == train_n + val_n and res["entry_count"] == shown["entries"]
+    assert sorted(p.relative_to(pq_out).as_posix() for p in pq_out.rglob("*") if p.is_file()) == [
+        "data/train-00000-of-00001.parquet", "data/validation-00000-of-00001.parquet",
+        "databright-export.json"]
+    train = pq.read_table(pq_out / "data/train-00000-of-00001.parquet")
+    val = pq.read_table(pq_out / "data/validation-00000-of-00001.parquet")
+    assert train.num_rows == train_n and val.num_rows == val_n
+    assert not set(train["cid"].to_pylist()) & set(val["cid"].to_pylist())
+    exported = train["cid"].to_pylist() + val["cid"].to_pylist()
+    assert {c: opened[c] for c in exported} == dict.fromkeys(exported, 1)  # each blob hashed once
+    info = json.loads((pq_out / "databright-export.json").read_text())
+    assert info["dataset"] == "digits" and info["format"] == "parquet"
+    assert {s: v["item_count"] for s, v in info["splits"].items()} == res["split_items"]
+
+    img = tmp_path / "img"
+    market("export", "digits", str(img), "--format", "folder")
+    for split, n in (("train", train_n), ("validation", val_n)):
+        files = list((img / split).rglob("*.png"))
+        assert len(files) == n and {f.parent.parent.name for f in files} == {split}
+        assert {f.parent.name for f in files} <= set(shown["labels"])
+
+    cr = tmp_path / "cr"
+    market("export", "digits", str(cr), "--format", "croissant")
+    meta = json.loads((cr / "croissant.json").read_text())
+    assert meta["conformsTo"] == "http://mlcommons.org/croissant/1.0"
+    splits = next(rs for rs in meta["recordSet"] if rs["@id"] == "splits")
+    assert [d["splits/name"] for d in splits["data"]] == ["train", "validation"]
+    assert json.loads((cr / "databright-export.json").read_text())["croissant"] == "croissant.json"
+
+    one = tmp_path / "val-only"
+    res = market("export", "digits", str(one), "--format", "parquet", "--split", "validation")
+    assert res["split_items"] == {"validation": val_n}
+    assert [p.name for p in (one / "data").iterdir()] == ["validation-00000-of-00001.parquet"]
+    bad = market("export", "digits", str(tmp_path / "x"), "--split", "test", code=2, json_out=False)
+    assert "unknown split 'test'" in bad.stderr + bad.stdout
 
 
 def test_dev_advance_moves_the_clock(market):

@@ -136,6 +136,40 @@ def test_every_refusal_is_named(tmp_path, store) -> None:
     assert not any(store.has(cid_of_bytes(b)) for b in (b"secret", b"", b"x" * 2000))
 
 
+# The on-chain verify_item takes the label as String[64]: the limit is 64 UTF-8 bytes, not characters.
+AT_LIMIT = ["é" * 32, "🐱" * 16, "x" * 64]          # exactly 64 bytes each
+OVER_LIMIT = ["é" * 33, "🐱" * 16 + "a", "x" * 65]  # 66, 65, 65 bytes (33, 17, 65 characters)
+
+
+@pytest.mark.parametrize("shape", ["imagefolder", "labels.csv", "table-csv"])
+def test_labels_over_64_utf8_bytes_are_refused_per_item(tmp_path, store, shape) -> None:
+    labels = AT_LIMIT + OVER_LIMIT
+    if shape == "table-csv":
+        src = tmp_path / "rows.csv"
+        src.write_text("x,y\n" + "".join(f"{i},{lab}\n" for i, lab in enumerate(labels)), encoding="utf-8")
+        r = ingest(src, store, label_column="y")
+        names = [f"rows.csv#row={i + 1}" for i in range(len(labels))]  # rows count from 1
+    elif shape == "labels.csv":
+        files = {f"f{i}.txt": f"item {i}".encode() for i in range(len(labels))}
+        src = write(tmp_path / "in", files)
+        (src / "labels.csv").write_text(
+            "file,label\n" + "".join(f"f{i}.txt,{lab}\n" for i, lab in enumerate(labels)), encoding="utf-8")
+        r = ingest(src, store)
+        names = [f"f{i}.txt" for i in range(len(labels))]
+    else:
+        src = write(tmp_path / "in", {f"{lab}/f.txt": f"item {i}".encode() for i, lab in enumerate(labels)})
+        r = ingest(src, store)
+        names = [f"{lab}/f.txt" for lab in labels]
+    assert r.shape == shape
+    over = names[len(AT_LIMIT):]
+    assert refusals(r) == dict.fromkeys(over, "label longer than 64 bytes")
+    assert {"name": over[0], "reason": "label longer than 64 bytes"} in r.to_dict()["refused"]
+    assert sorted(it.label for it in r.items) == sorted(AT_LIMIT)
+    tree = MerkleTree.from_items(r.items)  # what is accepted stays provable with its full label
+    for it in r.items:
+        assert verify_proof(tree.root, leaf_hash(cid_digest(it.cid), it.label), tree.proof(it))
+
+
 def test_large_file_is_streamed(tmp_path, store) -> None:
     data = os.urandom(9 << 20)  # above the in-memory threshold
     src = write(tmp_path / "in", {"blob/big.bin": data})

@@ -53,7 +53,7 @@ def export(
     with open_deployment(home) as dep:
         result = svc.export_dataset(dep, dataset, out, format, entries, split)
     emit(result, json_out, lambda d: console.print(
-        f"exported {d['items']} items of {dataset} ({d['entries']} entries; "
+        f"exported {d['items']} items of {dataset} ({d['entry_count']} entries; "
         + ", ".join(f"{s} {n}" for s, n in d["split_items"].items())
         + f") as {format} to {out}"))
 

@@ -70,6 +70,7 @@ def export_dataset(dep: Deployment, name: str, out: Path, fmt: str,
         info = snap.export_parquet(Path(out), split=split)
     else:
         info = snap.export_croissant(Path(out), split=split, license=card.get("license"))
-    return {"dataset": name, "format": fmt, "out": str(out), "entries": len(entries),
-            "items": info["item_count"],
-            "split_items": {s: v["item_count"] for s, v in info["splits"].items()}, **info}
+    # the keys of databright-export.json (``entry_count``, ``entries`` as the list of entries),
+    # plus ``out``, ``items`` (all exported) and ``split_items`` (per split)
+    return {**info, "out": str(out), "items": info["item_count"],
+            "split_items": {s: v["item_count"] for s, v in info["splits"].items()}}
