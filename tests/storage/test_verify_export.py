@@ -16,9 +16,7 @@ from databright.storage.cid import cid_of_bytes
 from databright.storage.export import (
     EXPORT_INFO,
     Snapshot,
-    export_croissant,
     export_folder,
-    export_parquet,
 )
 from databright.storage.ingest import ingest
 from databright.storage.manifest import write_manifest
@@ -99,7 +97,7 @@ def _snapshot(dataset, validation, **kw) -> Snapshot:
 
 
 def test_export_folder_has_a_folder_per_split_and_label(dataset, validation, tmp_path) -> None:
-    store, entries, first, second = dataset
+    store, entries, _first, second = dataset
     out = tmp_path / "folder"
     res = _snapshot(dataset, validation).export_folder(out)
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
@@ -154,7 +152,7 @@ def test_export_refuses_a_snapshot_that_disagrees_with_the_chain(dataset, valida
 
 def test_export_reads_each_blob_once_and_refuses_a_corrupt_one(dataset, validation, tmp_path,
                                                                 monkeypatch) -> None:
-    store, entries, _first, second = dataset
+    store, _entries, _first, second = dataset
     snap = _snapshot(dataset, validation)
     opened: Counter[str] = Counter()
     real_open = type(store).open
@@ -183,7 +181,7 @@ def test_export_reads_each_blob_once_and_refuses_a_corrupt_one(dataset, validati
 def test_export_parquet_loads_both_splits_with_datasets(dataset, validation, tmp_path) -> None:
     import datasets
 
-    store, _entries, first, _ = dataset
+    _store, _entries, first, _ = dataset
     out = tmp_path / "pq"
     res = _snapshot(dataset, validation).export_parquet(out, shard_bytes=3 * len(png(0)))
     train_files = sorted(p.name for p in (out / "data").glob("train-*.parquet"))
