@@ -115,6 +115,12 @@ def test_export_folder_has_a_folder_per_split_and_label(dataset, validation, tmp
     assert info["splits"]["validation"]["manifest_cid"] == validation[0]
     assert [e["merkle_root"] for e in info["entries"]] == ["0x" + e.merkle_root.hex() for e in entries]
     assert info["labels"] == ["cat", "dog"]
+    import datasets  # Hugging Face's imagefolder reads the same layout: split folders, label folders
+
+    dd = datasets.load_dataset(str(out), cache_dir=str(tmp_path / "hf-cache"))
+    assert {s: dd[s].num_rows for s in dd} == {"train": 10, "validation": 4}
+    assert dd["validation"].features["label"].names == ["cat", "dog"]
+    assert sorted(dd["validation"]["label"]) == [0, 0, 1, 1]
 
 
 def test_export_one_split_and_snapshots(dataset, validation, tmp_path) -> None:
