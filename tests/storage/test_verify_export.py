@@ -149,6 +149,9 @@ def test_export_refuses_a_snapshot_that_disagrees_with_the_chain(dataset, valida
     store, entries, *_ = dataset
     with pytest.raises(IntegrityError, match="entry 0: manifest .* has Merkle root"):
         export_folder(store, "pets", [replace(entries[0], merkle_root=b"\x02" * 32)], tmp_path / "x")
+    gone = cid_of_bytes(b"no such manifest")
+    with pytest.raises(IntegrityError, match=f"pets entry 1: manifest {gone} is missing"):
+        Snapshot(store, "pets", [entries[0], Entry(gone, b"\x00" * 32, 1)])  # never skipped
     with pytest.raises(IntegrityError, match="holds 4 items, the dataset card says 5"):
         Snapshot(store, "pets", entries, validation_manifest=validation[0], validation_count=5)
     with pytest.raises(IntegrityError, match="validation manifest"):

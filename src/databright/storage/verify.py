@@ -127,7 +127,7 @@ def checked_manifest(store: BlobStore, index: int, entry: Entry, *, dataset: str
     table, problems = entry_manifest(store, index, entry)
     if problems or table is None:
         where = f"{dataset} " if dataset else ""
-        raise IntegrityError(f"{where}entry {index}: {problems[0].detail} (it does not match the chain)")
+        raise IntegrityError(f"{where}entry {index}: {problems[0].detail}")
     return table
 
 
