@@ -26,7 +26,7 @@ def _one_line(result):
 @pytest.fixture(scope="module")
 def open_proposal(market, digit_folder):
     batch = digit_folder(market.inputs / "carol", 200, 20)
-    return str(market("propose", "digits", str(batch), as_="carol")["proposal"])
+    return str(market("propose", "digits", str(batch), as_="carol")["proposal_id"])
 
 
 def test_unknown_dataset(market):
@@ -66,21 +66,21 @@ def test_bad_vote_word(market, open_proposal):
 
 def test_finalize_too_early(market, digit_folder):
     batch = digit_folder(market.inputs / "early", 300, 10)
-    pid = str(market("propose", "digits", str(batch), as_="bob")["proposal"])
+    pid = str(market("propose", "digits", str(batch), as_="bob")["proposal_id"])
     err = _one_line(market("finalize", pid, as_="bob", code=ContractRevert.exit_code))
     assert "deadline" in err or "early" in err
 
 
 def test_vote_after_deadline(market, digit_folder):
     batch = digit_folder(market.inputs / "late", 400, 10)
-    pid = str(market("propose", "digits", str(batch), as_="bob")["proposal"])
+    pid = str(market("propose", "digits", str(batch), as_="bob")["proposal_id"])
     market("dev", "advance", "2h")
     err = _one_line(market("vote", pid, "yes", as_="alice", code=ContractRevert.exit_code))
     assert "deadline" in err or "closed" in err
 
 
 def test_insufficient_funds(market):
-    err = _one_line(market("pay", "digits", "1000000eth", as_="carol",
+    err = _one_line(market("distribute", "digits", "1000000eth", as_="carol",
                            code=InsufficientFundsError.exit_code))
     assert "wei" in err
 
@@ -97,7 +97,7 @@ def test_resubmitting_existing_items_is_refused(market, digit_folder):
 
 
 def test_bad_amounts(market):
-    _one_line(market("pay", "digits", "lots", as_="carol", code=UsageError.exit_code))
+    _one_line(market("distribute", "digits", "lots", as_="carol", code=UsageError.exit_code))
     _one_line(market("transfer", "digits", "bob", "0", as_="alice", code=UsageError.exit_code))
     _one_line(market("transfer", "digits", "bob", "1.2.3", as_="alice", code=UsageError.exit_code))
 

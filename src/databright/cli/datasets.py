@@ -118,7 +118,7 @@ def _show_human(d: dict) -> None:
         f"{format_shares(r['reward_r0'])} shares/item, N0 {r['reward_n0']}, evaluator "
         f"{r['evaluator'] or 'none'}"
     )
-    if "seed" in d:
+    if d.get("seed"):
         s = d["seed"]
         console.print(f"seed: {s['train_items']} training items, {s['validation_items']} held out; "
                       f"{len(s['refused'])} refused, {len(s['duplicates'])} duplicates")
