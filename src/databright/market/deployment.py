@@ -117,7 +117,10 @@ def _deploy(dep: Deployment) -> dict[str, str]:
             )
         from databright.chain.accounts import signer_from_key
 
-        deployer = signer_from_key(key)
+        try:
+            deployer = signer_from_key(key)
+        except UsageError as exc:
+            raise UsageError(f"DATABRIGHT_DEPLOYER_KEY: {exc}") from None
     return dict(deploy_market(dep.chain, deployer))
 
 

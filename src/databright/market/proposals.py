@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from databright.errors import NotFoundError, StorageError, UsageError
+from databright.errors import IntegrityError, NotFoundError, StorageError, UsageError
 from databright.index.models import Evaluation, IngestReport
 from databright.market.context import Deployment
 from databright.market.datasets import card_of, dataset_id, entries_of
@@ -123,24 +123,37 @@ class Finalized:
 
 def existing_cids(dep: Deployment, ds_id: int, *, include_open: bool = True) -> set[str]:
     """CIDs already in the dataset (accepted entries), held out for validation, and (with
-    ``include_open``) pending in its open proposals: none of them may earn shares again."""
+    ``include_open``) pending in its open proposals: none of them may earn shares again.
+
+    Raises:
+        IntegrityError: the manifest of an accepted entry or of the validation split cannot be
+            read: its items would otherwise look new and could be proposed and paid again.
+    """
     from databright.storage.manifest import read_manifest
 
-    manifests = [entry.manifest_cid for entry in entries_of(dep, ds_id)]
+    trusted = [(f"entry {entry.index}", entry.manifest_cid) for entry in entries_of(dep, ds_id)]
     val = card_of(dep, ds_id).get("validation_manifest")
     if val:
-        manifests.append(val)
+        trusted.append(("the validation split", val))
+    cids: set[str] = set()
+    for what, cid in trusted:
+        try:
+            cids.update(item.cid for item in read_manifest(dep.store, cid))
+        except StorageError as exc:
+            raise IntegrityError(
+                f"the manifest of {what} of dataset #{ds_id} ({cid}) cannot be read, so "
+                f"duplicates cannot be checked: {exc}"
+            ) from exc
     if include_open:
         for pid in range(1, dep.market.proposal_count() + 1):
             p = dep.market.get_proposal(pid)
             if p.dataset_id == ds_id and p.status == "open":
-                manifests.append(p.manifest_cid)
-    cids: set[str] = set()
-    for cid in manifests:
-        try:
-            cids.update(item.cid for item in read_manifest(dep.store, cid))
-        except StorageError:
-            continue  # a proposal whose manifest is missing is flagged by `proposal show`
+                try:
+                    cids.update(item.cid for item in read_manifest(dep.store, p.manifest_cid))
+                except StorageError:
+                    # An open proposal whose manifest is missing can never be verified (its
+                    # voters see "manifest unreadable"); it reserves no items.
+                    pass
     return cids
 
 
