@@ -104,7 +104,7 @@ class Chain:
                 )
             if mapped is None or mapped is exc:
                 raise
-            raise mapped from None
+            raise mapped from exc
 
     # -- reading ----------------------------------------------------------------------------------
     def block_number(self) -> int:
