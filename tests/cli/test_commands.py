@@ -96,6 +96,23 @@ def test_transfer_pay_dividends_withdraw(market):
     assert market("dividends", as_="carol")["total_wei"] == 0
 
 
+def test_withdraw_from_one_dataset(market):
+    from databright.errors import NothingToWithdrawError
+
+    market("distribute", "digits", "0.5eth", as_="bob")
+    waiting = market("dividends", as_="alice")["dividends"]
+    owed = {r["dataset"]: r["dividends_wei"] for r in waiting}["digits"]
+    assert owed > 0
+    out = market("withdraw", "--dataset", "digits", as_="alice")
+    assert out["paid"] == [{"dataset": "digits", "kind": "dividends", "amount_wei": owed}]
+    assert out["total_wei"] == owed
+    assert {r["dataset"]: r["dividends_wei"] for r in
+            market("dividends", as_="alice")["dividends"]}.get("digits", 0) == 0
+    again = market("withdraw", "--dataset", "digits", as_="alice",
+                   code=NothingToWithdrawError.exit_code)
+    assert "no dividends waiting in digits" in again.stderr
+
+
 def test_verify_and_export(market, tmp_path):
     import json
 

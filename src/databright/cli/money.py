@@ -95,10 +95,22 @@ def dividends(home: HomeOpt = None, json_out: JsonOpt = False, as_: AsOpt = None
 
 
 @handles_errors
-def withdraw(home: HomeOpt = None, json_out: JsonOpt = False, as_: AsOpt = None) -> None:
-    """Withdraw every dividend and refunded stake owed to you."""
+def withdraw(
+    dataset: Annotated[str | None, typer.Option("--dataset", help="Only this dataset's dividends.")] = None,
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+    as_: AsOpt = None,
+) -> None:
+    """Withdraw every dividend and refunded stake owed to you (or one dataset's dividends)."""
     with open_deployment(home) as dep:
-        out = svc.withdraw(dep, signer(dep, as_))
+        sender = signer(dep, as_)
+        if dataset is None:
+            out = svc.withdraw(dep, sender)
+        else:
+            one = svc.withdraw_dividends(dep, sender, dataset)
+            out = {"account": one.account, "total_wei": one.amount_wei,
+                   "paid": [{"dataset": one.dataset, "kind": "dividends",
+                             "amount_wei": one.amount_wei}]}
 
     def human(d: dict) -> None:
         if not d["paid"]:

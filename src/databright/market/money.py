@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from databright.errors import InsufficientFundsError, UsageError
+from databright.errors import InsufficientFundsError, NothingToWithdrawError, UsageError
 from databright.market.context import Deployment
 from databright.market.datasets import dataset_id
 
@@ -86,6 +86,34 @@ def distribute(dep: Deployment, sender: Signer, dataset: str, amount_wei: int) -
     token.distribute(sender, value=amount_wei)
     return Distribution(dataset=dataset, payer=sender.address, amount_wei=amount_wei,
                         total_distributed=token.total_distributed())
+
+
+@dataclass(frozen=True)
+class Withdrawal:
+    """Dividends pulled from one dataset's ShareToken: ``amount_wei`` now (as its
+    ``DividendsWithdrawn`` event says), ``withdrawn_wei`` in all so far."""
+
+    dataset: str
+    account: str
+    amount_wei: int
+    withdrawn_wei: int
+
+
+def withdraw_dividends(dep: Deployment, sender: Signer, dataset: str) -> Withdrawal:
+    """Pull the dividends ``sender`` has waiting in one dataset.
+
+    Raises:
+        NothingToWithdrawError: none are waiting.
+    """
+    info = dep.market.get_dataset(dataset_id(dep, dataset))
+    token = dep.token(info.share_token)
+    if not token.dividends_of(sender.address):
+        raise NothingToWithdrawError(
+            "shares: nothing to withdraw", f"{sender.address} has no dividends waiting in {dataset}"
+        )
+    amount, _ = token.withdraw(sender)
+    return Withdrawal(dataset=dataset, account=sender.address, amount_wei=amount,
+                      withdrawn_wei=token.withdrawn_of(sender.address))
 
 
 def withdraw(dep: Deployment, sender: Signer) -> dict:
