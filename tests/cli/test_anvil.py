@@ -35,7 +35,7 @@ def test_curation_loop_on_anvil(remote, digit_folder, tmp_path):
     seed = digit_folder(tmp_path / "seed", 0, 50)
     remote("dataset", "create", "digits", "--from", str(seed), "--period", "1h", as_="alice")
     batch = digit_folder(tmp_path / "batch", 60, 20)
-    pid = str(remote("propose", "digits", str(batch), as_="bob")["proposal"])
+    pid = str(remote("propose", "digits", str(batch), as_="bob")["proposal_id"])
     assert remote("vote", pid, "yes", as_="alice")["weight"] > 0
     assert remote("finalize", pid, as_="bob")["status"] == "accepted"
     assert remote("verify", "digits")["ok"] is True

@@ -16,56 +16,84 @@ def test_init_again_is_safe_and_reports(market):
 
 
 def test_accounts(market):
+    from databright.market.deployment import DEV_FUNDING_WEI
+
     listed = market("account", "list")["accounts"]
     assert [a["name"] for a in listed] == ["alice", "bob", "carol"]
-    assert all(a["balance_wei"] > 0 for a in listed)
+    assert [a["default"] for a in listed] == [True, False, False]
+    # the faucet's 100 ETH each; alice has paid the gas of creating the dataset
+    assert 0 < listed[0]["balance_wei"] < DEV_FUNDING_WEI
+    assert all(a["balance_wei"] <= DEV_FUNDING_WEI for a in listed[1:])
     bob = market("account", "show", "bob")
     assert bob["address"].startswith("0x") and bob["default"] is False
 
 
 def test_dataset_show_and_list(market):
     ds = market("dataset", "show", "digits")
-    assert {"name", "share_token", "items", "entries", "rules"} <= set(ds)
-    assert ds["entries"] == 1 and 0 < ds["items"] < 80
-    assert ds["rules"]["evaluator"] is not None
+    assert {"dataset_id", "name", "share_token", "items", "entries", "rules"} <= set(ds)
+    assert ds["dataset_id"] == 1 and ds["entries"] == 1 and 0 < ds["items"] < 80
+    alice = market("account", "show", "alice")["address"]
+    assert ds["rules"]["evaluator"] == alice and ds["initiator"] == alice
+    assert ds["rules"]["quorum_bps"] == 3000 and ds["rules"]["voting_period"] == 3600
+    assert ds["total_supply"] == market("shares", as_="alice")["holdings"][0]["balance"]
     assert [d["name"] for d in market("dataset", "list")["datasets"]] == ["digits"]
 
 
 def test_curation_loop(market, digit_folder):
     batch = digit_folder(market.inputs / "bob", 100, 40)
     prop = market("propose", "digits", str(batch), as_="bob")
-    assert {"proposal", "manifest_cid", "merkle_root", "items", "new", "duplicates"} <= set(prop)
-    assert prop["items"] == prop["new"] == 40 and prop["duplicates"] == 0
-    pid = str(prop["proposal"])
+    assert {"proposal_id", "manifest_cid", "merkle_root", "items", "duplicates"} <= set(prop)
+    assert prop["items"] == 40 and prop["duplicates"] == 0 and prop["refused"] == 0
+    assert len(prop["merkle_root"]) == 66 and prop["merkle_root"].startswith("0x")
+    pid = str(prop["proposal_id"])
+    bob = market("account", "show", "bob")["address"]
     shown = market("proposal", "show", pid)
     assert shown["status"] == "open" and shown["items"] == 40
-    assert shown["check"]["ok"] is True
-    for key in ("id", "dataset", "proposer", "manifest_cid", "merkle_root", "yes", "no", "deadline"):
-        assert key in shown
-    report = market("evaluate", pid, "--post", as_="alice")
-    for key in ("accuracy_before", "accuracy_after", "gain", "new", "duplicates",
-                "near_duplicates", "unknown_labels", "suspects", "items"):
-        assert key in report
+    assert shown["check"]["ok"] is True and shown["check"]["recomputed_items"] == 40
+    assert shown["proposal_id"] == int(pid) and shown["dataset"] == "digits"
+    assert shown["proposer"] == bob and shown["yes"] == shown["no"] == 0
+    assert (shown["manifest_cid"], shown["merkle_root"]) == (prop["manifest_cid"],
+                                                             prop["merkle_root"])
+    assert shown["ingest"]["items"] == 40 and shown["seconds_left"] > 0
+    out = market("evaluate", pid, "--post", as_="alice")
+    ev, report = out["evaluation"], out["evaluation"]["report"]
+    assert ev["proposal_id"] == int(pid) and ev["cached"] is False
+    assert report["new"] == 40 and report["duplicates"] == 0
+    assert 0.0 <= report["accuracy_before"] <= 1.0 and 0.0 <= report["accuracy_after"] <= 1.0
+    assert report["gain"] == report["accuracy_after"] - report["accuracy_before"]
+    assert len(report["items"]) == 40
     assert {"cid", "label", "value", "suspect"} <= set(report["items"][0])
+    assert out["posted"] == {"proposal_id": int(pid), "score_bps": report["score_bps"],
+                             "evaluator": market("account", "show", "alice")["address"]}
+    assert market("proposal", "show", pid)["score_bps"] == report["score_bps"]
+    again = market("evaluate", pid)["evaluation"]
+    assert again["cached"] is True and again["report_cid"] == ev["report_cid"]
     vote = market("vote", pid, "yes", as_="alice")
-    assert vote == {**vote, "proposal": int(pid), "support": "yes"} and vote["weight"] > 0
+    alice = market("account", "show", "alice")["address"]
+    assert vote["proposal_id"] == int(pid) and vote["support"] is True
+    assert vote["voter"] == alice
+    assert vote["weight"] == market("shares", as_="alice")["holdings"][0]["balance"]
     fin = market("finalize", pid, as_="carol")
     assert fin["status"] == "accepted" and fin["shares_minted"] > 0
     holdings = market("shares", as_="bob")["holdings"]
     assert holdings[0]["dataset"] == "digits" and holdings[0]["balance"] == fin["shares_minted"]
     listed = market("proposals", "digits")["proposals"]
-    assert [p["status"] for p in listed if p["id"] == int(pid)] == ["accepted"]
+    assert [p["status"] for p in listed if p["proposal_id"] == int(pid)] == ["accepted"]
     assert market("proposals", "--open")["proposals"] == []
 
 
 def test_transfer_pay_dividends_withdraw(market):
     before = market("shares", as_="alice")["holdings"][0]["balance"]
-    market("transfer", "digits", "carol", "1.5", as_="alice")
+    sent = market("transfer", "digits", "carol", "1.5", as_="alice")
     after = market("shares", as_="alice")["holdings"][0]["balance"]
-    assert before - after == 15 * 10**17
-    market("pay", "digits", "1eth", as_="carol")
+    assert before - after == sent["amount"] == 15 * 10**17 and sent["balance"] == after
+    assert sent["receiver"] == market("account", "show", "carol")["address"]
+    paid = market("distribute", "digits", "1eth", as_="carol")
+    assert paid["amount_wei"] == 10**18 and paid["payer"] == sent["receiver"]
     owed = market("dividends", as_="carol")
-    assert owed["total_wei"] > 0
+    held = market("shares", as_="carol")["holdings"][0]
+    expected = 10**18 * held["balance"] // held["total_supply"]  # carol's part of her 1 ETH
+    assert expected - 10 <= owed["total_wei"] <= expected  # per-share rounding, never above
     paid = market("withdraw", as_="carol")
     assert paid["total_wei"] == owed["total_wei"]
     assert market("dividends", as_="carol")["total_wei"] == 0
@@ -73,7 +101,8 @@ def test_transfer_pay_dividends_withdraw(market):
 
 def test_verify_and_export(market, tmp_path, monkeypatch):
     check = market("verify", "digits")
-    assert check["ok"] is True and check["onchain_proofs"]
+    assert check["ok"] is True and check["problems"] == [] and check["onchain_proofs"]
+    assert check["items"] == market("dataset", "show", "digits")["items"]
     assert all(p["verified_on_chain"] for p in check["onchain_proofs"])
     shown = market("dataset", "show", "digits")
     train_n, val_n = shown["items"], shown["validation_items"]
@@ -130,9 +159,27 @@ def test_verify_and_export(market, tmp_path, monkeypatch):
     assert "unknown split 'test'" in bad.stderr + bad.stdout
 
 
+def test_withdraw_from_one_dataset(market):
+    from databright.errors import NothingToWithdrawError
+
+    market("distribute", "digits", "0.5eth", as_="bob")
+    waiting = market("dividends", as_="alice")["dividends"]
+    owed = {r["dataset"]: r["dividends_wei"] for r in waiting}["digits"]
+    assert owed > 0
+    out = market("withdraw", "--dataset", "digits", as_="alice")
+    assert out["paid"] == [{"dataset": "digits", "kind": "dividends", "amount_wei": owed}]
+    assert out["total_wei"] == owed
+    assert {r["dataset"]: r["dividends_wei"] for r in
+            market("dividends", as_="alice")["dividends"]}.get("digits", 0) == 0
+    again = market("withdraw", "--dataset", "digits", as_="alice",
+                   code=NothingToWithdrawError.exit_code)
+    assert "no dividends waiting in digits" in again.stderr
+
+
 def test_dev_advance_moves_the_clock(market):
     out = market("dev", "advance", "2h")
-    assert out["now"] - out["before"] >= 7200
+    assert out["advanced"] == 7200
+    assert 7200 <= out["now"] - out["before"] <= 7200 + 60  # the wall clock runs on meanwhile
 
 
 def test_human_output_has_no_json(market):

@@ -18,7 +18,7 @@ def test_demo_plays_the_market(tmp_path):
     assert outcome["mallory"]["status"] == "rejected"
     planted = outcome["mallory"]["planted"]
     assert planted["caught"] >= 0.8 * planted["planted"]
-    assert outcome["dave"]["duplicates"] == 60 and outcome["dave"]["new"] == 30
+    assert outcome["dave"]["duplicates"] == 60 and outcome["dave"]["items"] == 30
     people = {p["name"]: p for p in summary["participants"]}
     assert people["mallory"]["shares"] == 0 and people["bob"]["shares"] > 0
     assert all(people[n]["withdrawn_wei"] > 0 for n in ("alice", "bob", "carol", "dave"))

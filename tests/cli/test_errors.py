@@ -26,7 +26,7 @@ def _one_line(result):
 @pytest.fixture(scope="module")
 def open_proposal(market, digit_folder):
     batch = digit_folder(market.inputs / "carol", 200, 20)
-    return str(market("propose", "digits", str(batch), as_="carol")["proposal"])
+    return str(market("propose", "digits", str(batch), as_="carol")["proposal_id"])
 
 
 def test_unknown_dataset(market):
@@ -66,21 +66,21 @@ def test_bad_vote_word(market, open_proposal):
 
 def test_finalize_too_early(market, digit_folder):
     batch = digit_folder(market.inputs / "early", 300, 10)
-    pid = str(market("propose", "digits", str(batch), as_="bob")["proposal"])
+    pid = str(market("propose", "digits", str(batch), as_="bob")["proposal_id"])
     err = _one_line(market("finalize", pid, as_="bob", code=ContractRevert.exit_code))
-    assert "deadline" in err or "early" in err
+    assert "cannot be finalized yet" in err and "market: outcome not final" in err
 
 
 def test_vote_after_deadline(market, digit_folder):
     batch = digit_folder(market.inputs / "late", 400, 10)
-    pid = str(market("propose", "digits", str(batch), as_="bob")["proposal"])
+    pid = str(market("propose", "digits", str(batch), as_="bob")["proposal_id"])
     market("dev", "advance", "2h")
     err = _one_line(market("vote", pid, "yes", as_="alice", code=ContractRevert.exit_code))
-    assert "deadline" in err or "closed" in err
+    assert "voting period is over" in err
 
 
 def test_insufficient_funds(market):
-    err = _one_line(market("pay", "digits", "1000000eth", as_="carol",
+    err = _one_line(market("distribute", "digits", "1000000eth", as_="carol",
                            code=InsufficientFundsError.exit_code))
     assert "wei" in err
 
@@ -97,7 +97,7 @@ def test_resubmitting_existing_items_is_refused(market, digit_folder):
 
 
 def test_bad_amounts(market):
-    _one_line(market("pay", "digits", "lots", as_="carol", code=UsageError.exit_code))
+    _one_line(market("distribute", "digits", "lots", as_="carol", code=UsageError.exit_code))
     _one_line(market("transfer", "digits", "bob", "0", as_="alice", code=UsageError.exit_code))
     _one_line(market("transfer", "digits", "bob", "1.2.3", as_="alice", code=UsageError.exit_code))
 
@@ -147,3 +147,43 @@ def test_oversize_files_are_refused_with_their_name(market, digit_folder):
                  code=UsageError.exit_code)
     err = _one_line(out)
     assert "oversize" in err and ".png" in err
+
+
+@pytest.mark.parametrize("value", ["abc", "-5", "inf", "nan"])
+def test_a_malformed_lock_timeout_is_an_error_naming_it(market, value):
+    err = _one_line(market("dataset", "list", code=UsageError.exit_code,
+                           env={"DATABRIGHT_LOCK_TIMEOUT": value}))
+    assert "DATABRIGHT_LOCK_TIMEOUT" in err and repr(value) in err
+
+
+def test_the_environment_cannot_weaken_key_derivation(market):
+    import json
+
+    weak = {"DATABRIGHT_KEYSTORE_KDF": "pbkdf2", "DATABRIGHT_KEYSTORE_ITERATIONS": "1"}
+    market("account", "new", "strong", env=weak)
+    crypto = json.loads((market.home / "keystore" / "strong.json").read_text())["crypto"]
+    assert crypto["kdf"] == "scrypt" and crypto["kdfparams"]["n"] == 2**18
+    market("account", "new", "throwaway", "--fast-kdf", env=weak)  # asked for in code: allowed
+    crypto = json.loads((market.home / "keystore" / "throwaway.json").read_text())["crypto"]
+    assert crypto["kdf"] == "pbkdf2" and crypto["kdfparams"]["c"] == 2048
+
+
+def test_a_missing_manifest_of_an_accepted_entry_is_an_integrity_error(tmp_path, digit_folder):
+    from databright.errors import IntegrityError
+    from databright.market.context import Deployment
+    from tests.cli.conftest import Cli
+
+    cli = Cli(tmp_path / "home")
+    cli("init")
+    cli("account", "new", "ann", "--fast-kdf")
+    cli("dataset", "create", "tiny", "--from", str(digit_folder(tmp_path / "seed", 0, 30)),
+        as_="ann")
+    with Deployment(cli.home) as dep:
+        seed_manifest = dep.market.get_entry(1, 0).manifest_cid
+        path = dep.store.path_of(seed_manifest)
+    path.chmod(0o644)
+    path.unlink()
+    # the seed's items must not look new: proposing them again is refused, not paid twice
+    err = _one_line(cli("propose", "tiny", str(tmp_path / "seed"), as_="ann",
+                        code=IntegrityError.exit_code))
+    assert seed_manifest in err and "entry 0" in err

@@ -60,15 +60,15 @@ def test_loop_in_separate_processes_survives_kill_9(home, digit_folder, tmp_path
     # whatever the kills interrupted, the home is consistent and usable
     listed = out(run(home, "proposals"))["proposals"]
     for p in listed:
-        shown = out(run(home, "proposal", "show", str(p["id"])))
+        shown = out(run(home, "proposal", "show", str(p["proposal_id"])))
         assert shown["check"]["ok"], shown["check"]
-        assert shown["ingest"]["new"] == shown["items"]  # the index knows every proposal
+        assert shown["ingest"]["items"] == shown["items"]  # the index knows every proposal
     from databright.market.context import Deployment
 
     with Deployment(home) as dep:
         assert dep.store.fsck() == {}  # no partial or corrupt blob anywhere in the store
     batch = digit_folder(tmp_path / "small", 1300, 30)
-    pid = out(run(home, "propose", "digits", str(batch), as_="bob"))["proposal"]
+    pid = out(run(home, "propose", "digits", str(batch), as_="bob"))["proposal_id"]
     run(home, "vote", str(pid), "yes", as_="alice")
     assert out(run(home, "finalize", str(pid), as_="bob"))["status"] == "accepted"
     check = out(run(home, "verify", "digits"))

@@ -4,8 +4,13 @@ Each account is ``<keystore_dir>/<name>.json``: the Web3 Secret Storage JSON tha
 ``Account.encrypt`` writes (geth, Foundry's ``cast wallet`` and MetaMask read it), plus one extra
 top-level ``"name"`` field. Files are written atomically and readable only by their owner.
 
-The key derivation defaults to the standard scrypt (about a second per unlock on purpose); tests
-and the demo may pass ``kdf="pbkdf2"`` with few ``iterations`` to stay fast.
+The key derivation defaults to the standard scrypt (about a second per unlock on purpose). Only
+code may ask for a cheaper one (``kdf="pbkdf2"`` with few ``iterations``: the CLI's ``--fast-kdf``
+for throwaway dev accounts, and tests); no environment variable can weaken it.
+
+This module is also where the layers above turn a private key into a signer (addresses are
+checked by :func:`databright.chain.wrapper.checksum`), so only ``databright.chain`` imports
+eth-account and web3.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
@@ -24,6 +29,8 @@ from web3 import Web3
 from databright.errors import AccountExistsError, NotFoundError, UsageError, WrongPasswordError
 
 Kdf = Literal["scrypt", "pbkdf2"]
+#: An unlocked account that signs transactions (what the market layer passes around).
+Signer: TypeAlias = LocalAccount
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -41,6 +48,19 @@ def validate_name(name: str) -> str:
     return name
 
 
+def signer_from_key(key: bytes | str) -> Signer:
+    """A signer for a raw private key (bytes or 0x hex), e.g. a deployer key from the environment.
+
+    Raises:
+        UsageError: the key is not a valid secp256k1 private key.
+    """
+    try:
+        account: LocalAccount = Account.from_key(key.strip() if isinstance(key, str) else key)
+    except Exception as exc:  # noqa: BLE001 - eth-account raises several unrelated types
+        raise UsageError(f"not a valid private key: {type(exc).__name__}") from None
+    return account
+
+
 class Keystore:
     """The encrypted keys of one home.
 
@@ -54,10 +74,12 @@ class Keystore:
         self, directory: Path | str, kdf: Kdf | None = None, iterations: int | None = None
     ) -> None:
         self.directory = Path(directory)
-        env_kdf = os.environ.get("DATABRIGHT_KEYSTORE_KDF")
-        self.kdf: Kdf = kdf or ("pbkdf2" if env_kdf == "pbkdf2" else "scrypt")
-        env_iter = os.environ.get("DATABRIGHT_KEYSTORE_ITERATIONS")
-        self.iterations = iterations or (int(env_iter) if env_iter and env_iter.isdigit() else None)
+        if kdf not in (None, "scrypt", "pbkdf2"):
+            raise UsageError(f"unknown key derivation {kdf!r}: use scrypt or pbkdf2")
+        if iterations is not None and iterations < 1:
+            raise UsageError("the key derivation work factor must be positive")
+        self.kdf: Kdf = kdf or "scrypt"
+        self.iterations = iterations
 
     def path_of(self, name: str) -> Path:
         """The key file of account ``name``."""
@@ -123,11 +145,7 @@ class Keystore:
             UsageError: the name or the key is invalid.
         """
         validate_name(name)
-        try:
-            raw = bytes(Account.from_key(key).key)
-        except Exception as exc:  # noqa: BLE001 - eth-account raises several unrelated types
-            raise UsageError(f"not a valid private key: {type(exc).__name__}") from None
-        return self._write(name, raw, password)
+        return self._write(name, bytes(signer_from_key(key).key), password)
 
     def list(self) -> list[tuple[str, str]]:
         """All accounts as ``(name, checksum address)``, sorted by name."""

@@ -7,6 +7,7 @@ notes its pid and command line in ``chain/chain.owner``. A second opener waits s
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -15,18 +16,29 @@ from typing import Self
 
 from filelock import FileLock, Timeout
 
-from databright.errors import ChainBusyError
+from databright.errors import ChainBusyError, UsageError
 
 DEFAULT_LOCK_TIMEOUT = 60.0
 
 
 def lock_timeout_from_env() -> float:
-    """``$DATABRIGHT_LOCK_TIMEOUT`` in seconds, default 60."""
-    raw = os.environ.get("DATABRIGHT_LOCK_TIMEOUT")
-    try:
-        return float(raw) if raw else DEFAULT_LOCK_TIMEOUT
-    except ValueError:
+    """``$DATABRIGHT_LOCK_TIMEOUT`` in seconds, default 60 when unset or empty.
+
+    Raises:
+        UsageError: the variable is set to something that is not a number of seconds ≥ 0.
+    """
+    raw = os.environ.get("DATABRIGHT_LOCK_TIMEOUT", "").strip()
+    if not raw:
         return DEFAULT_LOCK_TIMEOUT
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds < 0:
+        raise UsageError(
+            f"DATABRIGHT_LOCK_TIMEOUT must be a number of seconds ≥ 0, not {raw!r}"
+        )
+    return seconds
 
 
 class ChainLock:

@@ -97,6 +97,11 @@ class Chain:
             yield
         except Exception as exc:
             mapped = translate(exc, self.url)
+            if mapped is None and not self.is_embedded and _is_transport_failure(exc):
+                # a node that dies or garbles its answers mid-command is unreachable too
+                mapped = ChainUnreachableError(
+                    f"the chain at {self.url} stopped answering ({type(exc).__name__})"
+                )
             if mapped is None or mapped is exc:
                 raise
             raise mapped from exc
@@ -116,8 +121,13 @@ class Chain:
         """The timestamp a transaction sent now would see (the chain's clock, read without a block).
 
         ``now()`` stands still between blocks; this follows the clock: on the embedded chain
-        ``max(latest + 1, wall clock + offset)``, on a node its pending block's timestamp.
+        ``max(latest + 1, wall clock + offset)``, on a node its pending block's timestamp. A node
+        that serves no pending block gives ``latest + 1``: the earliest time the chain itself
+        guarantees. A remote node's clock is never replaced by this machine's (a dev node's
+        clock may be far from it, and deadlines are judged by the chain).
         """
+        from web3.exceptions import Web3Exception
+
         with self.translating():
             if self.embedded is not None:
                 with self.embedded.mutex:
@@ -125,15 +135,21 @@ class Chain:
                     return max(backend.latest_timestamp() + 1, backend.chain_time())
             latest = int(self.w3.eth.get_block("latest")["timestamp"])
             try:
-                pending = int(self.w3.eth.get_block("pending")["timestamp"])
-            except Exception:  # noqa: BLE001 - "pending" is optional for a node
-                pending = int(time.time())
-            return max(latest + 1, pending)
+                block = self.w3.eth.get_block("pending")
+            except (Web3Exception, ValueError):  # "pending" is optional for a node
+                return latest + 1
+            pending = block.get("timestamp") if block else None
+            return max(latest + 1, int(pending)) if pending is not None else latest + 1
 
     def balance(self, address: str) -> int:
         """Ether balance of ``address`` in wei."""
         with self.translating():
             return int(self.w3.eth.get_balance(Web3.to_checksum_address(address)))
+
+    def has_code(self, address: str) -> bool:
+        """True if a contract is deployed at ``address``."""
+        with self.translating():
+            return len(bytes(self.w3.eth.get_code(Web3.to_checksum_address(address)))) > 0
 
     def call(self, fn: Any, block: int | str = "latest") -> Any:
         """Call a view function (``contract.functions.f(...)``), errors translated."""
@@ -290,6 +306,14 @@ class Chain:
         self.close()
 
 
+def _is_transport_failure(exc: BaseException) -> bool:
+    """An HTTP error, a dropped connection or an unreadable answer from a JSON-RPC node."""
+    import requests
+    from web3.exceptions import BadResponseFormat
+
+    return isinstance(exc, requests.RequestException | BadResponseFormat | OSError)
+
+
 def _detect_dev_node(w3: Web3) -> str | None:
     try:
         version = str(w3.client_version).lower()
@@ -314,8 +338,19 @@ def connect_url(url: str, timeout: float = 30.0) -> Chain:
     try:
         _ = w3.eth.chain_id
     except Exception as exc:  # noqa: BLE001 - any failure here means the URL is not usable
-        raise ChainUnreachableError(f"cannot reach the chain at URL: {url} ({exc})") from None
+        raise ChainUnreachableError(
+            f"cannot reach the chain at URL: {url} ({_short(exc)})"
+        ) from None
     return Chain(w3, url, dev_node=_detect_dev_node(w3))
+
+
+def _short(exc: BaseException) -> str:
+    """The last line of a nested requests/urllib3 message ("Connection refused", ...)."""
+    text = str(exc).replace("\n", " ")
+    for marker in ("] ", "): "):
+        if marker in text:
+            text = text.rsplit(marker, 1)[-1]
+    return text.strip(" ')\"") or type(exc).__name__
 
 
 def open_embedded(

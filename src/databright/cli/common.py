@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -16,6 +17,9 @@ from rich.console import Console
 from databright.errors import DataBrightError, UsageError
 from databright.home import Home
 from databright.market.context import Deployment
+
+if TYPE_CHECKING:
+    from databright.chain.accounts import Signer
 
 HomeOpt = Annotated[
     Path | None,
@@ -62,14 +66,40 @@ def open_deployment(home: Path | None) -> Deployment:
 
 
 def emit(data: Any, as_json: bool, human: Callable[[Any], None] | None = None) -> None:
-    """Exactly one JSON document with --json; a human rendering otherwise."""
+    """Exactly one JSON document with --json; a human rendering otherwise. ``data`` may hold the
+    market's result dataclasses: both renderings see it as :func:`plain` JSON data."""
+    plain_data = plain(data)
     if as_json:
-        sys.stdout.write(json.dumps(data, default=_jsonable, indent=2) + "\n")
+        sys.stdout.write(json.dumps(plain_data, indent=2) + "\n")
         sys.stdout.flush()
     elif human is not None:
-        human(data)
+        human(plain_data)
     else:
-        console.print_json(json.dumps(data, default=_jsonable))
+        console.print_json(json.dumps(plain_data))
+
+
+def plain(value: Any) -> Any:
+    """JSON data of a result: dataclasses (and named tuples) as objects by field name, bytes as
+    0x-hex, tuples and sets as lists, paths as strings; ``to_dict()`` where a type defines it."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, bytes | bytearray):
+        return "0x" + bytes(value).hex()
+    if hasattr(value, "to_dict"):
+        return plain(value.to_dict())
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple) and hasattr(value, "_asdict"):
+        return plain(value._asdict())
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, set | frozenset):
+        return sorted(plain(v) for v in value)
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"no JSON form for {type(value).__name__}")
 
 
 def account_name(dep: Deployment, as_name: str | None) -> str:
@@ -82,7 +112,7 @@ def account_name(dep: Deployment, as_name: str | None) -> str:
     return name
 
 
-def signer(dep: Deployment, as_name: str | None) -> Any:
+def signer(dep: Deployment, as_name: str | None) -> Signer:
     """Unlock the signing account with DATABRIGHT_PASSWORD or a prompt."""
     name = account_name(dep, as_name)
     dep.keystore.address_of(name)  # unknown account fails before any prompt
@@ -103,17 +133,3 @@ def password_for(name: str, *, confirm: bool = False) -> str:
 
 def progress_wanted(as_json: bool) -> bool:
     return not as_json and sys.stderr.isatty()
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, (bytes, bytearray)):
-        return "0x" + bytes(value).hex()
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "to_dict"):
-        return value.to_dict()
-    if hasattr(value, "__dataclass_fields__"):
-        import dataclasses
-
-        return dataclasses.asdict(value)
-    return str(value)

@@ -33,7 +33,7 @@ def verify(dataset: str, home: HomeOpt = None, json_out: JsonOpt = False) -> Non
         + ("all manifests, roots and blobs agree with the chain; "
            f"{len(d['onchain_proofs'])} item proofs accepted on chain" if d["ok"] else
            "PROBLEMS:\n  " + "\n  ".join(d["problems"]))))
-    if not out["ok"]:
+    if not out.ok:
         raise typer.Exit(IntegrityError.exit_code)
 
 
@@ -70,26 +70,28 @@ def evaluate(
 ) -> None:
     """Evaluate a proposal: accuracy gain, per-item values, suspect labels."""
     with open_deployment(home) as dep:
-        report = evaluation.evaluate(dep, proposal_id, refresh=refresh, k=k)
-        if post:
-            report["posted"] = evaluation.post_score(dep, signer(dep, as_), proposal_id,
-                                                     int(report["score_bps"]))
-    emit(report, json_out, _human)
+        evaluated = evaluation.evaluate(dep, proposal_id, refresh=refresh, k=k)
+        posted = (evaluation.post_score(dep, signer(dep, as_), proposal_id,
+                                        int(evaluated.report.score_bps)) if post else None)
+    emit({"evaluation": evaluated, "posted": posted}, json_out, _human)
 
 
-def _human(r: dict) -> None:
-    console.print(f"[bold]evaluation of proposal #{r['proposal']}[/] (report {r['report_cid']})")
+def _human(d: dict) -> None:
+    ev, r = d["evaluation"], d["evaluation"]["report"]
+    console.print(f"[bold]evaluation of proposal #{ev['proposal_id']}[/] (report "
+                  f"{ev['report_cid']}{', stored earlier' if ev['cached'] else ''})")
     console.print(f"items: {r['new']} new, {r['duplicates']} duplicates, {r['near_duplicates']} "
                   f"near-duplicates, {r['unknown_labels']} unknown labels")
     console.print(f"accuracy on the validation split: {r['accuracy_before']:.4f} → "
                   f"{r['accuracy_after']:.4f} (gain {r['gain']:+.4f})")
     console.print(f"suspected wrong labels: {len(r['suspects'])}; suggested score "
                   f"{r['score_bps']} bps")
-    worst = sorted(r["items"], key=lambda it: it["value"])[:10]
+    worst = sorted((it for it in r["items"] if it["value"] is not None),
+                   key=lambda it: it["value"])[:10]
     if worst:
         table = Table("cid", "label", "value", "suspect")
         for it in worst:
             table.add_row(it["cid"], it["label"], f"{it['value']:.2e}", "yes" if it["suspect"] else "")
         console.print(table)
-    if "posted" in r:
-        console.print(f"score {r['posted']['score_bps']} bps posted on chain")
+    if d["posted"]:
+        console.print(f"score {d['posted']['score_bps']} bps posted on chain")

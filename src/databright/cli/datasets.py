@@ -89,7 +89,7 @@ def list_(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
             return
         table = Table("id", "name", "items", "entries", "share token")
         for r in rows:
-            table.add_row(str(r["id"]), r["name"], str(r["items"]), str(r["entries"]), r["share_token"])
+            table.add_row(str(r["dataset_id"]), r["name"], str(r["items"]), str(r["entries"]), r["share_token"])
         console.print(table)
 
     emit({"datasets": rows}, json_out, lambda d: human(d["datasets"]))
@@ -106,7 +106,7 @@ def show(name: str, home: HomeOpt = None, json_out: JsonOpt = False) -> None:
 
 def _show_human(d: dict) -> None:
     r = d["rules"]
-    console.print(f"[bold]{d['name']}[/] (#{d['id']}, shares {d['symbol']} at {d['share_token']})")
+    console.print(f"[bold]{d['name']}[/] (#{d['dataset_id']}, shares {d['symbol']} at {d['share_token']})")
     if d.get("description"):
         console.print(d["description"])
     console.print(f"items: {d['items']} in {d['entries']} entries; validation split: "
@@ -118,7 +118,7 @@ def _show_human(d: dict) -> None:
         f"{format_shares(r['reward_r0'])} shares/item, N0 {r['reward_n0']}, evaluator "
         f"{r['evaluator'] or 'none'}"
     )
-    if "seed" in d:
+    if d.get("seed"):
         s = d["seed"]
         console.print(f"seed: {s['train_items']} training items, {s['validation_items']} held out; "
                       f"{len(s['refused'])} refused, {len(s['duplicates'])} duplicates")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import tempfile
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -18,6 +18,9 @@ from databright.market import data, datasets, deployment, evaluation, money, pro
 from databright.market.context import Deployment
 from databright.market.rules import Rules
 from databright.market.units import format_shares, format_wei, parse_wei
+
+if TYPE_CHECKING:
+    from databright.valuation.report import EvaluationReport
 
 PASSWORD = "demo-password"
 PEOPLE = {
@@ -34,12 +37,12 @@ def _fs(units: int) -> str:
     return format_shares(units, places=2)
 
 
-def follows_report(report: dict) -> bool:
+def follows_report(report: EvaluationReport) -> bool:
     """The demo voters' policy: yes when the report's score is not below neutral by more than a
     tenth (the accuracy gain on a ~100-item validation split moves in steps of 0.01) and at most
     a fifth of the labels look wrong."""
-    suspect_share = len(report["suspects"]) / max(1, report["new"])
-    return report["score_bps"] >= 9_000 and suspect_share <= 0.2
+    suspect_share = len(report.suspects) / max(1, report.new)
+    return report.score_bps >= 9_000 and suspect_share <= 0.2
 
 
 @handles_errors
@@ -72,9 +75,11 @@ def demo(
                         stake=parse_wei("0.05eth"), evaluator="alice"),
             description="Handwritten digits 0-9, 32×32 grayscale PNG, built together.",
         )
-        say(f"• alice created [bold]digits[/] with {ds['seed']['train_items']} seed items "
-            f"({ds['seed']['validation_items']} held out for validation) and received "
-            f"{_fs(ds['total_supply'])} shares")
+        seed = ds.seed
+        assert seed is not None  # create_dataset always reports its seed
+        say(f"• alice created [bold]digits[/] with {seed.train_items} seed items "
+            f"({seed.validation_items} held out for validation) and received "
+            f"{_fs(ds.total_supply)} shares")
         rows: list[dict] = []
         for round_no, names in enumerate((("bob", "mallory"), ("carol", "dave")), start=1):
             say(f"[bold]round {round_no}[/]")
@@ -84,11 +89,11 @@ def demo(
                 _decide(dep, acct, row, say)
         withdrawn = _revenue(dep, acct, say)
         check = data.verify_dataset(dep, "digits")
-        say(f"• verify: {check['entries']} entries, {check['items']} items, "
-            f"{'all consistent with the chain' if check['ok'] else check['problems']}")
+        say(f"• verify: {check.entries} entries, {check.items} items, "
+            f"{'all consistent with the chain' if check.ok else check.problems}")
         summary = _summary(dep, acct, rows, withdrawn)
     summary.update({"home": str(root), "seconds": round(time.perf_counter() - t0, 1),
-                    "verify_ok": check["ok"]})
+                    "verify_ok": check.ok})
     if quiet:
         emit(summary, True)
         return
@@ -118,30 +123,30 @@ def _write_inputs(work: Path, pools: dict) -> tuple[dict[str, Path], set[str]]:
 def _propose_and_review(dep: Deployment, acct: dict, who: str, folder: Path, wrong: set[str],
                         say: Any) -> dict:
     out = proposals.propose(dep, acct[who], "digits", folder)
-    pid = out["proposal"]
-    report = evaluation.evaluate(dep, pid)
-    evaluation.post_score(dep, acct["alice"], pid, int(report["score_bps"]))
+    pid = out.proposal_id
+    report = evaluation.evaluate(dep, pid).report
+    evaluation.post_score(dep, acct["alice"], pid, int(report.score_bps))
     planted = _planted_wrong(wrong, who, report)
-    say(f"• {who} proposed #{pid}: {out['new']} new items, {out['duplicates']} duplicates left out; "
-        f"evaluation: accuracy {report['accuracy_before']:.3f} → {report['accuracy_after']:.3f} "
-        f"(gain {report['gain']:+.4f}), {len(report['suspects'])} suspect labels"
+    say(f"• {who} proposed #{pid}: {out.items} new items, {out.duplicates} duplicates left out; "
+        f"evaluation: accuracy {report.accuracy_before:.3f} → {report.accuracy_after:.3f} "
+        f"(gain {report.gain:+.4f}), {len(report.suspects)} suspect labels"
         + (f" ({planted['caught']} of {planted['planted']} planted errors caught)" if planted else "")
-        + f"; score {report['score_bps']} bps posted by alice")
-    return {"id": pid, "proposer": who, "new": out["new"], "duplicates": out["duplicates"],
-            "gain": report["gain"], "suspects": len(report["suspects"]),
-            "planted": planted, "score_bps": report["score_bps"], "yes": follows_report(report)}
+        + f"; score {report.score_bps} bps posted by alice")
+    return {"proposal_id": pid, "proposer": who, "items": out.items,
+            "duplicates": out.duplicates, "gain": report.gain, "suspects": len(report.suspects),
+            "planted": planted, "score_bps": report.score_bps, "yes": follows_report(report)}
 
 
-def _planted_wrong(wrong: set[str], who: str, report: dict) -> dict | None:
+def _planted_wrong(wrong: set[str], who: str, report: EvaluationReport) -> dict | None:
     if who != "mallory":
         return None
-    suspects = set(report["suspects"])
+    suspects = set(report.suspects)
     return {"planted": len(wrong), "caught": len(suspects & wrong),
             "false_alarms": len(suspects - wrong)}
 
 
 def _decide(dep: Deployment, acct: dict, row: dict, say: Any) -> None:
-    pid = row["id"]
+    pid = row["proposal_id"]
     voters = [n for n in PEOPLE if money_balance(dep, acct[n].address)]
     for name in voters:
         if name == row["proposer"]:
@@ -151,7 +156,7 @@ def _decide(dep: Deployment, acct: dict, row: dict, say: Any) -> None:
         except ContractRevert as exc:  # a voter without weight at the snapshot is told so
             say(f"  {name} could not vote on #{pid}: {exc}")
             continue
-        say(f"  {name} votes {v['support']} on #{pid} with {_fs(v['weight'])} shares "
+        say(f"  {name} votes {'yes' if v.support else 'no'} on #{pid} with {_fs(v.weight)} shares "
             f"(following the report)")
     try:
         result = proposals.finalize(dep, acct["erin"], pid)
@@ -159,12 +164,12 @@ def _decide(dep: Deployment, acct: dict, row: dict, say: Any) -> None:
         dep.chain.advance_time(86_400 + 1)
         say("  (voting period over: the chain clock moves a day forward)")
         result = proposals.finalize(dep, acct["erin"], pid)
-    row["status"] = result["status"]
-    row["shares_minted"] = result["shares_minted"]
-    say(f"  → #{pid} {result['status']}"
-        + (f": {row['proposer']} receives {_fs(result['shares_minted'])} shares"
-           if result["shares_minted"] else
-           ": the stake goes to the shareholders as a dividend" if result["status"] == "rejected"
+    row["status"] = result.status
+    row["shares_minted"] = result.shares_minted
+    say(f"  → #{pid} {result.status}"
+        + (f": {row['proposer']} receives {_fs(result.shares_minted)} shares"
+           if result.shares_minted else
+           ": the stake goes to the shareholders as a dividend" if result.status == "rejected"
            else ""))
 
 
@@ -174,8 +179,8 @@ def money_balance(dep: Deployment, address: str) -> int:
 
 def _revenue(dep: Deployment, acct: dict, say: Any) -> dict[str, int]:
     """erin pays for the data; everyone withdraws what they are owed (returned per name)."""
-    paid = money.pay(dep, acct["erin"], "digits", parse_wei("2eth"))
-    say(f"• erin pays {format_wei(paid['amount_wei'])} to train on digits: dividends for shareholders")
+    paid = money.distribute(dep, acct["erin"], "digits", parse_wei("2eth"))
+    say(f"• erin pays {format_wei(paid.amount_wei)} to train on digits: dividends for shareholders")
     withdrawn: dict[str, int] = {}
     for name in PEOPLE:
         owed = money.pending(dep, acct[name].address)
@@ -212,7 +217,7 @@ def _print_tables(s: dict) -> None:
     t = Table("#", "proposer", "new", "dup", "gain", "suspects", "score", "outcome", "shares minted",
               title="proposals")
     for r in s["proposals"]:
-        t.add_row(str(r["id"]), r["proposer"], str(r["new"]), str(r["duplicates"]),
+        t.add_row(str(r["proposal_id"]), r["proposer"], str(r["items"]), str(r["duplicates"]),
                   f"{r['gain']:+.4f}", _suspects(r), str(r["score_bps"]), r["status"],
                   _fs(r["shares_minted"]))
     console.print(t)

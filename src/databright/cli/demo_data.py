@@ -12,7 +12,7 @@ def render_png(pixels: np.ndarray, path: Path, scale: int = 4) -> None:
     from PIL import Image
 
     img = (255 - pixels.reshape(8, 8) * 255.0 / 16.0).clip(0, 255).astype(np.uint8)
-    Image.fromarray(img, mode="L").resize((8 * scale, 8 * scale), Image.NEAREST).save(path)
+    Image.fromarray(img, mode="L").resize((8 * scale, 8 * scale), Image.Resampling.NEAREST).save(path)
 
 
 def write_folder(root: Path, images: np.ndarray, labels: np.ndarray, names: list[str]) -> Path:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from databright.cli import accounts, data, datasets, dev, money, proposals
@@ -25,7 +27,7 @@ app.command("finalize")(proposals.finalize)
 app.command("evaluate")(data.evaluate)
 app.command("shares")(money.shares)
 app.command("transfer")(money.transfer)
-app.command("pay")(money.pay)
+app.command("distribute")(money.distribute)
 app.command("dividends")(money.dividends)
 app.command("withdraw")(money.withdraw)
 app.command("verify")(data.verify)
@@ -47,13 +49,15 @@ def main() -> None:
     import sys
 
     # typer ships its own click; its UsageError is the parent of BadParameter.
-    usage_error = typer.BadParameter.__mro__[1]
+    usage_error: type[Exception] = typer.BadParameter.__mro__[1]
     try:
         code = app(standalone_mode=False)
     except usage_error as exc:
-        where = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
-        print(f"error: {exc.format_message()}{where}", file=sys.stderr)
-        sys.exit(exc.exit_code)
+        click_exc: Any = exc  # typed as Exception above: its click class has no public name
+        ctx = click_exc.ctx
+        where = f" (see `{ctx.command_path} --help`)" if ctx else ""
+        print(f"error: {click_exc.format_message()}{where}", file=sys.stderr)
+        sys.exit(click_exc.exit_code)
     except typer.Abort:
         print("error: aborted", file=sys.stderr)
         sys.exit(1)

@@ -1,4 +1,4 @@
-"""`databright shares|transfer|pay|dividends|withdraw`."""
+"""`databright shares|transfer|distribute|dividends|withdraw`."""
 
 from __future__ import annotations
 
@@ -56,24 +56,25 @@ def transfer(
     with open_deployment(home) as dep:
         out = svc.transfer(dep, signer(dep, as_), dataset, to, units)
     emit(out, json_out, lambda d: console.print(
-        f"sent {format_shares(d['amount'])} {dataset} shares to {d['to']}; "
+        f"sent {format_shares(d['amount'])} {dataset} shares to {d['receiver']}; "
         f"you hold {format_shares(d['balance'])}"))
 
 
 @handles_errors
-def pay(
+def distribute(
     dataset: str,
     amount: Annotated[str, typer.Argument(help="Amount with unit: 0.5eth, 100gwei, 1000wei (bare numbers are ETH).")],
     home: HomeOpt = None,
     json_out: JsonOpt = False,
     as_: AsOpt = None,
 ) -> None:
-    """Pay revenue into a dataset: its shareholders can withdraw it as dividends."""
+    """Distribute revenue to a dataset's shareholders: they can withdraw it as dividends."""
     wei = parse_wei(amount, default_unit="eth")
     with open_deployment(home) as dep:
-        out = svc.pay(dep, signer(dep, as_), dataset, wei)
+        out = svc.distribute(dep, signer(dep, as_), dataset, wei)
     emit(out, json_out, lambda d: console.print(
-        f"paid {format_wei(d['amount_wei'])} into {dataset}; shareholders can now withdraw it"))
+        f"distributed {format_wei(d['amount_wei'])} to the shareholders of {dataset}; "
+        "they can now withdraw it"))
 
 
 @handles_errors
@@ -94,10 +95,22 @@ def dividends(home: HomeOpt = None, json_out: JsonOpt = False, as_: AsOpt = None
 
 
 @handles_errors
-def withdraw(home: HomeOpt = None, json_out: JsonOpt = False, as_: AsOpt = None) -> None:
-    """Withdraw every dividend and refunded stake owed to you."""
+def withdraw(
+    dataset: Annotated[str | None, typer.Option("--dataset", help="Only this dataset's dividends.")] = None,
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+    as_: AsOpt = None,
+) -> None:
+    """Withdraw every dividend and refunded stake owed to you (or one dataset's dividends)."""
     with open_deployment(home) as dep:
-        out = svc.withdraw(dep, signer(dep, as_))
+        sender = signer(dep, as_)
+        if dataset is None:
+            out = svc.withdraw(dep, sender)
+        else:
+            one = svc.withdraw_dividends(dep, sender, dataset)
+            out = {"account": one.account, "total_wei": one.amount_wei,
+                   "paid": [{"dataset": one.dataset, "kind": "dividends",
+                             "amount_wei": one.amount_wei}]}
 
     def human(d: dict) -> None:
         if not d["paid"]:

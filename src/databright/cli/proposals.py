@@ -46,7 +46,7 @@ def propose(
 
     def human(d: dict) -> None:
         console.print(
-            f"proposal #{d['proposal']} on {d['dataset']}: {d['new']} new items "
+            f"proposal #{d['proposal_id']} on {d['dataset']}: {d['items']} new items "
             f"({d['duplicates']} duplicates and {d['refused']} refused left out), "
             f"stake {format_wei(d['stake'])}"
         )
@@ -72,7 +72,7 @@ def proposals(
             return
         table = Table("id", "dataset", "proposer", "items", "status", "yes", "no", "deadline")
         for r in d["proposals"]:
-            table.add_row(str(r["id"]), r["dataset"], r["proposer"][:10] + "…", str(r["items"]),
+            table.add_row(str(r["proposal_id"]), r["dataset"], r["proposer"][:10] + "…", str(r["items"]),
                           r["status"], format_shares(r["yes"]), format_shares(r["no"]),
                           _when(r["deadline"]))
         console.print(table)
@@ -108,7 +108,8 @@ def vote(
     with open_deployment(home) as dep:
         out = svc.vote(dep, signer(dep, as_), proposal_id, support)
     emit(out, json_out, lambda d: console.print(
-        f"voted {d['support']} on #{d['proposal']} with {format_shares(d['weight'])} shares"))
+        f"voted {'yes' if d['support'] else 'no'} on #{d['proposal_id']} with "
+        f"{format_shares(d['weight'])} shares"))
 
 
 @handles_errors
@@ -122,7 +123,7 @@ def finalize(
     with open_deployment(home) as dep:
         out = svc.finalize(dep, signer(dep, as_), proposal_id)
     emit(out, json_out, lambda d: console.print(
-        f"proposal #{d['proposal']}: {d['status']}"
+        f"proposal #{d['proposal_id']}: {d['status']}"
         + (f", {format_shares(d['shares_minted'])} shares minted" if d["shares_minted"] else "")))
 
 
@@ -131,11 +132,11 @@ def _when(ts: int) -> str:
 
 
 def _show_human(d: dict) -> None:
-    check = d.get("check", {})
+    check = d.get("check") or {}
     if check and not check.get("ok", True):
         for problem in check["problems"]:
             console.print(f"[bold red]WARNING: {problem}[/]")
-    console.print(f"[bold]proposal #{d['id']}[/] on {d['dataset']} by {d['proposer']}: "
+    console.print(f"[bold]proposal #{d['proposal_id']}[/] on {d['dataset']} by {d['proposer']}: "
                   f"[bold]{d['status']}[/]")
     ing = d.get("ingest")
     if ing:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Self
 
-from databright.errors import ConfigError, NotFoundError
+from databright.errors import ConfigError
 from databright.home import Config, Home
 
 if TYPE_CHECKING:
@@ -84,13 +84,16 @@ class Deployment:
         return self._tokens[address]
 
     def resolve_address(self, who: str) -> str:
-        """An account name from the keystore, or a 0x address."""
-        from web3 import Web3
+        """An account name from the keystore, or a 0x address (checksummed).
+
+        Raises:
+            UsageError: ``who`` starts with 0x but is not an address.
+            NotFoundError: no account of that name.
+        """
+        from databright.chain.wrapper import checksum
 
         if who.startswith("0x"):
-            if not Web3.is_address(who):
-                raise NotFoundError(f"not a valid address: {who}")
-            return Web3.to_checksum_address(who)
+            return checksum(who)
         return self.keystore.address_of(who)
 
     def close(self) -> None:

@@ -3,18 +3,47 @@
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from databright.errors import UsageError
 from databright.market.context import Deployment
 from databright.market.datasets import card_of, dataset_id, entries_of
 
+if TYPE_CHECKING:
+    from databright.storage.verify import Problem
+
 FORMATS = ("folder", "parquet", "croissant")
 
 
-def verify_dataset(dep: Deployment, name: str, *, onchain_samples: int = 3) -> dict:
-    """Recompute every accepted entry from the store and compare with the chain's registry;
-    also prove a few random items on chain with ``verify_item``."""
+@dataclass(frozen=True)
+class ItemProof:
+    """One item proved on chain with ``verify_item`` (entry index, CID, the contract's answer)."""
+
+    entry: int
+    cid: str
+    verified_on_chain: bool
+
+
+@dataclass(frozen=True)
+class Verification:
+    """A dataset's accepted entries recomputed from the store and compared with the chain."""
+
+    dataset: str
+    ok: bool
+    entries: int
+    items: int
+    blobs_checked: int
+    problems: tuple[str, ...]
+    details: tuple[Problem, ...]
+    onchain_proofs: tuple[ItemProof, ...]
+
+
+def verify_dataset(dep: Deployment, name: str, *, onchain_samples: int = 3) -> Verification:
+    """Recompute every accepted entry from the store and compare with the chain's registry
+    (:func:`~databright.storage.verify.verify_entries`, the one check of a manifest against the
+    chain); also prove a few random items on chain with ``verify_item``."""
     from databright.storage.cid import cid_digest
     from databright.storage.manifest import read_manifest
     from databright.storage.merkle import MerkleTree
@@ -23,8 +52,8 @@ def verify_dataset(dep: Deployment, name: str, *, onchain_samples: int = 3) -> d
     ds_id = dataset_id(dep, name)
     entries = entries_of(dep, ds_id)
     report = verify_entries(dep.store, entries)
-    out = report.to_dict()
-    proofs = []
+    problems = [str(p) for p in report.problems]
+    proofs: list[ItemProof] = []
     if report.ok:
         rng = random.Random(0)
         for index, entry in enumerate(entries):
@@ -34,13 +63,15 @@ def verify_dataset(dep: Deployment, name: str, *, onchain_samples: int = 3) -> d
                 item = items[pos]
                 ok = dep.market.verify_item(ds_id, index, cid_digest(item.cid), item.label,
                                             tree.proof(pos))
-                proofs.append({"entry": index, "cid": item.cid, "verified_on_chain": ok})
-        if not all(p["verified_on_chain"] for p in proofs):
-            out["ok"] = False
-            out.setdefault("problems", []).append("an item proof was refused by the contract")
-    out.update({"dataset": name, "entries": len(entries),
-                "items": sum(e.item_count for e in entries), "onchain_proofs": proofs})
-    return out
+                proofs.append(ItemProof(entry=index, cid=item.cid, verified_on_chain=ok))
+        refused = [p for p in proofs if not p.verified_on_chain]
+        if refused:
+            problems.append(f"entry {refused[0].entry}: the contract refused the proof of item "
+                            f"{refused[0].cid}")
+    return Verification(dataset=name, ok=not problems, entries=len(entries),
+                        items=sum(e.item_count for e in entries),
+                        blobs_checked=report.blobs_checked, problems=tuple(problems),
+                        details=tuple(report.problems), onchain_proofs=tuple(proofs))
 
 
 def export_dataset(dep: Deployment, name: str, out: Path, fmt: str,

@@ -5,21 +5,56 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from databright.errors import NotFoundError, UsageError
 from databright.index.models import DatasetMeta
 from databright.market.context import Deployment
 from databright.market.rules import Rules
 
+if TYPE_CHECKING:
+    from databright.chain.accounts import Signer
+    from databright.chain.market_contract import EntryInfo
+
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 ZERO = "0x0000000000000000000000000000000000000000"
 
 
+@dataclass(frozen=True)
+class SeedReport:
+    """How the seed data was split, and what ingestion refused or found twice (name, reason)."""
+
+    train_items: int
+    validation_items: int
+    refused: tuple[tuple[str, ...], ...]
+    duplicates: tuple[tuple[str, ...], ...]
+
+
+@dataclass(frozen=True)
+class DatasetView:
+    """Everything about one dataset: rules, size, shares, card (``seed`` right after creation)."""
+
+    dataset_id: int
+    name: str
+    symbol: str
+    initiator: str
+    share_token: str
+    items: int
+    entries: int
+    total_supply: int
+    labels: tuple[str, ...]
+    validation_items: int | None
+    description: str
+    card_cid: str
+    rules: Rules
+    seed: SeedReport | None = None
+
+
 def create_dataset(
     dep: Deployment,
-    sender: Any,
+    sender: Signer,
     name: str,
     source: Path,
     *,
@@ -30,7 +65,7 @@ def create_dataset(
     validation_fraction: float = 0.2,
     max_file_size: int | None = None,
     progress: bool = False,
-) -> dict:
+) -> DatasetView:
     """Ingest the seed data, keep a validation split aside, and create the dataset on chain.
 
     The seed's training part becomes entry 0 and earns the initiator the first shares; the
@@ -49,9 +84,10 @@ def create_dataset(
     if not 0.0 < validation_fraction < 0.9:
         raise UsageError("validation fraction must be in (0, 0.9)")
     label_set = set(labels) if labels else None
+    limits: dict[str, Any] = {"max_file_size": max_file_size} if max_file_size else {}
     result = ingest(
         Path(source), dep.store, label_column=label_column, label_set=label_set, progress=progress,
-        **({"max_file_size": max_file_size} if max_file_size else {}),
+        **limits,
     )
     if not result.items:
         raise UsageError(f"no usable items in {source}: {_refusal_summary(result)}")
@@ -91,14 +127,13 @@ def create_dataset(
         evaluator=evaluator,
     )
     _remember(dep, dataset_id, name, card_cid, card)
-    shown = show_dataset(dep, name)
-    shown["seed"] = {
-        "train_items": len(train),
-        "validation_items": len(validation),
-        "refused": [list(r) for r in result.refused],
-        "duplicates": [list(d) for d in result.duplicates],
-    }
-    return shown
+    seed = SeedReport(
+        train_items=len(train),
+        validation_items=len(validation),
+        refused=tuple(tuple(r) for r in result.refused),
+        duplicates=tuple(tuple(d) for d in result.duplicates),
+    )
+    return replace(show_dataset(dep, name), seed=seed)
 
 
 def split_validation(items: list, fraction: float) -> tuple[list, list]:
@@ -147,38 +182,38 @@ def card_of(dep: Deployment, ds_id: int) -> dict:
     return card | {"card_cid": info.card_cid}
 
 
-def show_dataset(dep: Deployment, name: str) -> dict:
+def show_dataset(dep: Deployment, name: str) -> DatasetView:
     """Everything about one dataset: rules, size, shares, card."""
     ds_id = dataset_id(dep, name)
     info = dep.market.get_dataset(ds_id)
     token = dep.token(info.share_token)
     card = card_of(dep, ds_id)
-    return {
-        "id": ds_id,
-        "name": info.name,
-        "symbol": info.symbol,
-        "initiator": info.initiator,
-        "share_token": info.share_token,
-        "items": info.item_count,
-        "entries": info.entry_count,
-        "total_supply": token.totalSupply(),
-        "labels": card.get("labels", []),
-        "validation_items": card.get("validation_items"),
-        "description": card.get("description", ""),
-        "card_cid": info.card_cid,
-        "rules": Rules.of_dataset(info).to_dict(),
-    }
+    return DatasetView(
+        dataset_id=ds_id,
+        name=info.name,
+        symbol=info.symbol,
+        initiator=info.initiator,
+        share_token=info.share_token,
+        items=info.item_count,
+        entries=info.entry_count,
+        total_supply=token.totalSupply(),
+        labels=tuple(card.get("labels", [])),
+        validation_items=card.get("validation_items"),
+        description=card.get("description", ""),
+        card_cid=info.card_cid,
+        rules=Rules.of_dataset(info),
+    )
 
 
 def list_datasets(dep: Deployment) -> list[dict]:
     return [
-        {"id": i + 1, "name": d.name, "items": d.item_count, "entries": d.entry_count,
+        {"dataset_id": i + 1, "name": d.name, "items": d.item_count, "entries": d.entry_count,
          "share_token": d.share_token}
         for i, d in enumerate(_all(dep))
     ]
 
 
-def entries_of(dep: Deployment, ds_id: int, upto: int | None = None) -> list:
+def entries_of(dep: Deployment, ds_id: int, upto: int | None = None) -> list[EntryInfo]:
     """The dataset's accepted registry entries (optionally only the first ``upto``)."""
     count = dep.market.get_dataset(ds_id).entry_count
     if upto is not None:

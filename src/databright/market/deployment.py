@@ -3,13 +3,58 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from dataclasses import dataclass
 
 from databright.errors import ConfigError, UsageError
 from databright.home import EMBEDDED, Config, Home
 from databright.market.context import Deployment
 
 DEV_FUNDING_WEI = 100 * 10**18  # what the embedded faucet gives a new account
+
+
+@dataclass(frozen=True)
+class AccountRef:
+    """An account of the keystore: its name and address."""
+
+    name: str
+    address: str
+
+
+@dataclass(frozen=True)
+class HomeInfo:
+    """What a home holds: where its chain, store and index are, and how much is on chain."""
+
+    home: str
+    created: bool
+    chain: str
+    chain_id: int | None
+    contracts: dict[str, str]
+    store: str
+    db: str
+    accounts: tuple[AccountRef, ...]
+    datasets: int
+    proposals: int
+    block: int
+
+
+@dataclass(frozen=True)
+class AccountInfo:
+    """One keystore account with its balance; ``default`` if it signs when no ``--as`` is given."""
+
+    name: str
+    address: str
+    balance_wei: int
+    default: bool
+
+
+@dataclass(frozen=True)
+class NewAccount:
+    """An account just created, with what the dev faucet gave it (0 on a real network)."""
+
+    name: str
+    address: str
+    funded_wei: int
+    default: bool
 
 
 def init_home(
@@ -19,7 +64,7 @@ def init_home(
     market: str | None = None,
     store: str | None = None,
     db: str | None = None,
-) -> dict:
+) -> HomeInfo:
     """Create or attach a home; re-running on an existing home only reports what is there."""
     if home.exists():
         config = home.load()
@@ -70,42 +115,44 @@ def _deploy(dep: Deployment) -> dict[str, str]:
                 "to deploy on a JSON-RPC chain set DATABRIGHT_DEPLOYER_KEY to a funded key, "
                 "or attach to existing contracts with --market ADDRESS"
             )
-        from eth_account import Account
+        from databright.chain.accounts import signer_from_key
 
-        deployer = Account.from_key(key)
+        try:
+            deployer = signer_from_key(key)
+        except UsageError as exc:
+            raise UsageError(f"DATABRIGHT_DEPLOYER_KEY: {exc}") from None
     return dict(deploy_market(dep.chain, deployer))
 
 
 def _checked_market(dep: Deployment, address: str) -> str:
-    from web3 import Web3
+    from databright.chain.wrapper import checksum
 
-    if not Web3.is_address(address):
-        raise UsageError(f"not an address: {address}")
-    address = Web3.to_checksum_address(address)
-    if not dep.chain.w3.eth.get_code(address):
+    address = checksum(address)
+    if not dep.chain.has_code(address):
         raise ConfigError(f"no contract at {address} on {dep.config.chain}")
     return address
 
 
-def describe(dep: Deployment, *, created: bool) -> dict[str, Any]:
+def describe(dep: Deployment, *, created: bool) -> HomeInfo:
+    """The home's settings and what its chain holds."""
     config = dep.config
-    return {
-        "home": str(dep.home.path),
-        "created": created,
-        "chain": config.chain,
-        "chain_id": config.chain_id,
-        "contracts": config.contracts,
-        "store": dep.home.store_url(config),
-        "db": dep.home.db_url(config),
-        "accounts": [{"name": n, "address": a} for n, a in dep.keystore.list()],
-        "datasets": dep.market.dataset_count(),
-        "proposals": dep.market.proposal_count(),
-        "block": dep.chain.block_number(),
-    }
+    return HomeInfo(
+        home=str(dep.home.path),
+        created=created,
+        chain=config.chain,
+        chain_id=config.chain_id,
+        contracts=dict(config.contracts),
+        store=dep.home.store_url(config),
+        db=dep.home.db_url(config),
+        accounts=tuple(AccountRef(n, a) for n, a in dep.keystore.list()),
+        datasets=dep.market.dataset_count(),
+        proposals=dep.market.proposal_count(),
+        block=dep.chain.block_number(),
+    )
 
 
 def new_account(dep: Deployment, name: str, password: str, *, fund: bool = True,
-                fast_kdf: bool = False) -> dict:
+                fast_kdf: bool = False) -> NewAccount:
     """Create an encrypted key; on the embedded chain the dev faucet funds it."""
     from databright.chain.accounts import Keystore
 
@@ -119,23 +166,21 @@ def new_account(dep: Deployment, name: str, password: str, *, fund: bool = True,
     if dep.config.default_account is None:
         dep.config.default_account = name
         dep.home.save(dep.config)
-    return {"name": name, "address": address, "funded_wei": funded,
-            "default": dep.config.default_account == name}
+    return NewAccount(name=name, address=address, funded_wei=funded,
+                      default=dep.config.default_account == name)
 
 
-def import_account(dep: Deployment, name: str, key: str, password: str) -> dict:
+def import_account(dep: Deployment, name: str, key: str, password: str) -> AccountInfo:
     """Keep an existing private key (e.g. a funded account on a real network) in the keystore."""
-    address = dep.keystore.import_key(name, key.strip(), password)
+    dep.keystore.import_key(name, key.strip(), password)
     if dep.config.default_account is None:
         dep.config.default_account = name
         dep.home.save(dep.config)
-    return {"name": name, "address": address,
-            "balance_wei": dep.chain.w3.eth.get_balance(address),
-            "default": dep.config.default_account == name}
+    return account_info(dep, name)
 
 
-def account_info(dep: Deployment, name: str) -> dict:
+def account_info(dep: Deployment, name: str) -> AccountInfo:
+    """Account ``name`` with its balance on the home's chain."""
     address = dep.keystore.address_of(name)
-    return {"name": name, "address": address,
-            "balance_wei": dep.chain.w3.eth.get_balance(address),
-            "default": dep.config.default_account == name}
+    return AccountInfo(name=name, address=address, balance_wei=dep.chain.balance(address),
+                       default=dep.config.default_account == name)

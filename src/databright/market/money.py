@@ -1,12 +1,37 @@
-"""Shares, transfers, revenue payments, dividends and withdrawals (integer wei throughout)."""
+"""Shares, transfers, distributions of revenue, dividends and withdrawals (integer wei)."""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from databright.errors import InsufficientFundsError, UsageError
+from databright.errors import InsufficientFundsError, NothingToWithdrawError, UsageError
 from databright.market.context import Deployment
 from databright.market.datasets import dataset_id
+
+if TYPE_CHECKING:
+    from databright.chain.accounts import Signer
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """Shares sent (base units); ``balance`` is what the sender holds afterwards."""
+
+    dataset: str
+    sender: str
+    receiver: str
+    amount: int
+    balance: int
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """Revenue distributed to a dataset's shareholders (``ShareToken.distribute``)."""
+
+    dataset: str
+    payer: str
+    amount_wei: int
+    total_distributed: int
 
 
 def holdings(dep: Deployment, address: str) -> list[dict]:
@@ -30,7 +55,8 @@ def holdings(dep: Deployment, address: str) -> list[dict]:
     return out
 
 
-def transfer(dep: Deployment, sender: Any, dataset: str, to: str, amount: int) -> dict:
+def transfer(dep: Deployment, sender: Signer, dataset: str, to: str, amount: int) -> Transfer:
+    """Send ``amount`` base units of ``dataset``'s shares to an account name or address."""
     info = dep.market.get_dataset(dataset_id(dep, dataset))
     receiver = dep.resolve_address(to)
     token = dep.token(info.share_token)
@@ -42,27 +68,55 @@ def transfer(dep: Deployment, sender: Any, dataset: str, to: str, amount: int) -
             f"{sender.address} holds {have} base units of {dataset} shares, cannot send {amount}"
         )
     token.transfer(sender, receiver, amount)
-    return {"dataset": dataset, "from": sender.address, "to": receiver, "amount": amount,
-            "balance": token.balanceOf(sender.address)}
+    return Transfer(dataset=dataset, sender=sender.address, receiver=receiver, amount=amount,
+                    balance=token.balanceOf(sender.address))
 
 
-def pay(dep: Deployment, sender: Any, dataset: str, amount_wei: int) -> dict:
-    """Pay revenue into a dataset: it becomes dividends for its shareholders."""
+def distribute(dep: Deployment, sender: Signer, dataset: str, amount_wei: int) -> Distribution:
+    """Distribute revenue to a dataset's shareholders: it becomes their dividends."""
     if amount_wei <= 0:
-        raise UsageError("payment must be a positive amount")
+        raise UsageError("the amount to distribute must be positive")
     info = dep.market.get_dataset(dataset_id(dep, dataset))
-    balance = dep.chain.w3.eth.get_balance(sender.address)
+    balance = dep.chain.balance(sender.address)
     if balance < amount_wei:
         raise InsufficientFundsError(
-            f"{sender.address} has {balance} wei, cannot pay {amount_wei} wei (plus gas)"
+            f"{sender.address} has {balance} wei, cannot distribute {amount_wei} wei (plus gas)"
         )
     token = dep.token(info.share_token)
     token.distribute(sender, value=amount_wei)
-    return {"dataset": dataset, "payer": sender.address, "amount_wei": amount_wei,
-            "total_distributed": token.total_distributed()}
+    return Distribution(dataset=dataset, payer=sender.address, amount_wei=amount_wei,
+                        total_distributed=token.total_distributed())
 
 
-def withdraw(dep: Deployment, sender: Any) -> dict:
+@dataclass(frozen=True)
+class Withdrawal:
+    """Dividends pulled from one dataset's ShareToken: ``amount_wei`` now (as its
+    ``DividendsWithdrawn`` event says), ``withdrawn_wei`` in all so far."""
+
+    dataset: str
+    account: str
+    amount_wei: int
+    withdrawn_wei: int
+
+
+def withdraw_dividends(dep: Deployment, sender: Signer, dataset: str) -> Withdrawal:
+    """Pull the dividends ``sender`` has waiting in one dataset.
+
+    Raises:
+        NothingToWithdrawError: none are waiting.
+    """
+    info = dep.market.get_dataset(dataset_id(dep, dataset))
+    token = dep.token(info.share_token)
+    if not token.dividends_of(sender.address):
+        raise NothingToWithdrawError(
+            "shares: nothing to withdraw", f"{sender.address} has no dividends waiting in {dataset}"
+        )
+    amount, _ = token.withdraw(sender)
+    return Withdrawal(dataset=dataset, account=sender.address, amount_wei=amount,
+                      withdrawn_wei=token.withdrawn_of(sender.address))
+
+
+def withdraw(dep: Deployment, sender: Signer) -> dict:
     """Pull every dividend and refunded stake owed to ``sender``."""
     paid: list[dict] = []
     for ds_id in range(1, dep.market.dataset_count() + 1):

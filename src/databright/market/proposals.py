@@ -3,48 +3,170 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from databright.errors import NotFoundError, StorageError, UsageError
+from databright.errors import IntegrityError, NotFoundError, StorageError, UsageError
 from databright.index.models import Evaluation, IngestReport
 from databright.market.context import Deployment
 from databright.market.datasets import card_of, dataset_id, entries_of
 
+if TYPE_CHECKING:
+    from databright.chain.accounts import Signer
+    from databright.chain.market_contract import ProposalInfo
+
+
+@dataclass(frozen=True)
+class Proposed:
+    """A batch put to a vote: what went in, what ingestion left out, and the stake paid."""
+
+    proposal_id: int
+    dataset: str
+    manifest_cid: str
+    merkle_root: bytes
+    items: int
+    duplicates: int
+    refused: int
+    labels: dict[str, int]
+    stake: int
+    report_cid: str
+
+
+@dataclass(frozen=True)
+class IngestSummary:
+    """What the proposer's ingestion kept (``items``) and left out, from the stored report."""
+
+    items: int | None
+    duplicates: int
+    refused: int
+    labels: dict[str, int]
+
+
+@dataclass(frozen=True)
+class EvaluationSummary:
+    """The headline of a stored evaluation report."""
+
+    accuracy_before: float | None
+    accuracy_after: float | None
+    gain: float | None
+    new: int | None
+    duplicates: int | None
+    near_duplicates: int | None
+    unknown_labels: int | None
+    score_bps: int | None
+    suspects: int
+    report_cid: str
+
+
+@dataclass(frozen=True)
+class ManifestCheck:
+    """A proposal's manifest recomputed from the store and compared with the chain."""
+
+    ok: bool
+    problems: tuple[str, ...]
+    labels: dict[str, int]
+    recomputed_items: int | None
+
+
+@dataclass(frozen=True)
+class ProposalView:
+    """A proposal as a voter needs it: the chain's record, the tally, and the checks."""
+
+    proposal_id: int
+    dataset: str
+    proposer: str
+    status: str
+    manifest_cid: str
+    merkle_root: bytes
+    items: int
+    stake: int
+    snapshot: int
+    snapshot_supply: int
+    deadline: int
+    seconds_left: int
+    yes: int
+    no: int
+    quorum_needed: int
+    quorum_progress: float | None
+    approval: float | None
+    approval_needed: float
+    score_bps: int | None
+    shares_minted: int
+    awaiting_finalize: bool
+    ingest: IngestSummary | None
+    evaluation: EvaluationSummary | None
+    check: ManifestCheck | None
+
+
+@dataclass(frozen=True)
+class VoteCast:
+    """A vote as the chain counted it: ``weight`` is the voter's shares at the snapshot."""
+
+    proposal_id: int
+    voter: str
+    support: bool
+    weight: int
+
+
+@dataclass(frozen=True)
+class Finalized:
+    """A proposal's outcome once finalized."""
+
+    proposal_id: int
+    status: str
+    shares_minted: int
+    yes: int
+    no: int
+
 
 def existing_cids(dep: Deployment, ds_id: int, *, include_open: bool = True) -> set[str]:
     """CIDs already in the dataset (accepted entries), held out for validation, and (with
-    ``include_open``) pending in its open proposals: none of them may earn shares again."""
+    ``include_open``) pending in its open proposals: none of them may earn shares again.
+
+    Raises:
+        IntegrityError: the manifest of an accepted entry or of the validation split cannot be
+            read: its items would otherwise look new and could be proposed and paid again.
+    """
     from databright.storage.manifest import read_manifest
 
-    manifests = [entry.manifest_cid for entry in entries_of(dep, ds_id)]
+    trusted = [(f"entry {entry.index}", entry.manifest_cid) for entry in entries_of(dep, ds_id)]
     val = card_of(dep, ds_id).get("validation_manifest")
     if val:
-        manifests.append(val)
+        trusted.append(("the validation split", val))
+    cids: set[str] = set()
+    for what, cid in trusted:
+        try:
+            cids.update(item.cid for item in read_manifest(dep.store, cid))
+        except StorageError as exc:
+            raise IntegrityError(
+                f"the manifest of {what} of dataset #{ds_id} ({cid}) cannot be read, so "
+                f"duplicates cannot be checked: {exc}"
+            ) from exc
     if include_open:
         for pid in range(1, dep.market.proposal_count() + 1):
             p = dep.market.get_proposal(pid)
             if p.dataset_id == ds_id and p.status == "open":
-                manifests.append(p.manifest_cid)
-    cids: set[str] = set()
-    for cid in manifests:
-        try:
-            cids.update(item.cid for item in read_manifest(dep.store, cid))
-        except StorageError:
-            continue  # a proposal whose manifest is missing is flagged by `proposal show`
+                try:
+                    cids.update(item.cid for item in read_manifest(dep.store, p.manifest_cid))
+                except StorageError:
+                    # An open proposal whose manifest is missing can never be verified (its
+                    # voters see "manifest unreadable"); it reserves no items.
+                    pass
     return cids
 
 
 def propose(
     dep: Deployment,
-    sender: Any,
+    sender: Signer,
     dataset: str,
     source: Path,
     *,
     label_column: str | None = None,
     max_file_size: int | None = None,
     progress: bool = False,
-) -> dict:
+) -> Proposed:
     """Ingest ``source``, keep only new items, and put the batch to a vote with the stake.
 
     The ingestion report is stored (store + index) before the transaction, keyed by the
@@ -65,7 +187,7 @@ def propose(
         **({"max_file_size": max_file_size} if max_file_size else {}),
     )
     report = result.to_dict()
-    if not result.items:
+    if not result.items or result.manifest_cid is None or result.merkle_root is None:
         dup, ref = len(result.duplicates), len(result.refused)
         raise UsageError(
             f"nothing new to propose in {source}: {dup} duplicate and {ref} refused items"
@@ -89,22 +211,22 @@ def propose(
         item_count=len(result.items),
         value=info.stake,
     )
-    return {
-        "proposal": proposal_id,
-        "dataset": info.name,
-        "manifest_cid": result.manifest_cid,
-        "merkle_root": "0x" + bytes(result.merkle_root).hex(),
-        "items": len(result.items),
-        "new": len(result.items),
-        "duplicates": len(result.duplicates),
-        "refused": len(result.refused),
-        "labels": dict(result.labels),
-        "stake": info.stake,
-        "report_cid": report_cid,
-    }
+    return Proposed(
+        proposal_id=proposal_id,
+        dataset=info.name,
+        manifest_cid=result.manifest_cid,
+        merkle_root=bytes(result.merkle_root),
+        items=len(result.items),
+        duplicates=len(result.duplicates),
+        refused=len(result.refused),
+        labels=dict(result.labels),
+        stake=info.stake,
+        report_cid=report_cid,
+    )
 
 
-def get_proposal(dep: Deployment, proposal_id: int) -> Any:
+def get_proposal(dep: Deployment, proposal_id: int) -> ProposalInfo:
+    """The chain's record of proposal ``proposal_id`` (or a NotFoundError saying how many exist)."""
     if not 0 < proposal_id <= dep.market.proposal_count():
         raise NotFoundError(
             f"no proposal #{proposal_id} (there are {dep.market.proposal_count()}): "
@@ -113,7 +235,7 @@ def get_proposal(dep: Deployment, proposal_id: int) -> Any:
     return dep.market.get_proposal(proposal_id)
 
 
-def show_proposal(dep: Deployment, proposal_id: int, *, check: bool = True) -> dict:
+def show_proposal(dep: Deployment, proposal_id: int, *, check: bool = True) -> ProposalView:
     """The proposal as a voter needs it; with ``check``, the manifest is recomputed from the store
     and any disagreement with the chain (root, count, missing blobs) is flagged."""
     p = get_proposal(dep, proposal_id)
@@ -122,80 +244,86 @@ def show_proposal(dep: Deployment, proposal_id: int, *, check: bool = True) -> d
     voted = p.yes + p.no
     supply = p.snapshot_supply or 0
     quorum_needed = -(-info.quorum_bps * supply // 10_000)
-    out: dict[str, Any] = {
-        "id": proposal_id,
-        "dataset": info.name,
-        "proposer": p.proposer,
-        "status": p.status,
-        "manifest_cid": p.manifest_cid,
-        "merkle_root": "0x" + bytes(p.merkle_root).hex(),
-        "items": p.item_count,
-        "stake": p.stake,
-        "snapshot": p.snapshot,
-        "snapshot_supply": supply,
-        "deadline": p.deadline,
-        "seconds_left": max(0, p.deadline - now),
-        "yes": p.yes,
-        "no": p.no,
-        "quorum_needed": quorum_needed,
-        "quorum_progress": (voted / quorum_needed) if quorum_needed else None,
-        "approval": (p.yes / voted) if voted else None,
-        "approval_needed": info.approval_bps / 10_000,
-        "score_bps": p.score_bps if p.scored else None,
-        "shares_minted": p.shares_minted,
-        "awaiting_finalize": p.status == "open" and now >= p.deadline,
-    }
+    ingest: IngestSummary | None = None
+    evaluation: EvaluationSummary | None = None
     with dep.index.session() as s:
         ingest_row = s.get(IngestReport, p.manifest_cid)
         if ingest_row is not None:
             rep = ingest_row.report
-            out["ingest"] = {
-                "new": rep.get("item_count"),
-                "duplicates": len(rep.get("duplicates", [])),
-                "refused": len(rep.get("refused", [])),
-                "labels": rep.get("labels", {}),
-            }
+            ingest = IngestSummary(
+                items=rep.get("item_count"),
+                duplicates=len(rep.get("duplicates", [])),
+                refused=len(rep.get("refused", [])),
+                labels=dict(rep.get("labels", {})),
+            )
         ev = s.get(Evaluation, proposal_id)
         if ev is not None:
-            out["evaluation"] = _evaluation_summary(ev.report, ev.report_cid)
-    if check:
-        out["check"] = check_manifest(dep, p)
-    return out
+            evaluation = _evaluation_summary(ev.report, ev.report_cid)
+    return ProposalView(
+        proposal_id=proposal_id,
+        dataset=info.name,
+        proposer=p.proposer,
+        status=p.status,
+        manifest_cid=p.manifest_cid,
+        merkle_root=bytes(p.merkle_root),
+        items=p.item_count,
+        stake=p.stake,
+        snapshot=p.snapshot,
+        snapshot_supply=supply,
+        deadline=p.deadline,
+        seconds_left=max(0, p.deadline - now),
+        yes=p.yes,
+        no=p.no,
+        quorum_needed=quorum_needed,
+        quorum_progress=(voted / quorum_needed) if quorum_needed else None,
+        approval=(p.yes / voted) if voted else None,
+        approval_needed=info.approval_bps / 10_000,
+        score_bps=p.score_bps if p.scored else None,
+        shares_minted=p.shares_minted,
+        awaiting_finalize=p.status == "open" and now >= p.deadline,
+        ingest=ingest,
+        evaluation=evaluation,
+        check=check_manifest(dep, p) if check else None,
+    )
 
 
-def check_manifest(dep: Deployment, p: Any) -> dict:
-    """Recompute the Merkle root and count of a proposal's manifest from the store."""
+#: how :func:`databright.storage.verify.verify_entries` names a problem, as a voter reads it
+_LOUD = {
+    "missing-manifest": "manifest unreadable",
+    "corrupt-manifest": "manifest unreadable",
+    "invalid-manifest": "manifest unreadable",
+    "count-mismatch": "ITEM COUNT MISMATCH",
+    "root-mismatch": "MERKLE ROOT MISMATCH",
+}
+
+
+def check_manifest(dep: Deployment, p: ProposalInfo) -> ManifestCheck:
+    """Check a proposal's manifest against the chain with the same function that verifies a
+    dataset's accepted entries (:func:`~databright.storage.verify.verify_entries`), and, while
+    it is open, that none of its items is already in the dataset or its validation split."""
     from databright.storage.manifest import read_manifest
-    from databright.storage.merkle import merkle_root
+    from databright.storage.verify import verify_entries
 
-    problems: list[str] = []
-    try:
-        items = read_manifest(dep.store, p.manifest_cid)
-    except StorageError as exc:
-        return {"ok": False, "problems": [f"manifest unreadable: {exc}"], "labels": {}}
-    root = merkle_root(items) if items else b"\0" * 32
-    if bytes(root) != bytes(p.merkle_root):
-        problems.append(
-            f"MERKLE ROOT MISMATCH: the chain says 0x{bytes(p.merkle_root).hex()}, "
-            f"the manifest gives 0x{bytes(root).hex()}"
-        )
-    if len(items) != p.item_count:
-        problems.append(
-            f"ITEM COUNT MISMATCH: the chain says {p.item_count}, the manifest has {len(items)}"
-        )
+    report = verify_entries(dep.store, [p])
+    problems = [f"{_LOUD.get(pr.kind, pr.kind)}: {pr.detail}" for pr in report.problems
+                if not pr.kind.endswith("-blob")]
+    bad_blobs = [pr.cid for pr in report.problems if pr.kind.endswith("-blob")]
+    if bad_blobs:
+        problems.append(f"{len(bad_blobs)} blobs missing or corrupt in the store "
+                        f"(first: {bad_blobs[0]})")
+    if any(pr.kind.endswith("-manifest") for pr in report.problems):
+        return ManifestCheck(ok=False, problems=tuple(problems), labels={}, recomputed_items=None)
+    items = read_manifest(dep.store, p.manifest_cid)
     if p.status == "open":
         overlap = {it.cid for it in items} & existing_cids(dep, p.dataset_id, include_open=False)
         if overlap:
             problems.append(f"{len(overlap)} items are already in the dataset or its "
                             "validation split: they must not earn shares twice")
-    missing = [it.cid for it in items if not dep.store.has(it.cid)]
-    if missing:
-        problems.append(f"{len(missing)} blobs missing from the store (first: {missing[0]})")
     labels: dict[str, int] = {}
     for it in items:
         labels[it.label] = labels.get(it.label, 0) + 1
-    return {"ok": not problems, "problems": problems, "labels": labels,
-            "recomputed_items": len(items)}
+    return ManifestCheck(ok=not problems, problems=tuple(problems), labels=labels,
+                         recomputed_items=len(items))
 
 
 def list_proposals(dep: Deployment, dataset: str | None = None, open_only: bool = False) -> list:
@@ -208,33 +336,41 @@ def list_proposals(dep: Deployment, dataset: str | None = None, open_only: bool 
         if open_only and p.status != "open":
             continue
         out.append({
-            "id": pid, "dataset": dep.market.get_dataset(p.dataset_id).name,
+            "proposal_id": pid, "dataset": dep.market.get_dataset(p.dataset_id).name,
             "proposer": p.proposer, "items": p.item_count, "status": p.status,
             "yes": p.yes, "no": p.no, "deadline": p.deadline,
         })
     return out
 
 
-def vote(dep: Deployment, sender: Any, proposal_id: int, support: bool) -> dict:
+def vote(dep: Deployment, sender: Signer, proposal_id: int, support: bool) -> VoteCast:
+    """Vote with ``sender``'s shares at the proposal's snapshot."""
     get_proposal(dep, proposal_id)
     dep.market.vote(sender, proposal_id, support)
-    _, _, weight = dep.market.vote_of(proposal_id, sender.address)
-    return {"proposal": proposal_id, "support": "yes" if support else "no", "weight": weight,
-            "voter": sender.address}
+    voted = dep.market.vote_of(proposal_id, sender.address)
+    return VoteCast(proposal_id=proposal_id, voter=sender.address, support=voted.support,
+                    weight=voted.weight)
 
 
-def finalize(dep: Deployment, sender: Any, proposal_id: int) -> dict:
+def finalize(dep: Deployment, sender: Signer, proposal_id: int) -> Finalized:
+    """Close a proposal whose outcome is decided or whose deadline passed."""
     get_proposal(dep, proposal_id)
     dep.market.finalize(sender, proposal_id)
     p = dep.market.get_proposal(proposal_id)
-    return {"proposal": proposal_id, "status": p.status, "shares_minted": p.shares_minted,
-            "yes": p.yes, "no": p.no}
+    return Finalized(proposal_id=proposal_id, status=p.status, shares_minted=p.shares_minted,
+                     yes=p.yes, no=p.no)
 
 
-def _evaluation_summary(report: dict, cid: str) -> dict:
-    keys = ("accuracy_before", "accuracy_after", "gain", "new", "duplicates",
-            "near_duplicates", "unknown_labels", "score_bps")
-    summary = {k: report.get(k) for k in keys}
-    summary["suspects"] = len(report.get("suspects", []))
-    summary["report_cid"] = cid
-    return summary
+def _evaluation_summary(report: Mapping[str, Any], cid: str) -> EvaluationSummary:
+    return EvaluationSummary(
+        accuracy_before=report.get("accuracy_before"),
+        accuracy_after=report.get("accuracy_after"),
+        gain=report.get("gain"),
+        new=report.get("new"),
+        duplicates=report.get("duplicates"),
+        near_duplicates=report.get("near_duplicates"),
+        unknown_labels=report.get("unknown_labels"),
+        score_bps=report.get("score_bps"),
+        suspects=len(report.get("suspects", [])),
+        report_cid=cid,
+    )
