@@ -359,7 +359,7 @@ def test_expired_proposal_frees_its_root(market, dataset, bob):
 
 def test_copycat_cannot_get_in_first(market, dataset, alice, bob, carol):
     """carol sees bob's propose (manifest, root) before it is mined and races it."""
-    dataset_id, token = dataset
+    dataset_id, _ = dataset
     root, cid = b"\x0e" * 32, "bafkreibob"
     commit(market, bob, dataset_id, 20, cid, root)
     next_block()

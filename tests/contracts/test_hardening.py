@@ -244,6 +244,34 @@ def test_pending_batches_count_ahead_of_a_new_one(market, dataset, alice, bob, c
     assert market.get_proposal(third).position == 110
 
 
+def test_a_junk_batch_ahead_stops_counting_once_it_is_gone(market, dataset, alice, bob, carol):
+    """carol proposes 2**64 junk items to push bob's batch to a worthless position; once her
+    proposal has expired (its deadline comes first), bob's batch is priced at its real place."""
+    dataset_id, token = dataset
+    junk = propose(market, carol, dataset_id, 2**64)
+    genuine = propose(market, bob, dataset_id, 10)
+    assert market.get_proposal(genuine).position == 100 + 2**64
+    vote(market, alice, genuine, True)
+    after_deadline()
+    market.finalize(junk)
+    assert market.get_proposal(junk).status == EXPIRED
+    market.finalize(genuine)
+    (log,) = [e for e in market.get_logs() if type(e).__name__ == "ProposalFinalized"]
+    assert log.position == 100
+    assert token.balanceOf(bob) == price(100, 10)
+
+
+def test_finalizing_while_junk_is_pending_prices_behind_it(market, dataset, alice, bob, carol):
+    """Finalized early, while an earlier batch is still open, a batch stays behind it: it can
+    never earn more than its place among accepted batches."""
+    dataset_id, token = dataset
+    propose(market, carol, dataset_id, 1000)
+    genuine = propose(market, bob, dataset_id, 10)
+    vote(market, alice, genuine, True)
+    market.finalize(genuine)
+    assert token.balanceOf(bob) == price(1100, 10)
+
+
 # --- post_score after the deadline ------------------------------------------------------------
 
 

@@ -241,9 +241,7 @@ class MarketMachine(RuleBasedStateMachine):
             for x in self.commits
             if not (x.user == user and (x.dataset_id, x.root, x.items) == (dataset_id, root, items))
         ]
-        self.commits.append(
-            CommitModel(user, dataset_id, root, items, self._block(), self._now())
-        )
+        self.commits.append(CommitModel(user, dataset_id, root, items, self._block(), self._now()))
         return self.commits[-1]
 
     @precondition(lambda self: self.commits)
@@ -471,7 +469,10 @@ class MarketMachine(RuleBasedStateMachine):
         d.pending -= p.items
         if expected == ACCEPTED:
             score = BPS if p.score is None else p.score
-            shares = price(d.r0, d.n0, p.position, p.items, score)
+            # the place at propose, or accepted + pending - own now if smaller (d.pending no
+            # longer counts this batch)
+            position = min(p.position, d.items + d.pending)
+            shares = price(d.r0, d.n0, position, p.items, score)
             d.items += p.items
             d.balances[p.proposer] += shares
             d.roots[p.root] = 2

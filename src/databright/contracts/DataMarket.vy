@@ -11,8 +11,8 @@
      - `_p_head[p]`  = share token (160) | snapshot block (40) | deadline (40).
      - `_p_tally[p]` = yes (96) | no (96) | status (8) | scored (1) | score_bps (16).
      - `_p_info[p]`  = proposer (160) | dataset id (96).
-     - `_p_items[p]` = item count (128) | position (128): items ahead of the batch in
-                       proposal order, which prices it.
+     - `_p_items[p]` = item count (128) | position (128): items accepted or pending when
+                       the batch was proposed, which prices it (see `finalize`).
      - `_p_result[p]` = snapshot supply (128) | shares minted (128), written at finalize.
      - `_votes[p][a]` = voted (bit 255) | support (bit 254) | weight (low 128 bits).
      - `_commits[a][c]` = block (40) | timestamp (40) | dataset id (96), of a commitment.
@@ -196,6 +196,7 @@ event ProposalFinalized:
     snapshot_supply: uint256
     yes: uint256
     no: uint256
+    position: uint256
 
 event DividendsHeld:
     dataset_id: indexed(uint256)
@@ -508,10 +509,17 @@ def finalize(proposal_id: uint256):
     stake: uint256 = self._p_stake[proposal_id]
     items: uint256 = self._p_items[proposal_id]
     count: uint256 = items & W128
-    self._datasets[dataset_id].pending_items -= count
+    position: uint256 = items >> 128
+    pending: uint256 = self._datasets[dataset_id].pending_items
+    self._datasets[dataset_id].pending_items = pending - count
     shares: uint256 = 0
     if status == STATUS_ACCEPTED:
-        shares = self._accept(proposal_id, dataset_id, proposer, tally, count, items >> 128)
+        # Batches proposed earlier and still to be accepted are now either accepted or
+        # pending, so accepted + pending - own items still covers them: taking the smaller
+        # keeps the price at most the batch's place among accepted batches, and drops what
+        # rejected or expired proposals ahead of it had added to its position.
+        position = min(position, self._datasets[dataset_id].item_count + pending - count)
+        shares = self._accept(proposal_id, dataset_id, proposer, tally, count, position)
     else:
         self.root_state[dataset_id][self._p_root[proposal_id]] = ROOT_FREE
     self._p_tally[proposal_id] = (tally & ~(255 << STATUS_SHIFT)) | (status << STATUS_SHIFT)
@@ -524,6 +532,7 @@ def finalize(proposal_id: uint256):
         snapshot_supply=supply,
         yes=tally & W96,
         no=(tally >> NO_SHIFT) & W96,
+        position=position,
     )
     if status != STATUS_REJECTED and stake > 0:
         self.refund_of[proposer] += stake
