@@ -538,3 +538,89 @@ def test_third_party_cannot_freeze_an_account(
     world.vote(world.bob, pid, True)
     assert world.market.finalize(world.carol, pid).value == "accepted"
     assert token.balanceOf(world.bob.address) == 9 * ETHER + 8 + price(100, 5)
+
+
+def test_rejected_at_deadline_and_frozen_after(
+    world: World, digits: tuple[int, ShareTokenContract]
+) -> None:
+    dataset_id, token = digits
+    supply = token.totalSupply()
+    token.transfer(world.alice, world.bob.address, supply * 3 // 10)
+    token.transfer(world.alice, world.carol.address, supply * 2 // 10)
+    pid = world.propose(world.carol, dataset_id)
+    world.vote(world.bob, pid, False)
+    world.vote(world.carol, pid, True)  # 30 % no, 20 % yes: alice's 50 % could swing it
+    with pytest.raises(TooEarlyError, match="market: outcome not final"):
+        world.market.finalize(world.bob, pid)
+    world.after_deadline()
+    assert world.market.finalize(world.bob, pid).value == "rejected"
+    before = world.market.get_proposal(pid)
+    token.transfer(world.alice, world.bob.address, ETHER)
+    world.propose(world.bob, dataset_id)
+    world.chain.advance_time(10 * PERIOD)
+    assert world.market.get_proposal(pid) == before
+
+
+def test_verify_item_on_an_accepted_entry(
+    world: World, digits: tuple[int, ShareTokenContract]
+) -> None:
+    from eth_abi import encode
+
+    def leaf(digest: bytes, label: str) -> bytes:
+        return keccak(keccak(encode(["bytes32", "string"], [digest, label])))
+
+    items = [(keccak(f"img{i}".encode()), ["cat", "dog", "éléphant"][i % 3]) for i in range(3)]
+    a, b, c = (leaf(*item) for item in items)
+    ab = keccak(min(a, b) + max(a, b))
+    root = keccak(min(ab, c) + max(ab, c))
+    dataset_id, _ = digits
+    pid, _ = world.market.propose(world.bob, dataset_id, "bafkreim", root, 3)
+    world.vote(world.alice, pid, True)
+    world.market.finalize(world.carol, pid)
+    assert world.market.verify_item(dataset_id, 1, items[0][0], "cat", [b, c])
+    assert world.market.verify_item(dataset_id, 1, items[2][0], "éléphant", [ab])
+    assert not world.market.verify_item(dataset_id, 1, items[0][0], "dog", [b, c])
+    assert not world.market.verify_item(dataset_id, 0, items[2][0], "éléphant", [ab])
+    with pytest.raises(ContractNotFoundError, match="market: unknown entry"):
+        world.market.verify_item(dataset_id, 2, items[0][0], "cat", [b, c])
+
+
+def test_dividends_follow_the_shares_held_at_each_payment(
+    world: World, digits: tuple[int, ShareTokenContract]
+) -> None:
+    _, token = digits
+    supply = token.totalSupply()
+    token.distribute(world.carol, ETHER)  # all alice's
+    token.transfer(world.alice, world.bob.address, supply // 2)
+    token.distribute(world.carol, 2 * ETHER)  # half each
+    carried = token.carried()
+    alice, bob = token.dividends_of(world.alice.address), token.dividends_of(world.bob.address)
+    assert 3 * ETHER - 3 <= alice + bob + carried <= 3 * ETHER
+    assert 2 * ETHER - carried - 2 <= alice <= 2 * ETHER
+    assert ETHER - carried - 2 <= bob <= ETHER
+    token.transfer(world.bob, world.alice.address, supply // 2)  # after the fact: no change
+    assert token.dividends_of(world.bob.address) == bob
+
+
+def test_balance_at_every_snapshot_matches_a_model(
+    world: World, digits: tuple[int, ShareTokenContract]
+) -> None:
+    dataset_id, token = digits
+    people = [world.alice, world.bob, world.carol]
+    model = {p.address: token.balanceOf(p.address) for p in people}
+    expected: dict[int, dict[str, int]] = {}
+    for step in range(6):
+        src, dst = people[step % 3], people[(step + 1) % 3]
+        amount = model[src.address] // 3
+        token.transfer(src, dst.address, amount)
+        model[src.address] -= amount
+        model[dst.address] += amount
+        root = keccak(f"snap-{step}".encode())
+        snapshot, _ = world.market.commit(
+            world.carol, dataset_id, commitment_of(world.carol.address, dataset_id, "s", root, 1)
+        )
+        expected[snapshot] = dict(model)
+    token.transfer(world.alice, world.bob.address, 1)  # one more block
+    for block, balances in expected.items():
+        for address, balance in balances.items():
+            assert token.balance_at(address, block) == balance, (block, address)
