@@ -198,7 +198,9 @@ class MarketContract(BoundContract):
         Does both steps: ``commit`` (mined first, so the reveal lands in a later block), then
         :meth:`reveal`. The receipt is the reveal's.
         """
-        commitment = commitment_of(sender.address, dataset_id, manifest_cid, merkle_root, item_count)
+        commitment = commitment_of(
+            sender.address, dataset_id, manifest_cid, merkle_root, item_count
+        )
         self.commit(sender, dataset_id, commitment)
         return self.reveal(sender, dataset_id, manifest_cid, merkle_root, item_count, value)
 
