@@ -624,3 +624,21 @@ def test_balance_at_every_snapshot_matches_a_model(
     for block, balances in expected.items():
         for address, balance in balances.items():
             assert token.balance_at(address, block) == balance, (block, address)
+
+
+def test_copycat_under_a_new_root_earns_nothing(world: World) -> None:
+    """carol re-roots bob's items after his proposal: priced after it and scored 0 by the
+    evaluator, her copy earns no shares even when finalized first."""
+    evaluator = world.account()
+    dataset_id, token = world.create("guarded", evaluator=evaluator.address)
+    genuine = world.propose(world.bob, dataset_id, 30)
+    copy = world.propose(world.carol, dataset_id, 30)
+    assert world.market.get_proposal(copy).position == 130
+    world.market.post_score(evaluator, copy, 0)
+    world.market.post_score(evaluator, genuine, 10_000)
+    for pid in (copy, genuine):
+        world.vote(world.alice, pid, True)
+        assert world.market.finalize(world.carol, pid).value == "accepted"
+    assert token.balanceOf(world.carol.address) == 0
+    assert world.market.get_proposal(copy).shares_minted == 0
+    assert token.balanceOf(world.bob.address) == price(100, 30)
