@@ -133,8 +133,16 @@ def measure(holders_large: int = 1000) -> dict[str, int]:
     dataset_id = market.functions.dataset_id_of("bench").call()
     stake = ETHER // 100
 
+    roots = iter(range(1, 10**6))
+
     def propose(items: int) -> tuple[int, int]:
-        fn = market.functions.propose(dataset_id, "bafkreimanifest", b"\x22" * 32, items)
+        """Commit (its own block), then reveal; returns the reveal's gas and the id."""
+        root = next(roots).to_bytes(32, "big")
+        commitment = market.functions.commitment_of(
+            c, dataset_id, "bafkreimanifest", root, items
+        ).call()
+        gas["commit"] = chain.send(market.functions.commit(dataset_id, commitment), c)
+        fn = market.functions.propose(dataset_id, "bafkreimanifest", root, items)
         used = chain.send(fn, c, value=stake)
         return used, market.functions.proposal_count().call()
 
@@ -144,12 +152,14 @@ def measure(holders_large: int = 1000) -> dict[str, int]:
     chain.send(token.functions.transfer(b, 100 * ETHER), a)
     gas["share_transfer_new_holder"] = chain.send(token.functions.transfer(c, 100 * ETHER), a)
     chain.send(token.functions.distribute(), payer, value=ETHER)
+    # A zero-amount transfer: an event, no storage written.
+    gas["share_transfer_zero"] = chain.send(token.functions.transfer(b, 0), a)
     # A dividend since both holders' last updates: both settle (one warm write each).
     gas["share_transfer_after_dividend"] = chain.send(token.functions.transfer(b, 3 * ETHER), a)
     # Common case: no snapshot and no dividend since either holder's last update.
     gas["share_transfer_no_snapshot"] = chain.send(token.functions.transfer(a, 5 * ETHER), b)
     # Issue's worst case: a snapshot since both holders' last updates, so both archive a
-    # checkpoint into a fresh history slot.
+    # checkpoint into a fresh history slot (the snapshot is taken by the commit).
     propose(10)
     chain.mine()
     gas["share_transfer"] = chain.send(token.functions.transfer(b, 7 * ETHER), a)

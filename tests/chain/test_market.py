@@ -15,12 +15,13 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 
 from databright.chain.deploy import deploy_market
-from databright.chain.market_contract import MarketContract
+from databright.chain.market_contract import MarketContract, commitment_of
 from databright.chain.provider import Chain
 from databright.chain.share_token import ShareTokenContract
 from databright.errors import (
     AlreadyVotedError,
     ContractNotFoundError,
+    ContractRevert,
     InsufficientSharesError,
     InvalidArgumentError,
     NameTakenError,
@@ -51,8 +52,14 @@ ITEMS = [(keccak(b"item-a"), "cat"), (keccak(b"item-b"), "dog")]
 ROOT = pair(leaf(*ITEMS[0]), leaf(*ITEMS[1]))
 
 
-def F(n: int) -> int:
-    return R0 * N0 * N0 // (N0 + n)
+def price(n: int, c: int, score: int = 10_000) -> int:
+    """Shares for items [n, n + c): floor(f(n) - f(n + c)) * score, f(n) = r0 n0^2 / (n0 + n)."""
+    return R0 * N0 * N0 * c // ((N0 + n) * (N0 + n + c)) * score // 10_000
+
+
+def root(i: int) -> bytes:
+    """A fresh batch root (the seed's is ROOT)."""
+    return keccak(f"batch-{i}".encode())
 
 
 class World:
@@ -64,6 +71,7 @@ class World:
         addresses = deploy_market(chain, self.alice)
         self.addresses = addresses
         self.market = MarketContract(chain, addresses["DataMarket"])
+        self.batches = 0
 
     def create(self, name: str = "digits", **overrides: Any) -> tuple[int, ShareTokenContract]:
         args: dict[str, Any] = {
@@ -86,7 +94,8 @@ class World:
         return dataset_id, ShareTokenContract(self.chain, info.share_token)
 
     def propose(self, dataset_id: int, who: LocalAccount, count: int = 5) -> int:
-        pid, _ = self.market.propose(who, dataset_id, "bafkreimanifest", ROOT, count)
+        self.batches += 1
+        pid, _ = self.market.propose(who, dataset_id, "bafkreimanifest", root(self.batches), count)
         return pid
 
 
@@ -122,10 +131,11 @@ def test_create_dataset(world: World) -> None:
         0,
         ROOT,
     )
-    assert seed.shares_minted == F(0) - F(10)
+    assert seed.shares_minted == price(0, 10)
     assert token.balanceOf(world.alice.address) == token.totalSupply() == seed.shares_minted
     assert (token.name(), token.symbol(), token.decimals()) == ("digits", "DIG", 18)
-    assert world.market.reward_for(ds, 5) == F(10) - F(15)
+    assert world.market.reward_for(ds, 5) == price(10, 5)
+    assert info.pending_items == 0 and world.market.root_state(ds, ROOT) == "registered"
 
 
 def test_create_dataset_refusals(world: World) -> None:
@@ -134,14 +144,30 @@ def test_create_dataset_refusals(world: World) -> None:
         world.create()
     with pytest.raises(InvalidArgumentError, match="market: bad quorum"):
         world.create("other", quorum_bps=10_001)
+    with pytest.raises(InvalidArgumentError, match="market: bad quorum"):
+        world.create("other", quorum_bps=0)
+    with pytest.raises(InvalidArgumentError, match="market: bad reward rule"):
+        world.create("other", reward_r0=2**87 // N0 + 1)  # a doubled score would pass the cap
     with pytest.raises(InvalidArgumentError, match="market: empty name"):
         world.create("")
 
 
 def test_propose_and_read(world: World) -> None:
-    ds, _ = world.create()
-    pid, receipt = world.market.propose(world.bob, ds, "bafkreimanifest", ROOT, 5)
-    assert pid == 1
+    ds, token = world.create()
+    batch = root(1)
+    commitment = commitment_of(world.bob.address, ds, "bafkreimanifest", batch, 5)
+    assert commitment == world.chain.call(
+        world.market.contract.functions.commitment_of(
+            world.bob.address, ds, "bafkreimanifest", batch, 5
+        )
+    )
+    snapshot, _ = world.market.commit(world.bob, ds, commitment)
+    assert token.last_snapshot() == snapshot
+    committed = world.market.commit_of(world.bob.address, commitment)
+    assert (committed.block, committed.dataset_id) == (snapshot, ds)
+    pid, receipt = world.market.reveal(world.bob, ds, "bafkreimanifest", batch, 5)
+    assert pid == 1 and receipt["blockNumber"] > snapshot
+    assert world.market.commit_of(world.bob.address, commitment).block == 0  # consumed
     p = world.market.get_proposal(pid)
     block = world.chain.w3.eth.get_block(receipt["blockNumber"])
     assert (p.dataset_id, p.proposer, p.item_count, p.stake, p.status) == (
@@ -151,18 +177,44 @@ def test_propose_and_read(world: World) -> None:
         STAKE,
         "open",
     )
-    assert p.snapshot == receipt["blockNumber"] and p.deadline == block["timestamp"] + PERIOD
-    assert p.merkle_root == ROOT and p.yes == p.no == 0
+    assert p.snapshot == snapshot and p.deadline == block["timestamp"] + PERIOD
+    assert p.merkle_root == batch and p.yes == p.no == 0
+    assert p.position == 10 and p.snapshot_supply == token.totalSupply()
+    assert world.market.get_dataset(ds).pending_items == 5
+    assert world.market.root_state(ds, batch) == "pending"
+    # the wrapper's propose does both steps; a second batch is priced after the pending one
+    pid2, _ = world.market.propose(world.carol, ds, "bafkreimanifest2", root(2), 3)
+    assert world.market.get_proposal(pid2).position == 15
 
 
 def test_propose_refusals(world: World) -> None:
     ds, _ = world.create()
     with pytest.raises(WrongStakeError, match="market: wrong stake"):
-        world.market.propose(world.bob, ds, "bafkreim", ROOT, 5, value=STAKE - 1)
+        world.market.propose(world.bob, ds, "bafkreim", root(1), 5, value=STAKE - 1)
     with pytest.raises(ContractNotFoundError):
-        world.market.propose(world.bob, 99, "bafkreim", ROOT, 5, value=STAKE)
+        world.market.propose(world.bob, 99, "bafkreim", root(1), 5, value=STAKE)
     with pytest.raises(InvalidArgumentError, match="market: bad item count"):
-        world.market.propose(world.bob, ds, "bafkreim", ROOT, 0)
+        world.market.propose(world.bob, ds, "bafkreim", root(1), 0)
+    with pytest.raises(ContractRevert, match="market: root registered"):
+        world.market.propose(world.bob, ds, "bafkreim", ROOT, 5)  # the seed's root
+
+
+def test_copycat_cannot_take_a_pending_batch(world: World) -> None:
+    """carol copies bob's batch: his commitment is useless to her, the root is taken."""
+    ds, _ = world.create()
+    batch = root(1)
+    commitment = commitment_of(world.bob.address, ds, "bafkreibob", batch, 5)
+    world.market.commit(world.bob, ds, commitment)
+    with pytest.raises(PermissionDenied, match="market: no commitment"):
+        world.market.reveal(world.carol, ds, "bafkreibob", batch, 5)
+    world.market.commit(world.carol, ds, commitment)  # bob's hash, committed by carol
+    with pytest.raises(PermissionDenied, match="market: no commitment"):
+        world.market.reveal(world.carol, ds, "bafkreibob", batch, 5)
+    pid, _ = world.market.reveal(world.bob, ds, "bafkreibob", batch, 5)
+    with pytest.raises(ContractRevert, match="market: root pending"):
+        world.market.propose(world.carol, ds, "bafkreibob", batch, 5)
+    assert world.market.get_proposal(pid).proposer == world.bob.address
+    assert world.market.root_state(ds, batch) == "pending"
 
 
 def test_unknown_ids_are_not_found(world: World) -> None:
@@ -187,7 +239,7 @@ def test_vote_accept_early_mints_and_refunds(world: World) -> None:
     status, _ = world.market.finalize(world.carol, pid)  # decisive before the deadline
     assert status == "accepted"
     p = world.market.get_proposal(pid)
-    assert p.status == "accepted" and p.shares_minted == F(10) - F(15)
+    assert p.status == "accepted" and p.shares_minted == price(10, 5)
     assert token.balanceOf(world.bob.address) == p.shares_minted
     entry = world.market.get_entry(ds, 1)
     assert (entry.contributor, entry.first_item, entry.proposal_id) == (world.bob.address, 10, pid)
@@ -222,7 +274,10 @@ def test_reject_pays_stake_to_holders(world: World) -> None:
     assert status == "rejected"
     assert world.market.refund_of(world.bob.address) == 0
     owed = token.dividends_of(world.alice.address)
-    assert STAKE - 1 <= owed <= STAKE  # running-total rounding: under 1 wei per holder
+    # alice holds everything: the stake is hers, less the rounding carried to the next payment
+    assert STAKE - 1 <= owed + token.carried() <= STAKE
+    assert token.carried() <= token.totalSupply() // 2**32 + 1
+    assert world.market.held_dividends(ds) == 0
     assert token.total_distributed() == STAKE
     paid, _ = token.withdraw(world.alice)
     assert paid == owed and token.withdrawn_of(world.alice.address) == owed
@@ -288,8 +343,16 @@ def test_distribute_and_withdraw(world: World) -> None:
     token.transfer(world.alice, world.bob.address, supply // 4)
     amount, _ = token.distribute(world.carol, 4 * 10**16)
     assert amount == 4 * 10**16
-    assert token.dividends_of(world.bob.address) == pytest.approx(10**16, abs=2)
-    assert token.dividends_of(world.alice.address) == pytest.approx(3 * 10**16, abs=2)
+    bob, alice, carried = (
+        token.dividends_of(world.bob.address),
+        token.dividends_of(world.alice.address),
+        token.carried(),
+    )
+    # pro rata, less under 1 wei each and the carried rounding (< supply / 2**32 + 1 wei)
+    assert carried <= supply // 2**32 + 1
+    assert 4 * 10**16 - 2 <= bob + alice + carried <= 4 * 10**16
+    assert 10**16 - carried - 1 <= bob <= 10**16
+    assert 3 * 10**16 - carried - 1 <= alice <= 3 * 10**16
     paid, _ = token.withdraw(world.bob)
     assert (
         paid == token.withdrawn_of(world.bob.address) and token.dividends_of(world.bob.address) == 0
@@ -310,7 +373,7 @@ def test_post_score(world: World) -> None:
     assert p.scored and p.score_bps == 5000
     world.market.vote(world.alice, pid, True)
     assert world.market.finalize(world.bob, pid).value == "accepted"
-    assert world.market.get_proposal(pid).shares_minted == (F(10) - F(15)) * 5000 // 10_000
+    assert world.market.get_proposal(pid).shares_minted == price(10, 5, 5000)
 
 
 def test_market_only_functions(world: World) -> None:
@@ -320,9 +383,35 @@ def test_market_only_functions(world: World) -> None:
 
 
 def test_event_logs(world: World) -> None:
-    ds, _ = world.create()
-    world.propose(ds, world.bob)
-    created = world.market.logs("DatasetCreated")
-    assert [e["args"]["name"] for e in created] == ["digits"]
-    proposed = world.market.logs("ProposalCreated", from_block=0)
-    assert proposed[0]["args"]["proposer"] == world.bob.address
+    """The logs alone carry each dataset's rules and each proposal's price and snapshot."""
+    ds, _ = world.create(evaluator=world.carol.address)
+    pid = world.propose(ds, world.bob)
+    (created,) = [e["args"] for e in world.market.logs("DatasetCreated")]
+    assert (created["name"], created["symbol"], created["quorum_bps"]) == ("digits", "DIG", 5000)
+    assert (created["approval_bps"], created["voting_period"], created["stake"]) == (
+        5000,
+        PERIOD,
+        STAKE,
+    )
+    assert (created["reward_r0"], created["reward_n0"], created["evaluator"]) == (
+        R0,
+        N0,
+        world.carol.address,
+    )
+    (seed,) = [e["args"] for e in world.market.logs("EntryAdded")]
+    assert (seed["shares_minted"], seed["first_item"]) == (price(0, 10), 0)
+    (committed,) = [e["args"] for e in world.market.logs("ProposalCommitted")]
+    (proposed,) = [e["args"] for e in world.market.logs("ProposalCreated", from_block=0)]
+    assert proposed["proposer"] == committed["proposer"] == world.bob.address
+    assert (proposed["snapshot"], proposed["position"]) == (committed["snapshot"], 10)
+    world.market.post_score(world.carol, pid, 5000)
+    world.market.vote(world.alice, pid, True)
+    world.market.finalize(world.bob, pid)
+    (final,) = [e["args"] for e in world.market.logs("ProposalFinalized")]
+    supply = price(0, 10)
+    assert (final["status"], final["shares_minted"], final["dataset_id"]) == (
+        2,
+        price(10, 5, 5000),
+        ds,
+    )
+    assert (final["snapshot_supply"], final["yes"], final["no"]) == (supply, supply, 0)

@@ -112,10 +112,16 @@ def test_block_time_follows_the_wall_clock(chain: Chain, probe) -> None:  # type
     assert chain.now() >= int(time.time()) - 2
 
 
-def test_chain_id_and_kind(chain: Chain) -> None:
-    assert chain.chain_id > 0
+def test_chain_id_and_kind(chain: Chain, probe) -> None:  # type: ignore[no-untyped-def]
+    from databright.chain.embedded import CHAIN_ID
+
+    assert chain.chain_id == (CHAIN_ID if chain.is_embedded else 31337)  # anvil's default
     assert chain.is_embedded == (chain.url == "embedded")
-    assert chain.block_number() >= 0
+    contract, owner = probe
+    height = chain.block_number()
+    receipt = chain.send(contract.functions.bump(10), owner)
+    # both nodes mine each transaction in its own block, at once
+    assert receipt["blockNumber"] == height + 1 == chain.block_number()
 
 
 def test_unreachable_url() -> None:

@@ -86,7 +86,28 @@ def create_dataset(
     return dataset_id, token
 
 
-def propose(
+def commitment(
+    market: Any, proposer: str, dataset_id: int, cid: str, root: bytes, items: int
+) -> bytes:
+    """The commitment `proposer` must make before proposing this batch."""
+    return market.commitment_of(proposer, dataset_id, cid, root, items)
+
+
+def commit(
+    market: Any,
+    proposer: str,
+    dataset_id: int,
+    items: int = 10,
+    cid: str = "bafkreimanifest",
+    root: bytes = b"\x02" * 32,
+) -> int:
+    """Commit to a batch as `proposer`; return the commit (snapshot) block."""
+    with boa.env.prank(proposer):
+        market.commit(dataset_id, commitment(market, proposer, dataset_id, cid, root, items))
+    return int(boa.env.evm.patch.block_number)
+
+
+def reveal(
     market: Any,
     proposer: str,
     dataset_id: int,
@@ -95,9 +116,34 @@ def propose(
     cid: str = "bafkreimanifest",
     root: bytes = b"\x02" * 32,
 ) -> int:
-    """Propose a batch as `proposer` and return the proposal id."""
+    """The contract's `propose` call (the reveal of an earlier commit)."""
     with boa.env.prank(proposer):
         return market.propose(dataset_id, cid, root, items, value=value)
+
+
+def propose(
+    market: Any,
+    proposer: str,
+    dataset_id: int,
+    items: int = 10,
+    value: int = STAKE,
+    cid: str = "bafkreimanifest",
+    root: bytes | None = None,
+) -> int:
+    """Commit, mine a block and reveal a batch as `proposer`; return the proposal id.
+
+    Without `root`, each call uses a fresh root (a root can be pending only once).
+    """
+    global _ROOTS
+    if root is None:
+        _ROOTS += 1
+        root = _ROOTS.to_bytes(32, "big")
+    commit(market, proposer, dataset_id, items, cid, root)
+    next_block()
+    return reveal(market, proposer, dataset_id, items, value, cid, root)
+
+
+_ROOTS = 2**200
 
 
 def next_block() -> None:

@@ -9,7 +9,20 @@ from eth_utils import keccak, to_canonical_address
 from tests.contracts.conftest import ETHER, ZERO, deployers, new_account, next_block
 
 ACCT_SLOT = 7  # storage slot of `_acct` (vyper -f layout)
-MAG = 2**88
+MAG = 2**32
+LEN_SHIFT = 128  # history length: bits 128..167 of the account word
+
+
+def acct_slot(account: str) -> int:
+    return int.from_bytes(
+        keccak(ACCT_SLOT.to_bytes(32, "big") + to_canonical_address(account).rjust(32, b"\0")),
+        "big",
+    )
+
+
+def history_length(token, account: str) -> int:
+    word = boa.env.evm.get_storage(token.address, acct_slot(account))
+    return (word >> LEN_SHIFT) & (2**40 - 1)
 
 
 def mint(token, owner, to, amount):
@@ -93,6 +106,69 @@ def test_transfer_to_self_and_zero_amount(token_with_owner):
     transfer(token, a, a, 7)
     transfer(token, a, new_account(), 0)
     assert token.balanceOf(a) == 10
+
+
+def test_zero_amount_moves_write_no_storage(token_with_owner):
+    """A zero transfer or transferFrom (no allowance needed) only logs: a third party
+    cannot grow another account's checkpoint history or create its slots."""
+    token, owner = token_with_owner
+    victim, stranger, fresh = new_account(), new_account(), new_account()
+    mint(token, owner, victim, 10)
+    next_block()
+    snapshot(token, owner)
+    next_block()
+    before = {k: boa.env.evm.get_storage(token.address, acct_slot(k)) for k in (victim, fresh)}
+    with boa.env.prank(stranger):
+        assert token.transferFrom(victim, fresh, 0) is True
+    (log,) = token.get_logs()
+    assert (type(log).__name__, log.sender, log.receiver, log.value) == (
+        "Transfer",
+        victim,
+        fresh,
+        0,
+    )
+    transfer(token, fresh, victim, 0)
+    after = {k: boa.env.evm.get_storage(token.address, acct_slot(k)) for k in (victim, fresh)}
+    assert after == before and history_length(token, victim) == 0
+    assert token.allowance(victim, stranger) == 0
+
+
+def test_history_length_has_room_to_spare(token_with_owner):
+    """A history at the old 2**24 - 1 limit keeps growing: the length field is 40 bits and a
+    history grows at most once a block, so it cannot fill."""
+    token, owner = token_with_owner
+    a, b = new_account(), new_account()
+    mint(token, owner, a, 10)
+    slot = acct_slot(a)
+    word = boa.env.evm.get_storage(token.address, slot)
+    boa.env.evm.set_storage(token.address, slot, word | ((2**24 - 1) << LEN_SHIFT))
+    next_block()
+    snapshot(token, owner)
+    s1 = boa.env.evm.patch.block_number
+    next_block()
+    transfer(token, a, b, 1)
+    mint(token, owner, a, 5)
+    assert history_length(token, a) == 2**24
+    next_block()
+    assert token.balance_at(a, s1) == 10 and token.balanceOf(a) == 14
+    # the dividend stamp above the length is intact
+    payer = new_account()
+    with boa.env.prank(payer):
+        token.distribute(value=15 * 10**9)
+    assert token.dividends_of(a) + token.dividends_of(b) + token.carried() == 15 * 10**9
+
+
+def test_history_grows_at_most_once_a_block(token_with_owner):
+    token, owner = token_with_owner
+    a, b = new_account(), new_account()
+    mint(token, owner, a, 1000)
+    for _ in range(5):
+        next_block()
+        snapshot(token, owner)
+        for _ in range(4):
+            transfer(token, a, b, 1)
+            transfer(token, b, a, 1)
+    assert history_length(token, a) <= 5
 
 
 def test_transfer_insufficient_balance(token_with_owner):
@@ -252,23 +328,6 @@ def test_balance_at_many_snapshots_matches_model(token_with_owner):
         assert token.total_supply_at(block) == 1000
 
 
-def test_history_full(token_with_owner):
-    """The 24-bit history length cannot overflow into the dividend stamp."""
-    token, owner = token_with_owner
-    a, b = new_account(), new_account()
-    mint(token, owner, a, 10)
-    slot = int.from_bytes(
-        keccak(ACCT_SLOT.to_bytes(32, "big") + to_canonical_address(a).rjust(32, b"\0")), "big"
-    )
-    word = boa.env.evm.get_storage(token.address, slot)
-    boa.env.evm.set_storage(token.address, slot, word | ((2**24 - 1) << 128))
-    next_block()
-    snapshot(token, owner)
-    next_block()
-    with boa.env.prank(a), boa.reverts("shares: history full"):
-        token.transfer(b, 1)
-
-
 # --- dividends --------------------------------------------------------------------------------
 
 
@@ -290,8 +349,18 @@ def test_distribute_cap(token_with_owner):
     token, owner = token_with_owner
     mint(token, owner, new_account(), 1)
     payer = new_account(2**100)
+    with boa.env.prank(payer):
+        token.distribute(value=2**56 - 1)  # per-share total 2**88 - 2**32: just under
     with boa.env.prank(payer), boa.reverts("shares: distribution cap"):
-        token.distribute(value=2**20)  # 2**20 * 2**88 / 1 > 2**104 per-share cap
+        token.distribute(value=1)  # 2**32 more reaches 2**88
+
+
+def test_distribute_cap_on_held_wei(token_with_owner):
+    token, owner = token_with_owner
+    mint(token, owner, new_account(), 10**26)
+    payer = new_account(2**100)
+    with boa.env.prank(payer), boa.reverts("shares: distribution cap"):
+        token.distribute(value=2**96)  # more than any account's owed field can hold
 
 
 def test_distribute_pro_rata_and_withdraw(token_with_owner):
@@ -303,6 +372,8 @@ def test_distribute_pro_rata_and_withdraw(token_with_owner):
         token.distribute(value=4 * ETHER)
     log = token.get_logs()[-1]
     assert (type(log).__name__, log.payer, log.amount) == ("DividendsDistributed", payer, 4 * ETHER)
+    assert (log.per_share, log.carried) == (MAG, 0)  # 1 wei per share unit, exactly
+    assert token.per_share() == MAG and token.carried() == 0
     assert token.total_distributed() == 4 * ETHER
     assert token.dividends_of(a) == 3 * ETHER
     assert token.dividends_of(b) == ETHER
@@ -324,6 +395,36 @@ def test_withdraw_nothing(token_with_owner):
     mint(token, owner, a, 10)
     with boa.env.prank(a), boa.reverts("shares: nothing to withdraw"):
         token.withdraw()
+
+
+def test_withdraw_from_zero_address(token_with_owner):
+    """The zero key holds the supply word: it can never withdraw (its stamp never moves)."""
+    token, owner = token_with_owner
+    mint(token, owner, new_account(), 10)
+    with boa.env.prank(new_account()):
+        token.distribute(value=10**12)
+    with boa.env.prank(ZERO), boa.reverts("shares: zero address"):
+        token.withdraw()
+
+
+def test_rounding_is_carried_to_the_next_distribution(token_with_owner):
+    """What the per-share total cannot represent is carried, not left behind for good."""
+    token, owner = token_with_owner
+    a, payer = new_account(), new_account()
+    supply = 3 * 10**20 + 1
+    mint(token, owner, a, supply)
+    with boa.env.prank(payer):
+        token.distribute(value=1000)  # far below supply / 2**32: all carried
+    log = token.get_logs()[-1]
+    assert (log.amount, log.per_share, log.carried) == (1000, 0, 1000)
+    assert token.per_share() == 0 and token.carried() == 1000
+    with boa.env.prank(payer):
+        token.distribute(value=10**18)
+    growth = (10**18 + 1000) * MAG // supply
+    assert token.per_share() == growth
+    assert token.carried() == 10**18 + 1000 - -(-growth * supply // MAG)
+    assert token.carried() <= supply // MAG + 1
+    assert token.dividends_of(a) + token.carried() in (10**18 + 1000, 10**18 + 999)
 
 
 def test_transfer_and_mint_keep_entitlements(token_with_owner):
@@ -357,8 +458,10 @@ def test_rounding_dust_below_one_wei_per_holder(token_with_owner):
         transfer(token, holders[0], holders[1], 3)
     owed = sum(token.dividends_of(h) for h in holders)
     distributed = token.total_distributed()
-    assert owed <= distributed
-    assert distributed - owed < len(holders) * 5 + 5
+    carried = token.carried()
+    assert carried <= token.totalSupply() // MAG + 1
+    assert owed + carried <= distributed
+    assert distributed - owed - carried < len(holders) * 5 + 5
 
 
 class _Reenter:
@@ -416,6 +519,8 @@ def test_withdraw_pays_exact_after_many_transfers(token_with_owner, amount):
     for _ in range(3):
         transfer(token, a, b, ETHER)
         transfer(token, b, a, ETHER)
-    # only the rounding of the one distribution (< 1 wei per holder) is lost
-    assert amount * 2 - 1 <= token.dividends_of(a) <= amount * 2
+    # only the flooring of the one distribution (< 1 wei per holder) is lost; what the
+    # per-share total could not represent is carried to the next distribution
+    owed = token.dividends_of(a) + token.dividends_of(b)
+    assert amount * 4 - 2 <= owed + token.carried() <= amount * 4
     assert token.dividends_of(b) == token.dividends_of(a)

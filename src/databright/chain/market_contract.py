@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from eth_abi import encode
 from eth_account.signers.local import LocalAccount
+from eth_utils import keccak
 
 from databright.chain.wrapper import ZERO_ADDRESS, BoundContract, Sent, as_bytes32, checksum
 
@@ -36,11 +38,17 @@ class DatasetInfo:
     evaluator: str
     item_count: int
     entry_count: int
+    pending_items: int
 
 
 @dataclass(frozen=True)
 class ProposalInfo:
-    """A proposal as ``get_proposal`` returns it; ``status`` is ``open|accepted|rejected|expired``."""
+    """A proposal as ``get_proposal`` returns it; ``status`` is ``open|accepted|rejected|expired``.
+
+    ``snapshot`` is the block of the proposer's commitment (before the proposal's own block);
+    ``position`` is how many items were accepted or pending in the dataset when it was made,
+    the place its batch is priced at.
+    """
 
     proposal_id: int
     dataset_id: int
@@ -58,6 +66,7 @@ class ProposalInfo:
     scored: bool
     status: str
     shares_minted: int
+    position: int
 
 
 @dataclass(frozen=True)
@@ -81,6 +90,39 @@ class VoteInfo(NamedTuple):
     voted: bool
     support: bool
     weight: int
+
+
+class CommitInfo(NamedTuple):
+    """``commit_of``: an unconsumed commitment's block, timestamp and dataset (all 0 if none)."""
+
+    block: int
+    timestamp: int
+    dataset_id: int
+
+
+ROOT_STATE = {0: "free", 1: "pending", 2: "registered"}
+
+
+def commitment_of(
+    proposer: str, dataset_id: int, manifest_cid: str, merkle_root: bytes | str, item_count: int
+) -> bytes:
+    """The commitment ``commit`` takes for a batch, computed locally (as ``commitment_of``).
+
+    ``keccak256(abi_encode(proposer, dataset_id, merkle_root, keccak256(manifest_cid),
+    item_count))``: bound to the proposer, so nobody else can reveal it.
+    """
+    return keccak(
+        encode(
+            ["address", "uint256", "bytes32", "bytes32", "uint256"],
+            [
+                checksum(proposer),
+                int(dataset_id),
+                as_bytes32(merkle_root),
+                keccak(manifest_cid.encode()),
+                int(item_count),
+            ],
+        )
+    )
 
 
 def _fields(raw: Any, names: tuple[str, ...]) -> dict[str, Any]:
@@ -137,6 +179,11 @@ class MarketContract(BoundContract):
         )
         return Sent(int(self._event(receipt, "DatasetCreated")["dataset_id"]), receipt)
 
+    def commit(self, sender: LocalAccount, dataset_id: int, commitment: bytes | str) -> Sent[int]:
+        """Commit to a batch (first step of a proposal); value: the snapshot block."""
+        receipt = self._send("commit", sender, int(dataset_id), as_bytes32(commitment))
+        return Sent(int(self._event(receipt, "ProposalCommitted")["snapshot"]), receipt)
+
     def propose(
         self,
         sender: LocalAccount,
@@ -146,7 +193,27 @@ class MarketContract(BoundContract):
         item_count: int,
         value: int | None = None,
     ) -> Sent[int]:
-        """Propose a batch, staking ``value`` (default: the dataset's stake); value: the new id."""
+        """Propose a batch, staking ``value`` (default: the dataset's stake); value: the new id.
+
+        Does both steps: ``commit`` (mined first, so the reveal lands in a later block), then
+        :meth:`reveal`. The receipt is the reveal's.
+        """
+        commitment = commitment_of(
+            sender.address, dataset_id, manifest_cid, merkle_root, item_count
+        )
+        self.commit(sender, dataset_id, commitment)
+        return self.reveal(sender, dataset_id, manifest_cid, merkle_root, item_count, value)
+
+    def reveal(
+        self,
+        sender: LocalAccount,
+        dataset_id: int,
+        manifest_cid: str,
+        merkle_root: bytes | str,
+        item_count: int,
+        value: int | None = None,
+    ) -> Sent[int]:
+        """The contract's ``propose``: reveal a batch committed earlier; value: the new id."""
         stake = self.get_dataset(dataset_id).stake if value is None else int(value)
         receipt = self._send(
             "propose",
@@ -179,6 +246,11 @@ class MarketContract(BoundContract):
         """Pull the sender's refunded stakes; value: wei paid out."""
         receipt = self._send("withdraw_refund", sender)
         return Sent(int(self._event(receipt, "RefundWithdrawn")["amount"]), receipt)
+
+    def release_dividends(self, sender: LocalAccount, dataset_id: int) -> Sent[int]:
+        """Distribute a dataset's held rejected stakes to its holders; value: wei paid in."""
+        receipt = self._send("release_dividends", sender, int(dataset_id))
+        return Sent(int(self._event(receipt, "DividendsReleased")["amount"]), receipt)
 
     # -- views ----------------------------------------------------------------------------------
     def dataset_count(self) -> int:
@@ -216,12 +288,26 @@ class MarketContract(BoundContract):
         voted, support, weight = self._call("vote_of", int(proposal_id), checksum(account))
         return VoteInfo(bool(voted), bool(support), int(weight))
 
+    def commit_of(self, account: str, commitment: bytes | str) -> CommitInfo:
+        """``account``'s unconsumed commitment ``commitment`` (zeros if none)."""
+        block, timestamp, ds = self._call("commit_of", checksum(account), as_bytes32(commitment))
+        return CommitInfo(int(block), int(timestamp), int(ds))
+
+    def root_state(self, dataset_id: int, merkle_root: bytes | str) -> str:
+        """``free``, ``pending`` (in an open proposal) or ``registered`` (in the registry)."""
+        state = int(self._call("root_state", int(dataset_id), as_bytes32(merkle_root)))
+        return ROOT_STATE.get(state, str(state))
+
+    def held_dividends(self, dataset_id: int) -> int:
+        """Wei of rejected stakes the token could not take, waiting for ``release_dividends``."""
+        return int(self._call("held_dividends", int(dataset_id)))
+
     def refund_of(self, account: str) -> int:
         """Wei of refunded stakes ``account`` can withdraw."""
         return int(self._call("refund_of", checksum(account)))
 
     def reward_for(self, dataset_id: int, item_count: int, score_bps: int = 10_000) -> int:
-        """Shares a batch of ``item_count`` new items would earn now."""
+        """Shares a batch of ``item_count`` items proposed now would earn (after pending ones)."""
         return int(self._call("reward_for", int(dataset_id), int(item_count), int(score_bps)))
 
     def verify_item(

@@ -44,7 +44,7 @@ REVERTS: dict[str, tuple[type[ContractRevert], str]] = {
     # DataMarket: create_dataset / propose arguments
     "market: empty name": (InvalidArgumentError, "the dataset needs a name"),
     "market: name taken": (NameTakenError, "a dataset of that name already exists"),
-    "market: bad quorum": (InvalidArgumentError, "quorum must be at most 10,000 bps"),
+    "market: bad quorum": (InvalidArgumentError, "quorum must be 1 to 10,000 bps"),
     "market: bad approval": (InvalidArgumentError, "approval must be at most 10,000 bps"),
     "market: bad voting period": (InvalidArgumentError, "the voting period is zero or too long"),
     "market: bad reward rule": (InvalidArgumentError, "the reward rule (r0, N0) is out of range"),
@@ -52,13 +52,30 @@ REVERTS: dict[str, tuple[type[ContractRevert], str]] = {
     "market: empty manifest": (InvalidArgumentError, "the proposal names no manifest"),
     "market: bad item count": (InvalidArgumentError, "the batch is empty or too large"),
     "market: wrong stake": (WrongStakeError, "the value sent must equal the dataset's stake"),
+    # DataMarket: commit-reveal and roots
+    "market: no commitment": (
+        PermissionDenied,
+        "the sender has no commitment to exactly this batch: commit it first",
+    ),
+    "market: commitment too new": (
+        TooEarlyError,
+        "the commitment was made in this block: propose in a later block",
+    ),
+    "market: commitment expired": (
+        ContractRevert,
+        "the commitment is more than a day old: commit again",
+    ),
+    "market: root pending": (
+        ContractRevert,
+        "a batch with this Merkle root is already in an open proposal of the dataset",
+    ),
+    "market: root registered": (
+        ContractRevert,
+        "a batch with this Merkle root is already in the dataset's registry",
+    ),
     # DataMarket: voting and deciding
     "market: proposal not open": (VotingClosedError, "the proposal is already finalized"),
     "market: voting closed": (VotingClosedError, "the proposal's voting period is over"),
-    "market: snapshot not final": (
-        TooEarlyError,
-        "the proposal's snapshot block is not final yet: wait for the next block",
-    ),
     "market: already voted": (AlreadyVotedError, "this account already voted on the proposal"),
     "market: no voting power": (
         PermissionDenied,
@@ -72,6 +89,10 @@ REVERTS: dict[str, tuple[type[ContractRevert], str]] = {
     "market: already scored": (ContractRevert, "a score was already posted for this proposal"),
     "market: score out of range": (InvalidArgumentError, "the score must be 0 to 20,000 bps"),
     "market: nothing to refund": (NothingToWithdrawError, "no refunded stake to withdraw"),
+    "market: nothing held": (
+        NothingToWithdrawError,
+        "the dataset holds no rejected stakes waiting to be distributed",
+    ),
     # ShareToken
     "shares: only market": (PermissionDenied, "only the DataMarket contract may do this"),
     "shares: snapshot not final": (TooEarlyError, "that block is not final yet"),
@@ -79,10 +100,6 @@ REVERTS: dict[str, tuple[type[ContractRevert], str]] = {
     "shares: insufficient balance": (InsufficientSharesError, "not enough shares"),
     "shares: insufficient allowance": (InsufficientSharesError, "the allowance is too small"),
     "shares: supply cap": (InvalidArgumentError, "the share supply would exceed its cap"),
-    "shares: history full": (
-        ContractRevert,
-        "this account's balance history is full (too many balance changes)",
-    ),
     "shares: nothing to distribute": (
         NothingToWithdrawError,
         "send a non-zero amount to distribute",

@@ -84,3 +84,15 @@ class ShareTokenContract(BoundContract):
 
     def total_withdrawn(self) -> int:
         return int(self._call("total_withdrawn"))
+
+    def per_share(self) -> int:
+        """The running per-share dividend total, magnified by 2**32."""
+        return int(self._call("per_share"))
+
+    def carried(self) -> int:
+        """Wei received but not yet spread over the shares (joins the next distribution)."""
+        return int(self._call("carried"))
+
+    def last_snapshot(self) -> int:
+        """The latest vote snapshot block (0 if none)."""
+        return int(self._call("last_snapshot"))

@@ -8,23 +8,25 @@
         ether through a running per-share total (O(1) per distribution, pull withdrawals).
 @dev Deployed by DataMarket from an ERC-5202 blueprint. Storage is packed by hand
      because Vyper does not pack structs and every fresh slot costs 22.1k gas:
-     - `_acct[a]`   = balance (88 bits) | block of last write (40) | history length (24)
-                      | per-share total at the account's last settlement (104).
-     - `_claims[a]` = settled, unwithdrawn wei (96) | wei withdrawn (96) | marker (bit 255),
+     - `_acct[a]`   = balance (88 bits) | block of last write (40) | history length (40)
+                      | per-share total at the account's last settlement (88).
+     - `_claims[a]` = settled, unwithdrawn wei (96) | wei withdrawn (159) | marker (bit 255),
                       set when the account first receives shares so that settling and
                       withdrawing never write a fresh slot.
      - `_hist[a][i]` = two archived checkpoints of 128 bits, each block (40) | balance (88).
-     - `_global` = magnified per-share total (104) | latest snapshot block (40, at bit 160)
-                   | previous distinct snapshot block (40, at bit 200) | marker (bit 255).
-     - `_totals` = wei distributed (96) | wei withdrawn (96) | marker (bit 255).
+     - `_global` = magnified per-share total (88) | latest snapshot block (40, at bit 88)
+                   | previous distinct snapshot block (40, at bit 128) | carried wei (87, at
+                   bit 168) | marker (bit 255).
+     - `_totals` = wei distributed (128) | wei withdrawn (127) | marker (bit 255).
      Checkpoints are lazy: a write archives the old balance only when a snapshot block lies
      in [last write block, current block - 1], otherwise it overwrites in place. Lookups are
-     therefore exact at every snapshot block (see `balance_at`).
+     therefore exact at every snapshot block (see `balance_at`). A history grows at most once
+     a block, so its 40-bit length never overflows; zero-amount moves write nothing.
      Dividends settle on touch: an account's earnings since its last settlement are
      balance * (per_share - per_share_at_last_settlement) / MAG, credited (floored) before
      its balance changes. A settlement happens only when a distribution happened since the
-     last one, so the flooring costs a holder less than 1 wei per distribution, and the
-     rounding of the per-share total less than 1 wei per distribution in all (MAG = cap).
+     last one, so the flooring costs a holder less than 1 wei per distribution. The rounding
+     of the per-share total is carried into the next distribution, never lost.
      The total supply uses the same word/history layout under the key `empty(address)`,
      which can never hold shares (mints and transfers to it revert).
 """
@@ -33,27 +35,35 @@ from ethereum.ercs import IERC20
 
 implements: IERC20
 
-# Per-share magnifier; equal to the supply cap, so one distribution's rounding of the
-# per-share total costs all holders together less than supply / MAG < 1 wei.
-MAG: constant(uint256) = 2**88
+# Per-share magnifier. A distribution's rounding (under supply / MAG + 1 wei) is carried
+# into the next one, so a small MAG loses nothing and leaves the per-share total room:
+# 2**88 / MAG = 2**56 wei per share unit, 7.2e16 ether per whole share, cumulated.
+MAG: constant(uint256) = 2**32
 SUPPLY_CAP: constant(uint256) = 2**88 - 1
-# 2**104 / MAG = 65,536 wei per share unit, i.e. 65,536 ether per whole share in total.
-PS_CAP: constant(uint256) = 2**104 - 1
-DISTRIBUTION_CAP: constant(uint256) = 2**96 - 1
-HISTORY_CAP: constant(uint256) = 2**24 - 1
+PS_CAP: constant(uint256) = 2**88 - 1
+# wei distributed in total (withdrawn <= distributed fits its 127 bits)
+DISTRIBUTION_CAP: constant(uint256) = 2**127 - 1
+# wei held for holders at any time (owed per account fits its 96 bits)
+HELD_CAP: constant(uint256) = 2**96 - 1
 
 BAL_MASK: constant(uint256) = 2**88 - 1
 BLK_MASK: constant(uint256) = 2**40 - 1
-LEN_MASK: constant(uint256) = 2**24 - 1
+LEN_MASK: constant(uint256) = 2**40 - 1
 ENTRY_MASK: constant(uint256) = 2**128 - 1
-PS_MASK: constant(uint256) = 2**104 - 1
-LOW152: constant(uint256) = 2**152 - 1
+PS_MASK: constant(uint256) = 2**88 - 1
+CARRY_MASK: constant(uint256) = 2**87 - 1
+LOW168: constant(uint256) = 2**168 - 1
 W96: constant(uint256) = 2**96 - 1
+W128: constant(uint256) = 2**128 - 1
+W127: constant(uint256) = 2**127 - 1
+W159: constant(uint256) = 2**159 - 1
 BLK_SHIFT: constant(uint256) = 88
 LEN_SHIFT: constant(uint256) = 128
-PS_LAST_SHIFT: constant(uint256) = 152
-LAST_SNAP_SHIFT: constant(uint256) = 160
-PREV_SNAP_SHIFT: constant(uint256) = 200
+PS_LAST_SHIFT: constant(uint256) = 168
+LAST_SNAP_SHIFT: constant(uint256) = 88
+PREV_SNAP_SHIFT: constant(uint256) = 128
+CARRY_SHIFT: constant(uint256) = 168
+WITHDRAWN_SHIFT: constant(uint256) = 128
 MARKER: constant(uint256) = 2**255
 
 SUPPLY_KEY: constant(address) = empty(address)
@@ -85,6 +95,8 @@ event Snapshot:
 event DividendsDistributed:
     payer: indexed(address)
     amount: uint256
+    per_share: uint256
+    carried: uint256
 
 event DividendsWithdrawn:
     account: indexed(address)
@@ -157,13 +169,14 @@ def transferFrom(owner: address, to: address, amount: uint256) -> bool:
     """
     @notice Move `amount` shares from `owner` to `to` using the caller's allowance.
     @dev An allowance of max(uint256) is never decreased; a decrease emits Approval.
+         A zero amount writes nothing (it needs no allowance and only logs Transfer).
     @param owner Holder the shares come from.
     @param to Receiver (not the zero address).
     @param amount Shares to move.
     @return True
     """
     allowed: uint256 = self.allowance[owner][msg.sender]
-    if allowed != max_value(uint256):
+    if allowed != max_value(uint256) and amount != 0:
         assert allowed >= amount, "shares: insufficient allowance"
         self.allowance[owner][msg.sender] = allowed - amount
         log Approval(owner=owner, spender=msg.sender, value=allowed - amount)
@@ -216,7 +229,7 @@ def snapshot():
     last: uint256 = (g >> LAST_SNAP_SHIFT) & BLK_MASK
     if last != block.number:
         self._global = (
-            (g & (PS_MASK | MARKER))
+            (g & ~((BLK_MASK << LAST_SNAP_SHIFT) | (BLK_MASK << PREV_SNAP_SHIFT)))
             | (block.number << LAST_SNAP_SHIFT)
             | (last << PREV_SNAP_SHIFT)
         )
@@ -269,20 +282,26 @@ def last_snapshot() -> uint256:
 def distribute():
     """
     @notice Pay `msg.value` wei to all current holders pro rata; O(1) gas.
-    @dev Rounding leaves less than 1 wei per distribution in the contract (and less than
-         1 wei per holder when each claim is floored).
+    @dev The wei the per-share total cannot represent (under supply / MAG + 1) is carried
+         into the next distribution: total = msg.value + carry, the per-share total grows by
+         floor(total * MAG / supply), carry = total - ceil(growth * supply / MAG). Holders
+         lose less than 1 wei each per distribution to the flooring of their claims.
     """
     assert msg.value > 0, "shares: nothing to distribute"
     supply: uint256 = self._acct[SUPPLY_KEY] & BAL_MASK
     assert supply > 0, "shares: no holders"
     g: uint256 = self._global
-    ps: uint256 = (g & PS_MASK) + msg.value * MAG // supply
+    total: uint256 = msg.value + ((g >> CARRY_SHIFT) & CARRY_MASK)
+    growth: uint256 = total * MAG // supply
+    carry: uint256 = total - (growth * supply + MAG - 1) // MAG  # < supply / MAG + 1 < 2**57
+    ps: uint256 = (g & PS_MASK) + growth
     totals: uint256 = self._totals
-    distributed: uint256 = (totals & W96) + msg.value
-    assert ps <= PS_CAP and distributed <= DISTRIBUTION_CAP, "shares: distribution cap"
-    self._global = (g & ~PS_MASK) | ps
+    distributed: uint256 = (totals & W128) + msg.value
+    fits: bool = ps <= PS_CAP and distributed <= DISTRIBUTION_CAP and self.balance <= HELD_CAP
+    assert fits, "shares: distribution cap"
+    self._global = (g & ~(PS_MASK | (CARRY_MASK << CARRY_SHIFT))) | ps | (carry << CARRY_SHIFT)
     self._totals = totals + msg.value  # fits: distributed <= DISTRIBUTION_CAP
-    log DividendsDistributed(payer=msg.sender, amount=msg.value)
+    log DividendsDistributed(payer=msg.sender, amount=msg.value, per_share=ps, carried=carry)
 
 
 @external
@@ -310,7 +329,7 @@ def withdrawn_of(account: address) -> uint256:
     """
     if account == SUPPLY_KEY:
         return 0
-    return (self._claims[account] >> 96) & W96
+    return (self._claims[account] >> 96) & W159
 
 
 @external
@@ -320,7 +339,7 @@ def total_distributed() -> uint256:
     @notice Wei paid in through `distribute` so far.
     @return Total distributed.
     """
-    return self._totals & W96
+    return self._totals & W128
 
 
 @external
@@ -330,7 +349,27 @@ def total_withdrawn() -> uint256:
     @notice Wei paid out through `withdraw` so far.
     @return Total withdrawn.
     """
-    return (self._totals >> 96) & W96
+    return (self._totals >> WITHDRAWN_SHIFT) & W127
+
+
+@external
+@view
+def per_share() -> uint256:
+    """
+    @notice The running per-share dividend total, magnified by 2**32.
+    @return Wei per share unit times 2**32 paid so far.
+    """
+    return self._global & PS_MASK
+
+
+@external
+@view
+def carried() -> uint256:
+    """
+    @notice Wei received but not yet spread over the shares (added to the next distribution).
+    @return Carried wei.
+    """
+    return (self._global >> CARRY_SHIFT) & CARRY_MASK
 
 
 @external
@@ -340,16 +379,17 @@ def withdraw() -> uint256:
     @notice Send the caller all its withdrawable dividends.
     @return The amount paid in wei.
     """
+    assert msg.sender != empty(address), "shares: zero address"
     ps: uint256 = self._global & PS_MASK
     word: uint256 = self._acct[msg.sender]
     claims: uint256 = self._claims[msg.sender]
     amount: uint256 = (claims & W96) + self._pending(word, ps)
     assert amount > 0, "shares: nothing to withdraw"
     if word >> PS_LAST_SHIFT != ps:
-        self._acct[msg.sender] = (word & LOW152) | (ps << PS_LAST_SHIFT)
+        self._acct[msg.sender] = (word & LOW168) | (ps << PS_LAST_SHIFT)
     # owed -> 0, withdrawn += amount; withdrawn <= distributed <= DISTRIBUTION_CAP
     self._claims[msg.sender] = (claims & ~W96) + (amount << 96)
-    self._totals += amount << 96
+    self._totals += amount << WITHDRAWN_SHIFT
     log DividendsWithdrawn(account=msg.sender, amount=amount)
     raw_call(msg.sender, b"", value=amount)
     return amount
@@ -360,9 +400,13 @@ def _transfer(owner: address, to: address, amount: uint256):
     """
     @dev Settle both accounts' dividends, then move the shares and archive checkpoints
          lazily. A self-transfer settles once (the second read sees the first write).
+         A zero amount only logs: nobody can grow another account's storage for free.
     """
     # the zero key holds the supply word, so it can neither send nor receive
     assert to != empty(address) and owner != empty(address), "shares: zero address"
+    if amount == 0:
+        log Transfer(sender=owner, receiver=to, value=0)
+        return
     g: uint256 = self._global
     ps: uint256 = g & PS_MASK
     sb: uint256 = self._snapshot_before(g)
@@ -403,9 +447,8 @@ def _write(key: address, word: uint256, balance: uint256, sb: uint256) -> uint25
             self._hist[key][slot] = entry  # gas: fresh slot every other archive
         else:
             self._hist[key][slot] = self._hist[key][slot] | (entry << 128)
-        length += 1
-        assert length <= HISTORY_CAP, "shares: history full"
-    return (word & ~LOW152) | (length << LEN_SHIFT) | (block.number << BLK_SHIFT) | balance
+        length += 1  # at most once a block: below 2**40
+    return (word & ~LOW168) | (length << LEN_SHIFT) | (block.number << BLK_SHIFT) | balance
 
 
 @internal
@@ -421,7 +464,7 @@ def _value_at(key: address, block_number: uint256) -> uint256:
         return word & BAL_MASK
     lo: uint256 = 0
     hi: uint256 = (word >> LEN_SHIFT) & LEN_MASK
-    for _: uint256 in range(33):
+    for _: uint256 in range(41):
         if lo >= hi:
             break
         mid: uint256 = (lo + hi) >> 1
@@ -458,7 +501,7 @@ def _settle(account: address, word: uint256, ps: uint256) -> uint256:
     earned: uint256 = (word & BAL_MASK) * (ps - last) // MAG
     if earned != 0:
         self._claims[account] += earned  # owed <= distributed <= DISTRIBUTION_CAP
-    return (word & LOW152) | (ps << PS_LAST_SHIFT)
+    return (word & LOW168) | (ps << PS_LAST_SHIFT)
 
 
 @internal
