@@ -51,7 +51,7 @@ def test_curation_loop(market, digit_folder):
     holdings = market("shares", as_="bob")["holdings"]
     assert holdings[0]["dataset"] == "digits" and holdings[0]["balance"] == fin["shares_minted"]
     listed = market("proposals", "digits")["proposals"]
-    assert [p["status"] for p in listed if p["id"] == int(pid)] == ["accepted"]
+    assert [p["status"] for p in listed if p["proposal_id"] == int(pid)] == ["accepted"]
     assert market("proposals", "--open")["proposals"] == []
 
 

@@ -60,7 +60,7 @@ def test_loop_in_separate_processes_survives_kill_9(home, digit_folder, tmp_path
     # whatever the kills interrupted, the home is consistent and usable
     listed = out(run(home, "proposals"))["proposals"]
     for p in listed:
-        shown = out(run(home, "proposal", "show", str(p["id"])))
+        shown = out(run(home, "proposal", "show", str(p["proposal_id"])))
         assert shown["check"]["ok"], shown["check"]
         assert shown["ingest"]["new"] == shown["items"]  # the index knows every proposal
     from databright.market.context import Deployment

@@ -35,8 +35,8 @@ def shares(home: HomeOpt = None, json_out: JsonOpt = False, as_: AsOpt = None) -
             return
         table = Table("dataset", "shares", "of supply", "dividends waiting")
         for r in d["holdings"]:
-            table.add_row(r["dataset"], format_shares(r["balance"]), f"{r['fraction']:.2%}",
-                          format_wei(r["dividends_wei"]))
+            table.add_row(r.dataset, format_shares(r.balance), f"{r.fraction:.2%}",
+                          format_wei(r.dividends_wei))
         console.print(table)
 
     emit({"account": address, "holdings": rows}, json_out, human)
@@ -82,13 +82,13 @@ def dividends(home: HomeOpt = None, json_out: JsonOpt = False, as_: AsOpt = None
     with open_deployment(home) as dep:
         out = svc.pending(dep, dep.keystore.address_of(account_name(dep, as_)))
 
-    def human(d: dict) -> None:
-        for r in d["dividends"]:
-            console.print(f"{r['dataset']}: {format_wei(r['dividends_wei'])} waiting "
-                          f"({format_wei(r['withdrawn_wei'])} withdrawn before)")
-        if d["refund_wei"]:
-            console.print(f"refunded stakes: {format_wei(d['refund_wei'])}")
-        console.print(f"total withdrawable: {format_wei(d['total_wei'])}")
+    def human(d: svc.Withdrawable) -> None:
+        for r in d.dividends:
+            console.print(f"{r.dataset}: {format_wei(r.dividends_wei)} waiting "
+                          f"({format_wei(r.withdrawn_wei)} withdrawn before)")
+        if d.refund_wei:
+            console.print(f"refunded stakes: {format_wei(d.refund_wei)}")
+        console.print(f"total withdrawable: {format_wei(d.total_wei)}")
 
     emit(out, json_out, human)
 
@@ -99,11 +99,11 @@ def withdraw(home: HomeOpt = None, json_out: JsonOpt = False, as_: AsOpt = None)
     with open_deployment(home) as dep:
         out = svc.withdraw(dep, signer(dep, as_))
 
-    def human(d: dict) -> None:
-        if not d["paid"]:
+    def human(d: svc.Withdrawal) -> None:
+        if not d.paid:
             console.print("nothing to withdraw")
-        for p in d["paid"]:
-            console.print(f"withdrew {format_wei(p['amount_wei'])} ({p['kind']}"
-                          + (f", {p['dataset']})" if p["dataset"] else ")"))
+        for p in d.paid:
+            console.print(f"withdrew {format_wei(p.amount_wei)} ({p.kind}"
+                          + (f", {p.dataset})" if p.dataset else ")"))
 
     emit(out, json_out, human)

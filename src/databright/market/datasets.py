@@ -6,12 +6,15 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from databright.errors import NotFoundError, UsageError
 from databright.index.models import DatasetMeta
 from databright.market.context import Deployment
 from databright.market.rules import Rules
+
+if TYPE_CHECKING:
+    from databright.market.listings import DatasetSummary
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 ZERO = "0x0000000000000000000000000000000000000000"
@@ -125,7 +128,7 @@ def dataset_id(dep: Deployment, name: str) -> int:
     """The on-chain id of dataset ``name`` (or a NotFoundError that lists what exists)."""
     ds_id = dep.market.dataset_id_of(name)
     if not ds_id:
-        known = [d.name for d in _all(dep)][:10]
+        known = [d.name for d in list_datasets(dep)][:10]
         hint = f"; known: {', '.join(known)}" if known else "; create one with `dataset create`"
         raise NotFoundError(f"no dataset named {name!r}{hint}")
     return ds_id
@@ -170,12 +173,11 @@ def show_dataset(dep: Deployment, name: str) -> dict:
     }
 
 
-def list_datasets(dep: Deployment) -> list[dict]:
-    return [
-        {"id": i + 1, "name": d.name, "items": d.item_count, "entries": d.entry_count,
-         "share_token": d.share_token}
-        for i, d in enumerate(_all(dep))
-    ]
+def list_datasets(dep: Deployment) -> list[DatasetSummary]:
+    """Every dataset on the deployment, from the index."""
+    from databright.market.listings import dataset_summaries
+
+    return dataset_summaries(dep)
 
 
 def entries_of(dep: Deployment, ds_id: int, upto: int | None = None) -> list:
@@ -186,10 +188,6 @@ def entries_of(dep: Deployment, ds_id: int, upto: int | None = None) -> list:
             raise UsageError(f"the dataset has {count} entries; --entries must be 1..{count}")
         count = upto
     return [dep.market.get_entry(ds_id, i) for i in range(count)]
-
-
-def _all(dep: Deployment) -> list:
-    return [dep.market.get_dataset(i) for i in range(1, dep.market.dataset_count() + 1)]
 
 
 def _card_blob(dep: Deployment, cid: str, *, strict: bool) -> dict:

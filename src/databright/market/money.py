@@ -2,32 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from databright.errors import InsufficientFundsError, UsageError
 from databright.market.context import Deployment
 from databright.market.datasets import dataset_id
 
+if TYPE_CHECKING:
+    from databright.market.listings import Holding
 
-def holdings(dep: Deployment, address: str) -> list[dict]:
-    """Every dataset in which ``address`` holds shares or has dividends waiting."""
-    out = []
-    for ds_id in range(1, dep.market.dataset_count() + 1):
-        info = dep.market.get_dataset(ds_id)
-        token = dep.token(info.share_token)
-        balance = token.balanceOf(address)
-        dividends = token.dividends_of(address)
-        if balance or dividends:
-            supply = token.totalSupply()
-            out.append({
-                "dataset": info.name,
-                "balance": balance,
-                "total_supply": supply,
-                "fraction": balance / supply if supply else 0.0,
-                "dividends_wei": dividends,
-                "withdrawn_wei": token.withdrawn_of(address),
-            })
-    return out
+
+def holdings(dep: Deployment, address: str) -> list[Holding]:
+    """Every dataset in which ``address`` holds shares or has dividends waiting (the index says
+    which tokens it has held; only those are asked for ``dividends_of``)."""
+    from databright.market.listings import holdings_of
+
+    return holdings_of(dep, address)
 
 
 def transfer(dep: Deployment, sender: Any, dataset: str, to: str, amount: int) -> dict:
@@ -62,22 +53,60 @@ def pay(dep: Deployment, sender: Any, dataset: str, amount_wei: int) -> dict:
             "total_distributed": token.total_distributed()}
 
 
-def withdraw(dep: Deployment, sender: Any) -> dict:
-    """Pull every dividend and refunded stake owed to ``sender``."""
-    paid: list[dict] = []
-    for ds_id in range(1, dep.market.dataset_count() + 1):
-        info = dep.market.get_dataset(ds_id)
-        token = dep.token(info.share_token)
+@dataclass(frozen=True)
+class Payout:
+    """One withdrawal: ``kind`` is ``dividends`` (of ``dataset``) or ``refunded stake``."""
+
+    dataset: str | None
+    kind: str
+    amount_wei: int
+
+
+@dataclass(frozen=True)
+class Withdrawal:
+    """What ``withdraw`` paid ``account``."""
+
+    account: str
+    paid: list[Payout]
+    total_wei: int
+
+
+@dataclass(frozen=True)
+class DividendsWaiting:
+    """Dividends of one dataset ``account`` can withdraw now, and what it withdrew before."""
+
+    dataset: str
+    dividends_wei: int
+    withdrawn_wei: int
+
+
+@dataclass(frozen=True)
+class Withdrawable:
+    """Everything ``account`` could withdraw now."""
+
+    account: str
+    dividends: list[DividendsWaiting]
+    refund_wei: int
+    total_wei: int
+
+
+def withdraw(dep: Deployment, sender: Any) -> Withdrawal:
+    """Pull every dividend and refunded stake owed to ``sender`` (the tokens to ask come from
+    the index; what is owed is read live from each)."""
+    from databright.market.listings import held_tokens
+
+    paid: list[Payout] = []
+    for _ds_id, name, token_address, *_ in held_tokens(dep, sender.address):
+        token = dep.token(token_address)
         owed = token.dividends_of(sender.address)
         if owed:
             token.withdraw(sender)
-            paid.append({"dataset": info.name, "kind": "dividends", "amount_wei": owed})
+            paid.append(Payout(name, "dividends", owed))
     refund = dep.market.refund_of(sender.address)
     if refund:
         dep.market.withdraw_refund(sender)
-        paid.append({"dataset": None, "kind": "refunded stake", "amount_wei": refund})
-    return {"account": sender.address, "paid": paid,
-            "total_wei": sum(p["amount_wei"] for p in paid)}
+        paid.append(Payout(None, "refunded stake", refund))
+    return Withdrawal(sender.address, paid, sum(p.amount_wei for p in paid))
 
 
 def voting_power(dep: Deployment, proposal_id: int, address: str) -> int:
@@ -92,13 +121,9 @@ def voting_power(dep: Deployment, proposal_id: int, address: str) -> int:
     return token.balance_at(address, p.snapshot)
 
 
-def pending(dep: Deployment, address: str) -> dict:
+def pending(dep: Deployment, address: str) -> Withdrawable:
     """What ``address`` could withdraw now."""
-    rows = [
-        {"dataset": h["dataset"], "dividends_wei": h["dividends_wei"],
-         "withdrawn_wei": h["withdrawn_wei"]}
-        for h in holdings(dep, address)
-    ]
+    rows = [DividendsWaiting(h.dataset, h.dividends_wei, h.withdrawn_wei)
+            for h in holdings(dep, address)]
     refund = dep.market.refund_of(address)
-    return {"account": address, "dividends": rows, "refund_wei": refund,
-            "total_wei": refund + sum(r["dividends_wei"] for r in rows)}
+    return Withdrawable(address, rows, refund, refund + sum(r.dividends_wei for r in rows))
