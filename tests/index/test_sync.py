@@ -202,3 +202,23 @@ def test_a_range_is_applied_once_when_two_processes_sync(flow):
         s.get(SyncState, 1).last_block = start - 1
     assert snapshot(flow)["proposals"] == before["proposals"]
     assert index_sync.sync(flow).ranges == 1
+
+
+def test_the_duplicate_check_reads_no_manifest(flow, monkeypatch):
+    import databright.storage.manifest as manifest
+
+    index_sync.sync(flow)
+    with flow.index.session() as s:
+        accepted = list(s.execute(select(ItemRow.cid).where(
+            ItemRow.dataset_id == 1, ItemRow.state == "accepted")).scalars())
+        pending = list(s.execute(select(ItemRow.cid).where(ItemRow.state == "pending")).scalars())
+
+    def no_reads(*args, **kwargs):
+        raise AssertionError("the duplicate check read a blob")
+
+    monkeypatch.setattr(manifest, "read_manifest_table", no_reads)
+    monkeypatch.setattr(flow.store, "get", no_reads)
+    new = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
+    assert proposals.existing_cids(flow, 1, [*accepted, new]) == set(accepted)
+    assert proposals.existing_cids(flow, 2, pending) == set(pending)
+    assert proposals.existing_cids(flow, 2, pending, include_open=False) == set()
