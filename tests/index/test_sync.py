@@ -24,6 +24,7 @@ from databright.index.cache import (
 from databright.index.models import IngestReport
 from databright.market import Deployment, Rules, datasets, deployment, evaluation, money, proposals
 from databright.market import sync as index_sync
+from databright.market.listings import held_tokens
 from databright.market.units import SHARE_UNIT
 from tests.index.conftest import fresh_database_url
 
@@ -71,6 +72,8 @@ def flow(request, tmp_path_factory, digit_folder):
             proposals.finalize(dep, dan, pid)
             step()
         money.pay(dep, dan, "more", 10**15)
+        step()
+        money.transfer(dep, dan, "more", cat.address, 2 * SHARE_UNIT)  # settles after a payment
         step()
         money.withdraw(dep, ann)  # dividends of the rejected stake
         money.withdraw(dep, ben)  # refunded stake
@@ -144,6 +147,12 @@ def test_the_index_agrees_with_the_chain(flow):
             token = flow.token(h.share_token)
             assert (h.balance, h.withdrawn) == (token.balanceOf(h.account),
                                                 token.withdrawn_of(h.account))
+        for account in {h.account for h in holders}:  # dividends settled as the token does
+            live = {h.share_token: flow.token(h.share_token).dividends_of(account)
+                    for h in holders if h.account == account}
+            indexed = {t.share_token: t.dividends_wei for t in held_tokens(flow, account)}
+            assert indexed == live
+        assert any(t.dividends_wei for h in holders for t in held_tokens(flow, h.account))
         for r in s.execute(select(RefundRow)).scalars():
             assert r.credited - r.withdrawn == market.refund_of(r.account)
 
@@ -205,7 +214,7 @@ def test_a_range_is_applied_once_when_two_processes_sync(flow):
 
 
 def test_the_duplicate_check_reads_no_manifest(flow, monkeypatch):
-    import databright.storage.manifest as manifest
+    from databright.storage import manifest
 
     index_sync.sync(flow)
     with flow.index.session() as s:

@@ -83,6 +83,8 @@ class DatasetRow(Base):
     total_distributed: Mapped[int] = mapped_column(Uint, default=0)
     total_withdrawn: Mapped[int] = mapped_column(Uint, default=0)
     dividends_held: Mapped[int] = mapped_column(Uint, default=0)
+    #: the token's running dividend per share, magnified by ``ShareToken.MAG``
+    per_share: Mapped[int] = mapped_column(Uint, default=0)
     validation_manifest_cid: Mapped[str | None] = mapped_column(String(100), nullable=True)
     #: False while the card or its validation manifest could not be read from the store
     items_loaded: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -159,6 +161,9 @@ class HolderRow(Base):
     dataset_id: Mapped[int] = mapped_column(Integer)
     balance: Mapped[int] = mapped_column(Uint, default=0)
     withdrawn: Mapped[int] = mapped_column(Uint, default=0)
+    #: dividends settled and not withdrawn, and the per-share total at that settlement
+    owed: Mapped[int] = mapped_column(Uint, default=0)
+    per_share_paid: Mapped[int] = mapped_column(Uint, default=0)
 
 
 class RefundRow(Base):

@@ -1,8 +1,10 @@
 """Listings read from the index (synced from the chain first): datasets, proposals, holdings,
 dividends waiting, and the duplicate check of a new batch.
 
-Each listing costs a few queries however many datasets and proposals exist; the chain is asked
-only for what the index cannot know (dividends owed now, for the tokens an account holds).
+Each listing costs a few queries however many datasets and proposals exist. Dividends waiting
+are settled in the index exactly as the share token settles them; ``withdraw`` and
+``dividends`` still ask the token (``dividends_of``), but only the tokens the index says the
+account has held.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from sqlalchemy import select
 
 from databright.index.cache import DatasetRow, HolderRow, ItemRow, ProposalRow, RefundRow
 from databright.market.context import Deployment
-from databright.market.sync import ensure_synced, reload_missing
+from databright.market.sync import DIVIDEND_MAG, ensure_synced, reload_missing
 
 #: CIDs per ``IN (...)`` query of the duplicate check
 _CHUNK = 500
@@ -87,31 +89,43 @@ def proposal_summaries(dep: Deployment, dataset_id: int | None = None,
         return [ProposalSummary(*row) for row in s.execute(query)]
 
 
-def held_tokens(dep: Deployment, account: str) -> list[tuple[int, str, str, int, int, int]]:
-    """``(dataset_id, name, token, balance, withdrawn, supply)`` of every token ``account`` has
-    held (a sold-out holder may still have dividends waiting)."""
+@dataclass(frozen=True)
+class HeldToken:
+    """A token an account has held, by the index (a sold-out holder may still be owed)."""
+
+    dataset_id: int
+    dataset: str
+    share_token: str
+    balance: int
+    total_supply: int
+    withdrawn_wei: int
+    #: dividends waiting, settled by the index the way the token settles them
+    dividends_wei: int
+
+
+def held_tokens(dep: Deployment, account: str) -> list[HeldToken]:
+    """Every token ``account`` has held, with what the index knows of its dividends."""
     ensure_synced(dep)
     with dep.index.session() as s:
         rows = s.execute(
             select(DatasetRow.dataset_id, DatasetRow.name, HolderRow.share_token,
-                   HolderRow.balance, HolderRow.withdrawn, DatasetRow.total_supply)
+                   HolderRow.balance, DatasetRow.total_supply, HolderRow.withdrawn,
+                   HolderRow.owed, HolderRow.per_share_paid, DatasetRow.per_share)
             .join(DatasetRow, DatasetRow.dataset_id == HolderRow.dataset_id)
             .where(HolderRow.account == account)
             .order_by(DatasetRow.dataset_id)
         ).all()
-    return [tuple(r) for r in rows]  # type: ignore[misc]
+    return [HeldToken(ds_id, name, token, balance, supply, withdrawn,
+                      owed + balance * (per_share - paid) // DIVIDEND_MAG)
+            for ds_id, name, token, balance, supply, withdrawn, owed, paid, per_share in rows]
 
 
 def holdings_of(dep: Deployment, account: str) -> list[Holding]:
-    """Datasets where ``account`` holds shares or has dividends waiting (live ``dividends_of``
-    only for the tokens the index says it has held)."""
-    out = []
-    for ds_id, name, token, balance, withdrawn, supply in held_tokens(dep, account):
-        owed = dep.token(token).dividends_of(account)
-        if balance or owed:
-            out.append(Holding(ds_id, name, token, balance, supply,
-                               balance / supply if supply else 0.0, owed, withdrawn))
-    return out
+    """Datasets where ``account`` holds shares or has dividends waiting, all from the index."""
+    return [Holding(t.dataset_id, t.dataset, t.share_token, t.balance, t.total_supply,
+                    t.balance / t.total_supply if t.total_supply else 0.0, t.dividends_wei,
+                    t.withdrawn_wei)
+            for t in held_tokens(dep, account) if t.balance or t.dividends_wei]
 
 
 def refund_owed(dep: Deployment, account: str) -> int:

@@ -96,12 +96,12 @@ def withdraw(dep: Deployment, sender: Any) -> Withdrawal:
     from databright.market.listings import held_tokens
 
     paid: list[Payout] = []
-    for _ds_id, name, token_address, *_ in held_tokens(dep, sender.address):
-        token = dep.token(token_address)
+    for held in held_tokens(dep, sender.address):
+        token = dep.token(held.share_token)
         owed = token.dividends_of(sender.address)
         if owed:
             token.withdraw(sender)
-            paid.append(Payout(name, "dividends", owed))
+            paid.append(Payout(held.dataset, "dividends", owed))
     refund = dep.market.refund_of(sender.address)
     if refund:
         dep.market.withdraw_refund(sender)
@@ -123,7 +123,13 @@ def voting_power(dep: Deployment, proposal_id: int, address: str) -> int:
 
 def pending(dep: Deployment, address: str) -> Withdrawable:
     """What ``address`` could withdraw now."""
-    rows = [DividendsWaiting(h.dataset, h.dividends_wei, h.withdrawn_wei)
-            for h in holdings(dep, address)]
+    from databright.market.listings import held_tokens
+
+    rows = []
+    for held in held_tokens(dep, address):  # live amounts, for the tokens the index names
+        owed = dep.token(held.share_token).dividends_of(address)
+        if held.balance or owed:
+            rows.append(DividendsWaiting(held.dataset, owed,
+                                         dep.token(held.share_token).withdrawn_of(address)))
     refund = dep.market.refund_of(address)
     return Withdrawable(address, rows, refund, refund + sum(r.dividends_wei for r in rows))

@@ -58,6 +58,7 @@ def upgrade() -> None:
         _col("total_distributed", UINT),
         _col("total_withdrawn", UINT),
         _col("dividends_held", UINT),
+        _col("per_share", UINT),
         _col("validation_manifest_cid", sa.String(100), nullable=True),
         _col("items_loaded", sa.Boolean),
         _col("created_block", BLOCK),
@@ -113,6 +114,8 @@ def upgrade() -> None:
         _col("dataset_id", sa.Integer),
         _col("balance", UINT),
         _col("withdrawn", UINT),
+        _col("owed", UINT),
+        _col("per_share_paid", UINT),
     )
     op.create_table(
         "refunds",
