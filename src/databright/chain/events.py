@@ -62,7 +62,8 @@ class EventDecoder:
         for contract in ("DataMarket", "ShareToken"):
             for item in compile_contract(contract).abi:
                 if item.get("type") == "event":
-                    table[(contract, bytes(event_abi_to_log_topic(item)))] = item
+                    topic = event_abi_to_log_topic(item)  # type: ignore[arg-type]
+                    table[(contract, bytes(topic))] = item
         return table
 
     def event_names(self, contract: str) -> set[str]:

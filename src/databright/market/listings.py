@@ -76,7 +76,8 @@ def dataset_summaries(dep: Deployment) -> list[DatasetSummary]:
 def proposal_summaries(dep: Deployment, dataset_id: int | None = None,
                        open_only: bool = False) -> list[ProposalSummary]:
     ensure_synced(dep)
-    query = (select(ProposalRow.proposal_id, ProposalRow.dataset_id, DatasetRow.name,
+    query = (select(ProposalRow.proposal_id, ProposalRow.dataset_id,
+                    DatasetRow.name.label("dataset"),
                     ProposalRow.proposer, ProposalRow.item_count, ProposalRow.status,
                     ProposalRow.yes, ProposalRow.no, ProposalRow.score_bps, ProposalRow.deadline)
              .join(DatasetRow, DatasetRow.dataset_id == ProposalRow.dataset_id)
@@ -86,7 +87,7 @@ def proposal_summaries(dep: Deployment, dataset_id: int | None = None,
     if open_only:
         query = query.where(ProposalRow.status == "open")
     with dep.index.session() as s:
-        return [ProposalSummary(*row) for row in s.execute(query)]
+        return [ProposalSummary(**row._asdict()) for row in s.execute(query)]
 
 
 @dataclass(frozen=True)

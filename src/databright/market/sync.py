@@ -484,8 +484,8 @@ def reload_missing(dep: Deployment, s: Session, ds_id: int) -> None:
         if e.proposal_id == 0:
             e.items_loaded = _load_items(dep, s, ds_id, e.manifest_cid, 0, "accepted")
         else:
-            p = s.get(ProposalRow, e.proposal_id)
-            e.items_loaded = bool(p and p.items_loaded)
+            source = s.get(ProposalRow, e.proposal_id)
+            e.items_loaded = bool(source and source.items_loaded)
         if not e.items_loaded:
             raise IntegrityError(
                 f"dataset {ds.name}: the manifest {e.manifest_cid} of accepted entry {e.index} "
