@@ -3,8 +3,9 @@
 Builds, on a fresh embedded chain, ``--datasets`` datasets (default 100) and ``--proposals``
 proposals spread over them (default 10,000), each with its own manifest of ``--items`` synthetic
 items in the blob store. The chain state is made by a lean loop: transactions signed locally with
-a fixed gas limit and mined ``--per-block`` (default 10) to a block (py-evm rebuilds a block per added transaction, so larger blocks cost more; the CLI's send path estimates gas and
-mines one block per transaction, ~30/s; the set-up time is reported apart). The proposers are
+a fixed gas limit and mined ``--per-block`` (default 10) to a block (py-evm rebuilds the pending
+block for each added transaction, so larger blocks cost more; the CLI's send path estimates gas
+and mines one block per transaction, ~30/s; the set-up time is reported apart). The proposers are
 the ten funded dev accounts; the first also initiates every dataset, so it holds shares in all.
 
 Then, timed (median of ``--repeats``):
