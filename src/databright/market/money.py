@@ -129,7 +129,6 @@ def pending(dep: Deployment, address: str) -> Withdrawable:
     for held in held_tokens(dep, address):  # live amounts, for the tokens the index names
         owed = dep.token(held.share_token).dividends_of(address)
         if held.balance or owed:
-            rows.append(DividendsWaiting(held.dataset, owed,
-                                         dep.token(held.share_token).withdrawn_of(address)))
+            rows.append(DividendsWaiting(held.dataset, owed, held.withdrawn_wei))
     refund = dep.market.refund_of(address)
     return Withdrawable(address, rows, refund, refund + sum(r.dividends_wei for r in rows))
