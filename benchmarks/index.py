@@ -326,6 +326,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--batch", type=int, default=1_000)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "index.json")
     args = ap.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="databright-bench-index-")) / "home"
@@ -338,9 +339,8 @@ def main() -> None:
         result["proposals_index_s"] < 0.3 and result["shares_index_s"] < 0.3
         and result["proposals_ratio"] >= 20 and result["shares_ratio"] >= 20
         and result["dup_check_manifest_reads"] == 0 and result["propose_1m_manifest_reads"] == 0)
-    out_dir = ROOT / "benchmarks" / "results"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "index.json").write_text(json.dumps(result, indent=2) + "\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
     if args.json:
         print(json.dumps(result))
         return
