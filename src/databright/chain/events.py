@@ -97,6 +97,9 @@ class EventDecoder:
         if not addresses or to_block < from_block:
             return []
         found: list[ChainEvent] = []
+        if self.chain.embedded is not None:
+            logs = _embedded_logs(self.chain, set(addresses), from_block, to_block)
+            return [e for e in (self.decode(contract, log) for log in logs) if e is not None]
         # keep the address list short: some nodes refuse long ones
         for start in range(0, len(addresses), 200):
             chunk = [Web3.to_checksum_address(a) for a in addresses[start:start + 200]]
@@ -109,6 +112,44 @@ class EventDecoder:
                 if event is not None:
                     found.append(event)
         return found
+
+
+def _embedded_logs(chain: Chain, addresses: set[str], from_block: int,
+                   to_block: int) -> list[dict[str, Any]]:
+    """The embedded chain's logs of ``addresses`` in a block range, read block by block.
+
+    eth-tester's ``eth_getLogs`` looks every receipt up by transaction hash, scanning the chain
+    back from its head each time: quadratic in the chain's length. py-evm has each block's
+    receipts at hand.
+    """
+    wanted = {bytes.fromhex(a.removeprefix("0x").lower()) for a in addresses}
+    assert chain.embedded is not None
+    out: list[dict[str, Any]] = []
+    with chain.embedded.mutex:
+        evm = chain.embedded.backend.chain
+        head = evm.get_canonical_head().block_number
+        for number in range(max(0, from_block), min(to_block, head) + 1):
+            block = evm.get_canonical_block_by_number(number)
+            if not block.transactions:
+                continue
+            block_hash = block.header.hash
+            log_index = 0
+            for tx_index, (tx, receipt) in enumerate(
+                    zip(block.transactions, block.get_receipts(evm.chaindb), strict=True)):
+                for log in receipt.logs:
+                    if log.address in wanted:
+                        out.append({
+                            "address": Web3.to_checksum_address(log.address),
+                            "topics": [t.to_bytes(32, "big") for t in log.topics],
+                            "data": bytes(log.data),
+                            "blockNumber": number,
+                            "blockHash": block_hash,
+                            "transactionHash": tx.hash,
+                            "transactionIndex": tx_index,
+                            "logIndex": log_index,
+                        })
+                    log_index += 1
+    return out
 
 
 def block_hash(chain: Chain, number: int) -> str | None:
