@@ -231,3 +231,19 @@ def test_the_duplicate_check_reads_no_manifest(flow, monkeypatch):
     assert proposals.existing_cids(flow, 1, [*accepted, new]) == set(accepted)
     assert proposals.existing_cids(flow, 2, pending) == set(pending)
     assert proposals.existing_cids(flow, 2, pending, include_open=False) == set()
+
+
+def test_embedded_logs_equal_the_nodes_get_logs(flow):
+    from databright.chain.events import _embedded_logs
+
+    addresses = [flow.market.address] + [flow.market.get_dataset(i).share_token for i in (1, 2)]
+    head = flow.chain.block_number()
+    ours = _embedded_logs(flow.chain, set(addresses), 0, head)
+    theirs = flow.chain.w3.eth.get_logs({"address": addresses, "fromBlock": 0, "toBlock": head})
+
+    def key(log):
+        return (int(log["blockNumber"]), bytes(log["transactionHash"]), log["address"],
+                tuple(bytes(t) for t in log["topics"]), bytes(log["data"]))
+
+    assert len(ours) > 30
+    assert sorted(map(key, ours)) == sorted(map(key, theirs))
