@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -301,7 +302,7 @@ def duplicate_check(home: Path, rows: int, batch: int) -> dict:
             from sklearn.datasets import load_digits
 
             digits = load_digits()
-            folder = write_folder(Path(tempfile.mkdtemp()) / "batch", digits.data[:20],
+            folder = write_folder(home.parent / "batch", digits.data[:20],
                                   np.asarray(digits.target[:20]), [f"b{i}" for i in range(20)])
             reads.update(blob=0, manifest=0)
             signer = dep.keystore.unlock("initiator", PASSWORD)
@@ -326,15 +327,23 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--batch", type=int, default=1_000)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--keep", action="store_true", help="keep the home (printed as `home`)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "index.json")
     args = ap.parse_args()
 
-    home = Path(tempfile.mkdtemp(prefix="databright-bench-index-")) / "home"
+    work = Path(tempfile.mkdtemp(prefix="databright-bench-index-"))
+    home = work / "home"
     os.environ.setdefault("DATABRIGHT_LOCK_TIMEOUT", "60")
-    result: dict[str, Any] = {"home": str(home)}
-    result.update(build(home, args.datasets, args.proposals, args.items, args.per_block))
-    result.update(listings(home, result, args.repeats))
-    result.update(duplicate_check(home, args.rows, args.batch))
+    result: dict[str, Any] = {}
+    try:
+        result.update(build(home, args.datasets, args.proposals, args.items, args.per_block))
+        result.update(listings(home, result, args.repeats))
+        result.update(duplicate_check(home, args.rows, args.batch))
+    finally:
+        if args.keep:
+            result["home"] = str(home)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
     result["targets_met"] = bool(
         result["proposals_index_s"] < 0.3 and result["shares_index_s"] < 0.3
         and result["proposals_ratio"] >= 20 and result["shares_ratio"] >= 20
