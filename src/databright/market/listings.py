@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any, cast
 
 from sqlalchemy import select
 
@@ -22,8 +23,16 @@ from databright.market.sync import DIVIDEND_MAG, ensure_synced, reload_missing
 _CHUNK = 500
 
 
+class _Flat:
+    """A flat record: ``to_dict`` is a copy of its fields (``dataclasses.asdict`` deep-copies,
+    ten times slower on a listing of 10,000 rows)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
 @dataclass(frozen=True)
-class DatasetSummary:
+class DatasetSummary(_Flat):
     """One line of ``dataset list``."""
 
     dataset_id: int
@@ -35,7 +44,7 @@ class DatasetSummary:
 
 
 @dataclass(frozen=True)
-class ProposalSummary:
+class ProposalSummary(_Flat):
     """One line of ``proposals``."""
 
     proposal_id: int
@@ -51,7 +60,7 @@ class ProposalSummary:
 
 
 @dataclass(frozen=True)
-class Holding:
+class Holding(_Flat):
     """An account's shares of one dataset and its dividends (waiting now, withdrawn before)."""
 
     dataset_id: int
@@ -87,11 +96,12 @@ def proposal_summaries(dep: Deployment, dataset_id: int | None = None,
     if open_only:
         query = query.where(ProposalRow.status == "open")
     with dep.index.session() as s:
-        return [ProposalSummary(**row._asdict()) for row in s.execute(query)]
+        # positional: building 10,000 rows through a dict per row doubles the listing's time
+        return [ProposalSummary(*cast("tuple[Any, ...]", row)) for row in s.execute(query)]
 
 
 @dataclass(frozen=True)
-class HeldToken:
+class HeldToken(_Flat):
     """A token an account has held, by the index (a sold-out holder may still be owed)."""
 
     dataset_id: int
