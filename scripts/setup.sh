@@ -26,3 +26,13 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   fi
   echo "$want" > "$stamp"
 fi
+# The index tests also run on a throwaway PostgreSQL server (scripts/test.sh starts it).
+if ! ls -d /usr/lib/postgresql/*/bin >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing PostgreSQL (apt-get install postgresql)" >&2
+    apt-get install -y -q postgresql >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null && apt-get install -y -q postgresql >/dev/null; }
+  else
+    echo "setup: PostgreSQL is not installed; as root run: apt-get install -y postgresql" >&2
+  fi
+fi

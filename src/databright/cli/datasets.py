@@ -83,13 +83,14 @@ def list_(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
     with open_deployment(home) as dep:
         rows = svc.list_datasets(dep)
 
-    def human(rows: list[dict]) -> None:
+    def human(rows: list) -> None:
         if not rows:
             console.print("no datasets yet: create one with `databright dataset create NAME --from DIR`")
             return
         table = Table("id", "name", "items", "entries", "share token")
         for r in rows:
-            table.add_row(str(r["dataset_id"]), r["name"], str(r["items"]), str(r["entries"]), r["share_token"])
+            table.add_row(str(r["dataset_id"]), r["name"], str(r["item_count"]),
+                          str(r["entry_count"]), r["share_token"])
         console.print(table)
 
     emit({"datasets": rows}, json_out, lambda d: human(d["datasets"]))

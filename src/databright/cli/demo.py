@@ -174,7 +174,7 @@ def _decide(dep: Deployment, acct: dict, row: dict, say: Any) -> None:
 
 
 def money_balance(dep: Deployment, address: str) -> int:
-    return sum(h["balance"] for h in money.holdings(dep, address))
+    return sum(h.balance for h in money.holdings(dep, address))
 
 
 def _revenue(dep: Deployment, acct: dict, say: Any) -> dict[str, int]:
@@ -184,22 +184,22 @@ def _revenue(dep: Deployment, acct: dict, say: Any) -> dict[str, int]:
     withdrawn: dict[str, int] = {}
     for name in PEOPLE:
         owed = money.pending(dep, acct[name].address)
-        if owed["total_wei"]:
+        if owed.total_wei:
             out = money.withdraw(dep, acct[name])
-            say(f"  {name} withdraws {format_wei(out['total_wei'])} "
-                f"({', '.join(p['kind'] for p in out['paid'])})")
-            withdrawn[name] = out["total_wei"]
+            say(f"  {name} withdraws {format_wei(out.total_wei)} "
+                f"({', '.join(p.kind for p in out.paid)})")
+            withdrawn[name] = out.total_wei
     return withdrawn
 
 
 def _summary(dep: Deployment, acct: dict, rows: list[dict], withdrawn: dict[str, int]) -> dict:
     people = []
     for name, role in PEOPLE.items():
-        hold = {h["dataset"]: h for h in money.holdings(dep, acct[name].address)}.get("digits")
+        hold = {h.dataset: h for h in money.holdings(dep, acct[name].address)}.get("digits")
         people.append({
             "name": name, "role": role, "address": acct[name].address,
-            "shares": hold["balance"] if hold else 0,
-            "fraction": hold["fraction"] if hold else 0.0,
+            "shares": hold.balance if hold else 0,
+            "fraction": hold.fraction if hold else 0.0,
             "withdrawn_wei": withdrawn.get(name, 0),
         })
     return {"proposals": rows, "participants": people,

@@ -6,7 +6,7 @@ from typing import Any
 
 import typer
 
-from databright.cli import accounts, data, datasets, dev, money, proposals
+from databright.cli import accounts, data, datasets, dev, index, money, proposals
 
 app = typer.Typer(
     name="databright",
@@ -33,6 +33,7 @@ app.command("withdraw")(money.withdraw)
 app.command("verify")(data.verify)
 app.command("export")(data.export)
 app.add_typer(dev.app, name="dev")
+app.add_typer(index.app, name="index")
 
 
 def _register_demo() -> None:

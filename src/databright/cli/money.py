@@ -104,6 +104,7 @@ def withdraw(
     """Withdraw every dividend and refunded stake owed to you (or one dataset's dividends)."""
     with open_deployment(home) as dep:
         sender = signer(dep, as_)
+        out: svc.Withdrawal | dict[str, object]
         if dataset is None:
             out = svc.withdraw(dep, sender)
         else:

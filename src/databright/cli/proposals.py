@@ -72,9 +72,9 @@ def proposals(
             return
         table = Table("id", "dataset", "proposer", "items", "status", "yes", "no", "deadline")
         for r in d["proposals"]:
-            table.add_row(str(r["proposal_id"]), r["dataset"], r["proposer"][:10] + "…", str(r["items"]),
-                          r["status"], format_shares(r["yes"]), format_shares(r["no"]),
-                          _when(r["deadline"]))
+            table.add_row(str(r["proposal_id"]), r["dataset"], r["proposer"][:10] + "…",
+                          str(r["item_count"]), r["status"], format_shares(r["yes"]),
+                          format_shares(r["no"]), _when(r["deadline"]))
         console.print(table)
 
     emit({"proposals": rows}, json_out, human)

@@ -30,15 +30,15 @@ class Index:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
-    def migrate(self) -> None:
-        """Bring the schema to the newest Alembic revision (a no-op when it is there)."""
+    def migrate(self, revision: str = "head") -> None:
+        """Bring the schema to ``revision`` (default: the newest; a no-op when it is there)."""
         cfg = AlembicConfig()
         cfg.set_main_option("script_location", str(MIGRATIONS))
         cfg.attributes["connection"] = None
         with self.engine.begin() as conn:
             cfg.attributes["connection"] = conn
             try:
-                command.upgrade(cfg, "head")
+                command.upgrade(cfg, revision)
             except SQLAlchemyError as exc:
                 raise ConfigError(f"cannot migrate the index database: {exc}") from exc
 

@@ -17,6 +17,7 @@ from databright.market.rules import Rules
 if TYPE_CHECKING:
     from databright.chain.accounts import Signer
     from databright.chain.market_contract import EntryInfo
+    from databright.market.listings import DatasetSummary
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 ZERO = "0x0000000000000000000000000000000000000000"
@@ -160,7 +161,7 @@ def dataset_id(dep: Deployment, name: str) -> int:
     """The on-chain id of dataset ``name`` (or a NotFoundError that lists what exists)."""
     ds_id = dep.market.dataset_id_of(name)
     if not ds_id:
-        known = [d.name for d in _all(dep)][:10]
+        known = [d.name for d in list_datasets(dep)][:10]
         hint = f"; known: {', '.join(known)}" if known else "; create one with `dataset create`"
         raise NotFoundError(f"no dataset named {name!r}{hint}")
     return ds_id
@@ -205,12 +206,11 @@ def show_dataset(dep: Deployment, name: str) -> DatasetView:
     )
 
 
-def list_datasets(dep: Deployment) -> list[dict]:
-    return [
-        {"dataset_id": i + 1, "name": d.name, "items": d.item_count, "entries": d.entry_count,
-         "share_token": d.share_token}
-        for i, d in enumerate(_all(dep))
-    ]
+def list_datasets(dep: Deployment) -> list[DatasetSummary]:
+    """Every dataset on the deployment, from the index."""
+    from databright.market.listings import dataset_summaries
+
+    return dataset_summaries(dep)
 
 
 def entries_of(dep: Deployment, ds_id: int, upto: int | None = None) -> list[EntryInfo]:
@@ -221,10 +221,6 @@ def entries_of(dep: Deployment, ds_id: int, upto: int | None = None) -> list[Ent
             raise UsageError(f"the dataset has {count} entries; --entries must be 1..{count}")
         count = upto
     return [dep.market.get_entry(ds_id, i) for i in range(count)]
-
-
-def _all(dep: Deployment) -> list:
-    return [dep.market.get_dataset(i) for i in range(1, dep.market.dataset_count() + 1)]
 
 
 def _card_blob(dep: Deployment, cid: str, *, strict: bool) -> dict:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from databright.errors import InsufficientFundsError, NothingToWithdrawError, UsageError
 from databright.market.context import Deployment
@@ -11,6 +11,7 @@ from databright.market.datasets import dataset_id
 
 if TYPE_CHECKING:
     from databright.chain.accounts import Signer
+    from databright.market.listings import Holding
 
 
 @dataclass(frozen=True)
@@ -34,25 +35,13 @@ class Distribution:
     total_distributed: int
 
 
-def holdings(dep: Deployment, address: str) -> list[dict]:
-    """Every dataset in which ``address`` holds shares or has dividends waiting."""
-    out = []
-    for ds_id in range(1, dep.market.dataset_count() + 1):
-        info = dep.market.get_dataset(ds_id)
-        token = dep.token(info.share_token)
-        balance = token.balanceOf(address)
-        dividends = token.dividends_of(address)
-        if balance or dividends:
-            supply = token.totalSupply()
-            out.append({
-                "dataset": info.name,
-                "balance": balance,
-                "total_supply": supply,
-                "fraction": balance / supply if supply else 0.0,
-                "dividends_wei": dividends,
-                "withdrawn_wei": token.withdrawn_of(address),
-            })
-    return out
+
+def holdings(dep: Deployment, address: str) -> list[Holding]:
+    """Every dataset in which ``address`` holds shares or has dividends waiting (the index says
+    which tokens it has held; only those are asked for ``dividends_of``)."""
+    from databright.market.listings import holdings_of
+
+    return holdings_of(dep, address)
 
 
 def transfer(dep: Deployment, sender: Signer, dataset: str, to: str, amount: int) -> Transfer:
@@ -89,7 +78,7 @@ def distribute(dep: Deployment, sender: Signer, dataset: str, amount_wei: int) -
 
 
 @dataclass(frozen=True)
-class Withdrawal:
+class DividendWithdrawal:
     """Dividends pulled from one dataset's ShareToken: ``amount_wei`` now (as its
     ``DividendsWithdrawn`` event says), ``withdrawn_wei`` in all so far."""
 
@@ -99,7 +88,7 @@ class Withdrawal:
     withdrawn_wei: int
 
 
-def withdraw_dividends(dep: Deployment, sender: Signer, dataset: str) -> Withdrawal:
+def withdraw_dividends(dep: Deployment, sender: Signer, dataset: str) -> DividendWithdrawal:
     """Pull the dividends ``sender`` has waiting in one dataset.
 
     Raises:
@@ -112,26 +101,64 @@ def withdraw_dividends(dep: Deployment, sender: Signer, dataset: str) -> Withdra
             "shares: nothing to withdraw", f"{sender.address} has no dividends waiting in {dataset}"
         )
     amount, _ = token.withdraw(sender)
-    return Withdrawal(dataset=dataset, account=sender.address, amount_wei=amount,
+    return DividendWithdrawal(dataset=dataset, account=sender.address, amount_wei=amount,
                       withdrawn_wei=token.withdrawn_of(sender.address))
 
 
-def withdraw(dep: Deployment, sender: Signer) -> dict:
-    """Pull every dividend and refunded stake owed to ``sender``."""
-    paid: list[dict] = []
-    for ds_id in range(1, dep.market.dataset_count() + 1):
-        info = dep.market.get_dataset(ds_id)
-        token = dep.token(info.share_token)
+@dataclass(frozen=True)
+class Payout:
+    """One withdrawal: ``kind`` is ``dividends`` (of ``dataset``) or ``refunded stake``."""
+
+    dataset: str | None
+    kind: str
+    amount_wei: int
+
+
+@dataclass(frozen=True)
+class Withdrawal:
+    """What ``withdraw`` paid ``account``."""
+
+    account: str
+    paid: list[Payout]
+    total_wei: int
+
+
+@dataclass(frozen=True)
+class DividendsWaiting:
+    """Dividends of one dataset ``account`` can withdraw now, and what it withdrew before."""
+
+    dataset: str
+    dividends_wei: int
+    withdrawn_wei: int
+
+
+@dataclass(frozen=True)
+class Withdrawable:
+    """Everything ``account`` could withdraw now."""
+
+    account: str
+    dividends: list[DividendsWaiting]
+    refund_wei: int
+    total_wei: int
+
+
+def withdraw(dep: Deployment, sender: Any) -> Withdrawal:
+    """Pull every dividend and refunded stake owed to ``sender`` (the tokens to ask come from
+    the index; what is owed is read live from each)."""
+    from databright.market.listings import held_tokens
+
+    paid: list[Payout] = []
+    for held in held_tokens(dep, sender.address):
+        token = dep.token(held.share_token)
         owed = token.dividends_of(sender.address)
         if owed:
             token.withdraw(sender)
-            paid.append({"dataset": info.name, "kind": "dividends", "amount_wei": owed})
+            paid.append(Payout(held.dataset, "dividends", owed))
     refund = dep.market.refund_of(sender.address)
     if refund:
         dep.market.withdraw_refund(sender)
-        paid.append({"dataset": None, "kind": "refunded stake", "amount_wei": refund})
-    return {"account": sender.address, "paid": paid,
-            "total_wei": sum(p["amount_wei"] for p in paid)}
+        paid.append(Payout(None, "refunded stake", refund))
+    return Withdrawal(sender.address, paid, sum(p.amount_wei for p in paid))
 
 
 def voting_power(dep: Deployment, proposal_id: int, address: str) -> int:
@@ -146,13 +173,14 @@ def voting_power(dep: Deployment, proposal_id: int, address: str) -> int:
     return token.balance_at(address, p.snapshot)
 
 
-def pending(dep: Deployment, address: str) -> dict:
+def pending(dep: Deployment, address: str) -> Withdrawable:
     """What ``address`` could withdraw now."""
-    rows = [
-        {"dataset": h["dataset"], "dividends_wei": h["dividends_wei"],
-         "withdrawn_wei": h["withdrawn_wei"]}
-        for h in holdings(dep, address)
-    ]
+    from databright.market.listings import held_tokens
+
+    rows = []
+    for held in held_tokens(dep, address):  # live amounts, for the tokens the index names
+        owed = dep.token(held.share_token).dividends_of(address)
+        if held.balance or owed:
+            rows.append(DividendsWaiting(held.dataset, owed, held.withdrawn_wei))
     refund = dep.market.refund_of(address)
-    return {"account": address, "dividends": rows, "refund_wei": refund,
-            "total_wei": refund + sum(r["dividends_wei"] for r in rows)}
+    return Withdrawable(address, rows, refund, refund + sum(r.dividends_wei for r in rows))

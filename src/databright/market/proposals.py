@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from databright.errors import IntegrityError, NotFoundError, StorageError, UsageError
+from databright.errors import NotFoundError, UsageError
 from databright.index.models import Evaluation, IngestReport
 from databright.market.context import Deployment
-from databright.market.datasets import card_of, dataset_id, entries_of
+from databright.market.datasets import card_of, dataset_id
+
+if TYPE_CHECKING:
+    from databright.market.listings import ProposalSummary
 
 if TYPE_CHECKING:
     from databright.chain.accounts import Signer
@@ -121,40 +125,42 @@ class Finalized:
     no: int
 
 
-def existing_cids(dep: Deployment, ds_id: int, *, include_open: bool = True) -> set[str]:
-    """CIDs already in the dataset (accepted entries), held out for validation, and (with
-    ``include_open``) pending in its open proposals: none of them may earn shares again.
+def existing_cids(dep: Deployment, ds_id: int, cids: Iterable[str], *,
+                  include_open: bool = True) -> set[str]:
+    """Which of ``cids`` are already in the dataset (accepted entries), held out for validation,
+    or (with ``include_open``) pending in its open proposals: none of them may earn shares again.
+
+    One indexed query per chunk of CIDs (the index's item table); old manifests are not read.
 
     Raises:
-        IntegrityError: the manifest of an accepted entry or of the validation split cannot be
-            read: its items would otherwise look new and could be proposed and paid again.
+        IntegrityError: an accepted entry's manifest is missing from the store.
     """
-    from databright.storage.manifest import read_manifest
+    from databright.market.listings import known_cids
 
-    trusted = [(f"entry {entry.index}", entry.manifest_cid) for entry in entries_of(dep, ds_id)]
-    val = card_of(dep, ds_id).get("validation_manifest")
-    if val:
-        trusted.append(("the validation split", val))
-    cids: set[str] = set()
-    for what, cid in trusted:
-        try:
-            cids.update(item.cid for item in read_manifest(dep.store, cid))
-        except StorageError as exc:
-            raise IntegrityError(
-                f"the manifest of {what} of dataset #{ds_id} ({cid}) cannot be read, so "
-                f"duplicates cannot be checked: {exc}"
-            ) from exc
-    if include_open:
-        for pid in range(1, dep.market.proposal_count() + 1):
-            p = dep.market.get_proposal(pid)
-            if p.dataset_id == ds_id and p.status == "open":
-                try:
-                    cids.update(item.cid for item in read_manifest(dep.store, p.manifest_cid))
-                except StorageError:
-                    # An open proposal whose manifest is missing can never be verified (its
-                    # voters see "manifest unreadable"); it reserves no items.
-                    pass
-    return cids
+    return known_cids(dep, ds_id, cids, include_pending=include_open)
+
+
+def _without_known(dep: Deployment, ds_id: int, result: Any) -> Any:
+    """``result`` with the items the dataset already has moved to its duplicates."""
+    from databright.storage.ingest import Duplicate
+    from databright.storage.manifest import write_manifest
+    from databright.storage.merkle import MerkleTree
+
+    known = existing_cids(dep, ds_id, [it.cid for it in result.items])
+    if not known:
+        return result
+    fresh = [it for it in result.items if it.cid not in known]
+    dups = [Duplicate(it.name, it.cid, "already in dataset") for it in result.items
+            if it.cid in known]
+    labels: dict[str, int] = {}
+    for it in fresh:
+        labels[it.label] = labels.get(it.label, 0) + 1
+    return dataclasses.replace(
+        result, items=fresh, duplicates=sorted([*result.duplicates, *dups], key=lambda d: d.name),
+        labels=labels,
+        manifest_cid=write_manifest(dep.store, fresh) if fresh else None,
+        merkle_root=MerkleTree.from_items(fresh).root if fresh else None,
+    )
 
 
 def propose(
@@ -172,7 +178,7 @@ def propose(
     The ingestion report is stored (store + index) before the transaction, keyed by the
     manifest CID, so a crash at any point leaves nothing that refers to a missing blob.
     """
-    from databright.storage.ingest import ingest
+    from databright.storage.ingest import DEFAULT_MAX_FILE_SIZE, ingest
 
     ds_id = dataset_id(dep, dataset)
     info = dep.market.get_dataset(ds_id)
@@ -182,10 +188,10 @@ def propose(
         dep.store,
         label_column=label_column,
         label_set=labels or None,
-        existing_cids=existing_cids(dep, ds_id),
         progress=progress,
-        **({"max_file_size": max_file_size} if max_file_size else {}),
+        max_file_size=max_file_size or DEFAULT_MAX_FILE_SIZE,
     )
+    result = _without_known(dep, ds_id, result)
     report = result.to_dict()
     if not result.items or result.manifest_cid is None or result.merkle_root is None:
         dup, ref = len(result.duplicates), len(result.refused)
@@ -315,7 +321,7 @@ def check_manifest(dep: Deployment, p: ProposalInfo) -> ManifestCheck:
         return ManifestCheck(ok=False, problems=tuple(problems), labels={}, recomputed_items=None)
     items = read_manifest(dep.store, p.manifest_cid)
     if p.status == "open":
-        overlap = {it.cid for it in items} & existing_cids(dep, p.dataset_id, include_open=False)
+        overlap = existing_cids(dep, p.dataset_id, [it.cid for it in items], include_open=False)
         if overlap:
             problems.append(f"{len(overlap)} items are already in the dataset or its "
                             "validation split: they must not earn shares twice")
@@ -326,21 +332,12 @@ def check_manifest(dep: Deployment, p: ProposalInfo) -> ManifestCheck:
                          recomputed_items=len(items))
 
 
-def list_proposals(dep: Deployment, dataset: str | None = None, open_only: bool = False) -> list:
-    ds_filter = dataset_id(dep, dataset) if dataset else None
-    out = []
-    for pid in range(1, dep.market.proposal_count() + 1):
-        p = dep.market.get_proposal(pid)
-        if ds_filter and p.dataset_id != ds_filter:
-            continue
-        if open_only and p.status != "open":
-            continue
-        out.append({
-            "proposal_id": pid, "dataset": dep.market.get_dataset(p.dataset_id).name,
-            "proposer": p.proposer, "items": p.item_count, "status": p.status,
-            "yes": p.yes, "no": p.no, "deadline": p.deadline,
-        })
-    return out
+def list_proposals(dep: Deployment, dataset: str | None = None,
+                   open_only: bool = False) -> list[ProposalSummary]:
+    """Proposals (of one dataset, only open ones), from the index."""
+    from databright.market.listings import proposal_summaries
+
+    return proposal_summaries(dep, dataset_id(dep, dataset) if dataset else None, open_only)
 
 
 def vote(dep: Deployment, sender: Signer, proposal_id: int, support: bool) -> VoteCast:

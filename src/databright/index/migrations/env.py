@@ -2,6 +2,7 @@
 
 from alembic import context
 
+import databright.index.cache  # noqa: F401 - registers the chain-event cache tables
 from databright.index.models import Base
 
 connection = context.config.attributes.get("connection")
