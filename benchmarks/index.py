@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT / "src"))
 PASSWORD = "bench"
 CREATE_GAS = 6_000_000  # deploys the dataset's ShareToken
 PROPOSE_GAS = 400_000
+COMMIT_GAS = 150_000
 BLOCK_GAS = 28_000_000  # under the embedded chain's 30M block gas limit
 
 
@@ -124,6 +125,7 @@ def build(home: Path, datasets: int, proposals: int, items: int, per_block: int)
 def _build(home: Path, rng: Any, t0: float, datasets: int, proposals: int, items: int,
            per_block: int) -> dict:
     from databright.home import Home
+    from databright.chain.market_contract import commitment_of
     from databright.market import Deployment, deployment
     from databright.storage.manifest import write_manifest
     from databright.storage.merkle import merkle_root
@@ -151,15 +153,24 @@ def _build(home: Path, rng: Any, t0: float, datasets: int, proposals: int, items
             sent = sender.send(initiator, market.address, data, CREATE_GAS)
         sender.mine()
         _check(dep, sent, "create_dataset")
+        batches = []
         for p in range(proposals):
             t = time.perf_counter()
             batch = _synthetic_items(rng, items, f"p{p}")
             cid = write_manifest(dep.store, batch)
             root = merkle_root(batch)
             write_s += time.perf_counter() - t
-            data = market.contract.encode_abi("propose", args=[1 + p % datasets, cid, root,
-                                                               len(batch)])
-            sent = sender.send(sender.keys[p % len(sender.keys)], market.address, data, PROPOSE_GAS)
+            proposer, ds = sender.keys[p % len(sender.keys)], 1 + p % datasets
+            batches.append((proposer, ds, cid, root, len(batch)))
+            # a proposal is revealed in a later block than its commitment
+            commitment = commitment_of(proposer.address, ds, cid, root, len(batch))
+            data = market.contract.encode_abi("commit", args=[ds, commitment])
+            sent = sender.send(proposer, market.address, data, COMMIT_GAS)
+        sender.mine()
+        _check(dep, sent, "commit")
+        for proposer, ds, cid, root, count in batches:
+            data = market.contract.encode_abi("propose", args=[ds, cid, root, count])
+            sent = sender.send(proposer, market.address, data, PROPOSE_GAS)
         sender.close()
         _check(dep, sent, "propose")
         figures["datasets"] = market.dataset_count()
@@ -309,7 +320,7 @@ def duplicate_check(home: Path, rows: int, batch: int) -> dict:
             t = time.perf_counter()
             made = proposals.propose(dep, signer, "ds001", folder)
             out["propose_1m_s"] = time.perf_counter() - t
-            out["propose_1m_new_items"] = made["new"]
+            out["propose_1m_new_items"] = made.items
             out["propose_1m_manifest_reads"] = reads["manifest"]
         finally:
             dep.store.get = real_get  # type: ignore[method-assign]

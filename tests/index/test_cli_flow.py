@@ -41,26 +41,26 @@ def test_the_whole_flow_through_the_index(cli, digit_folder):
     bob = cli("propose", "digits", str(digit_folder(cli.inputs / "bob", 100, 10)), as_="bob")
     # carol's batch overlaps bob's pending one by five items: the item table says so
     carol = cli("propose", "digits", str(digit_folder(cli.inputs / "carol", 105, 10)), as_="carol")
-    assert (carol["new"], carol["duplicates"]) == (5, 5)
+    assert (carol["items"], carol["duplicates"]) == (5, 5)
     # a batch of seed items only: nothing new
     again = cli("propose", "digits", str(seed), as_="carol", code=2, json_out=False)
     assert "nothing new" in again.stderr
 
     rows = cli("proposals", "--open")["proposals"]
     assert [(p["proposal_id"], p["status"], p["item_count"]) for p in rows] == [
-        (bob["proposal"], "open", 10), (carol["proposal"], "open", 5)]
-    cli("vote", str(bob["proposal"]), "yes", as_="alice")
+        (bob["proposal_id"], "open", 10), (carol["proposal_id"], "open", 5)]
+    cli("vote", str(bob["proposal_id"]), "yes", as_="alice")
     cli("dev", "advance", "3601s")
-    fin = cli("finalize", str(bob["proposal"]), as_="carol")
+    fin = cli("finalize", str(bob["proposal_id"]), as_="carol")
     assert fin["status"] == "accepted"
-    assert cli("finalize", str(carol["proposal"]), as_="carol")["status"] == "expired"
+    assert cli("finalize", str(carol["proposal_id"]), as_="carol")["status"] == "expired"
     rows = {p["proposal_id"]: p for p in cli("proposals", "digits")["proposals"]}
-    assert rows[bob["proposal"]]["status"] == "accepted"
-    assert rows[bob["proposal"]]["yes"] > 0 and rows[carol["proposal"]]["status"] == "expired"
+    assert rows[bob["proposal_id"]]["status"] == "accepted"
+    assert rows[bob["proposal_id"]]["yes"] > 0 and rows[carol["proposal_id"]]["status"] == "expired"
 
     held = cli("shares", as_="bob")["holdings"]
     assert [(h["dataset"], h["balance"]) for h in held] == [("digits", fin["shares_minted"])]
-    cli("pay", "digits", "0.001eth", as_="carol")
+    cli("distribute", "digits", "0.001eth", as_="carol")
     owed = cli("dividends", as_="alice")
     assert owed["dividends"][0]["dividends_wei"] > 0
     paid = cli("withdraw", as_="alice")
@@ -72,7 +72,7 @@ def test_the_whole_flow_through_the_index(cli, digit_folder):
     # carol's expired batch is free again, except the five items bob's accepted batch holds
     retry = cli("propose", "digits", str(digit_folder(cli.inputs / "carol2", 105, 10)),
                 as_="carol")
-    assert (retry["new"], retry["duplicates"]) == (5, 5)
+    assert (retry["items"], retry["duplicates"]) == (5, 5)
 
     def listings() -> list:
         return [cli("proposals"), cli("dataset", "list"), cli("shares", as_="bob"),
@@ -87,7 +87,7 @@ def test_the_whole_flow_through_the_index(cli, digit_folder):
     # the accepted batch's manifest vanishes from the store: proposing now is an integrity
     # error, not a duplicate check that silently lets its items be paid again
     store = LocalBlobStore(cli.home / "store")
-    shown = cli("proposal", "show", str(bob["proposal"]))
+    shown = cli("proposal", "show", str(bob["proposal_id"]))
     store.path_of(shown["manifest_cid"]).unlink()
     cli("index", "rebuild")
     err = cli("propose", "digits", str(digit_folder(cli.inputs / "late", 100, 5)), as_="carol",

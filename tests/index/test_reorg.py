@@ -21,24 +21,24 @@ def test_a_reorg_on_anvil_is_followed(remote, digit_folder, tmp_path):  # noqa: 
         index_sync.sync(dep)
         fork_point = dep.chain._rpc("evm_snapshot", [])
         lost = proposals.propose(dep, bob, "digits", digit_folder(tmp_path / "a", 50, 5))
-        proposals.vote(dep, alice, lost["proposal"], True)
+        proposals.vote(dep, alice, lost.proposal_id, True)
         synced = index_sync.sync(dep)
         assert synced.events >= 2 and not synced.rebuilt
         with dep.index.session() as s:
-            assert s.get(ProposalRow, lost["proposal"]).manifest_cid == lost["manifest_cid"]
+            assert s.get(ProposalRow, lost.proposal_id).manifest_cid == lost.manifest_cid
         old_head = dep.chain.block_number()
 
-        # the two blocks are replaced by a longer fork: the same batch proposed by alice (the
+        # the three blocks (commit, reveal, vote) are replaced by a longer fork: the same batch proposed by alice (the
         # contract wrapper directly: `proposals.propose` would sync first), and no vote
         assert dep.chain._rpc("evm_revert", [fork_point]) is True
-        kept, _ = dep.market.propose(alice, 1, lost["manifest_cid"], lost["merkle_root"],
-                                     lost["items"])
+        kept, _ = dep.market.propose(alice, 1, lost.manifest_cid, lost.merkle_root,
+                                     lost.items)
         while dep.chain.block_number() < old_head + 1:
             dep.chain._rpc("evm_mine", [])
-        assert kept == lost["proposal"]
+        assert kept == lost.proposal_id
 
         result = index_sync.sync(dep)
-        assert result.rebuilt and result.from_block == 0 and result.reorg_depth == 2
+        assert result.rebuilt and result.from_block == 0 and result.reorg_depth == 3
         with dep.index.session() as s:
             row = s.get(ProposalRow, kept)
             assert (row.proposer, row.yes, row.status) == (alice.address, 0, "open")

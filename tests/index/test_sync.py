@@ -57,9 +57,9 @@ def flow(request, tmp_path_factory, digit_folder):
         datasets.create_dataset(dep, ben, "more", batch("seed2", 300, 30),
                                 rules=Rules(voting_period=3600, quorum_bps=2000))
         step()
-        accept = proposals.propose(dep, ben, "pics", batch("b1", 100, 10))["proposal"]
-        reject = proposals.propose(dep, cat, "pics", batch("b2", 120, 8))["proposal"]
-        expire = proposals.propose(dep, dan, "pics", batch("b3", 140, 6))["proposal"]
+        accept = proposals.propose(dep, ben, "pics", batch("b1", 100, 10)).proposal_id
+        reject = proposals.propose(dep, cat, "pics", batch("b2", 120, 8)).proposal_id
+        expire = proposals.propose(dep, dan, "pics", batch("b3", 140, 6)).proposal_id
         step()
         evaluation.post_score(dep, ann, accept, 15_000)
         proposals.vote(dep, ann, accept, True)
@@ -71,14 +71,14 @@ def flow(request, tmp_path_factory, digit_folder):
         for pid in (accept, reject, expire):
             proposals.finalize(dep, dan, pid)
             step()
-        money.pay(dep, dan, "more", 10**15)
+        money.distribute(dep, dan, "more", 10**15)
         step()
         money.transfer(dep, dan, "more", cat.address, 2 * SHARE_UNIT)  # settles after a payment
         step()
         money.withdraw(dep, ann)  # dividends of the rejected stake
         money.withdraw(dep, ben)  # refunded stake
         step()
-        pending = proposals.propose(dep, cat, "more", batch("b4", 400, 7))["proposal"]
+        pending = proposals.propose(dep, cat, "more", batch("b4", 400, 7)).proposal_id
         step()
         dep.outcome = {"accept": accept, "reject": reject, "expire": expire, "pending": pending}
         dep.results = results

@@ -50,7 +50,7 @@ STATUS = {1: "open", 2: "accepted", 3: "rejected", 4: "expired"}
 #: ShareToken's magnification of the per-share dividend total (its ``MAG``); the cache settles
 #: dividends on every balance change exactly as the token does, so ``dividends_of`` can be
 #: answered without a call (tests compare both for every holder)
-DIVIDEND_MAG = 2**88
+DIVIDEND_MAG = 2**32
 
 
 @dataclass(frozen=True)
@@ -243,7 +243,7 @@ class _Applier:
     def apply(self, event: Any) -> None:
         handler = getattr(self, f"on_{event.name}", None)
         if handler is not None:
-            handler(event, _complete(self.dep, event))
+            handler(event, dict(event.args))
 
     # -- DataMarket -------------------------------------------------------------------------------
     def on_DatasetCreated(self, ev: Any, a: dict[str, Any]) -> None:
@@ -349,8 +349,8 @@ class _Applier:
     def on_DividendsDistributed(self, ev: Any, a: dict[str, Any]) -> None:
         ds = self._dataset(self.by_token[ev.address])
         ds.total_distributed += int(a["amount"])
-        if ds.total_supply:
-            ds.per_share += int(a["amount"]) * DIVIDEND_MAG // ds.total_supply
+        # the token's own per-share total after this distribution (its rounding carry included)
+        ds.per_share = int(a["per_share"])
 
     def on_DividendsWithdrawn(self, ev: Any, a: dict[str, Any]) -> None:
         ds = self._dataset(self.by_token[ev.address])
@@ -397,31 +397,6 @@ class _Applier:
         return row
 
 
-# -- COMPAT: contracts deployed before the full events --------------------------------------------
-# Their DatasetCreated, EntryAdded and ProposalFinalized lack fields the cache needs; these are
-# read from the views, and only fields that never change after the event are taken from them.
-# Delete this block (and its call in `_Applier.apply`) once every deployed DataMarket emits them.
-_FROM_VIEWS = {
-    "DatasetCreated": ("symbol", "quorum_bps", "approval_bps", "voting_period", "stake",
-                       "reward_r0", "reward_n0", "evaluator"),
-    "EntryAdded": ("shares_minted", "first_item"),
-    "ProposalFinalized": ("snapshot_supply", "yes", "no"),
-}
-
-
-def _complete(dep: Deployment, ev: Any) -> dict[str, Any]:
-    args = dict(ev.args)
-    missing = [f for f in _FROM_VIEWS.get(ev.name, ()) if f not in args]
-    if not missing:
-        return args
-    if ev.name == "DatasetCreated":
-        view: Any = dep.market.get_dataset(int(args["dataset_id"]))
-    elif ev.name == "EntryAdded":
-        view = dep.market.get_entry(int(args["dataset_id"]), int(args["index"]))
-    else:
-        view = dep.market.get_proposal(int(args["proposal_id"]))
-    return args | {f: getattr(view, f) for f in missing}
-# -- end COMPAT -----------------------------------------------------------------------------------
 
 
 def _hex(value: Any) -> str:
