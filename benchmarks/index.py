@@ -124,8 +124,8 @@ def build(home: Path, datasets: int, proposals: int, items: int, per_block: int)
 
 def _build(home: Path, rng: Any, t0: float, datasets: int, proposals: int, items: int,
            per_block: int) -> dict:
-    from databright.home import Home
     from databright.chain.market_contract import commitment_of
+    from databright.home import Home
     from databright.market import Deployment, deployment
     from databright.storage.manifest import write_manifest
     from databright.storage.merkle import merkle_root
