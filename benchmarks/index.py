@@ -124,7 +124,7 @@ def build(home: Path, datasets: int, proposals: int, items: int, per_block: int)
 
 def _build(home: Path, rng: Any, t0: float, datasets: int, proposals: int, items: int,
            per_block: int) -> dict:
-    from databright.chain.market_contract import commitment_of
+    from databright.chain.data_market import commitment_of
     from databright.home import Home
     from databright.market import Deployment, deployment
     from databright.storage.manifest import write_manifest

@@ -44,13 +44,13 @@ def main(argv: list[str]) -> None:
                 chain.embedded.mine_empty_blocks(3)  # type: ignore[union-attr]
                 print(chain.block_number(), flush=True)
         elif cmd == "market":
-            from databright.chain.market_contract import MarketContract
-            from databright.chain.share_token import ShareTokenContract
+            from databright.chain.data_market import DataMarket
+            from databright.chain.share_token import ShareToken
 
-            market = MarketContract(chain, argv[2])
+            market = DataMarket(chain, argv[2])
             dataset = market.get_dataset(1)
             proposal = market.get_proposal(1)
-            token = ShareTokenContract(chain, dataset.share_token)
+            token = ShareToken(chain, dataset.share_token)
             out = {
                 "block": chain.block_number(),
                 "datasets": market.dataset_count(),

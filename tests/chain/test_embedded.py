@@ -204,15 +204,15 @@ def test_close_from_another_thread_releases_the_lock(tmp_path: Path) -> None:
 
 def test_market_state_seen_by_a_new_process(tmp_path: Path) -> None:
     """Deploy, create, propose and vote in this process; a new process sees all of it."""
+    from databright.chain.data_market import DataMarket
     from databright.chain.deploy import deploy_market
-    from databright.chain.market_contract import MarketContract
 
     home = Home(tmp_path)
     with open_chain(home, Config()) as chain:
         alice, bob = Account.create(), Account.create()
         chain.fund(alice.address, 10**21)
         chain.fund(bob.address, 10**21)
-        market = MarketContract(chain, deploy_market(chain, alice)["DataMarket"])
+        market = DataMarket(chain, deploy_market(chain, alice)["DataMarket"])
         dataset_id, _ = market.create_dataset(
             alice,
             name="persisted",

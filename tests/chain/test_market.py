@@ -14,10 +14,10 @@ from eth_abi import encode
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 
+from databright.chain.data_market import DataMarket, commitment_of
 from databright.chain.deploy import deploy_market
-from databright.chain.market_contract import MarketContract, commitment_of
 from databright.chain.provider import Chain
-from databright.chain.share_token import ShareTokenContract
+from databright.chain.share_token import ShareToken
 from databright.errors import (
     AlreadyVotedError,
     ContractNotFoundError,
@@ -70,10 +70,10 @@ class World:
         self.alice, self.bob, self.carol = new_account(), new_account(), new_account()
         addresses = deploy_market(chain, self.alice)
         self.addresses = addresses
-        self.market = MarketContract(chain, addresses["DataMarket"])
+        self.market = DataMarket(chain, addresses["DataMarket"])
         self.batches = 0
 
-    def create(self, name: str = "digits", **overrides: Any) -> tuple[int, ShareTokenContract]:
+    def create(self, name: str = "digits", **overrides: Any) -> tuple[int, ShareToken]:
         args: dict[str, Any] = {
             "name": name,
             "symbol": "DIG",
@@ -91,7 +91,7 @@ class World:
         args.update(overrides)
         dataset_id, _ = self.market.create_dataset(self.alice, **args)
         info = self.market.get_dataset(dataset_id)
-        return dataset_id, ShareTokenContract(self.chain, info.share_token)
+        return dataset_id, ShareToken(self.chain, info.share_token)
 
     def propose(self, dataset_id: int, who: LocalAccount, count: int = 5) -> int:
         self.batches += 1

@@ -16,10 +16,10 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak, to_canonical_address
 
+from databright.chain.data_market import DataMarket, commitment_of
 from databright.chain.deploy import deploy_market
-from databright.chain.market_contract import MarketContract, commitment_of
 from databright.chain.provider import Chain
-from databright.chain.share_token import ShareTokenContract
+from databright.chain.share_token import ShareToken
 from databright.errors import (
     AlreadyVotedError,
     ContractNotFoundError,
@@ -53,7 +53,7 @@ class World:
         self.chain = chain
         self.alice, self.bob, self.carol = (self.account() for _ in range(3))
         addresses = deploy_market(chain, self.alice)
-        self.market = MarketContract(chain, addresses["DataMarket"])
+        self.market = DataMarket(chain, addresses["DataMarket"])
         self.roots = 0
 
     def account(self, wei: int = 1000 * ETHER) -> LocalAccount:
@@ -61,7 +61,7 @@ class World:
         self.chain.fund(account.address, wei)
         return account
 
-    def create(self, name: str = "digits", **overrides: Any) -> tuple[int, ShareTokenContract]:
+    def create(self, name: str = "digits", **overrides: Any) -> tuple[int, ShareToken]:
         args: dict[str, Any] = {
             "name": name,
             "symbol": "DIG",
@@ -78,7 +78,7 @@ class World:
         }
         args.update(overrides)
         dataset_id, _ = self.market.create_dataset(self.alice, **args)
-        token = ShareTokenContract(self.chain, self.market.get_dataset(dataset_id).share_token)
+        token = ShareToken(self.chain, self.market.get_dataset(dataset_id).share_token)
         return dataset_id, token
 
     def root(self) -> bytes:
@@ -102,7 +102,7 @@ def world(chain: Chain) -> World:  # noqa: F811 - the fixture
 
 
 @pytest.fixture
-def digits(world: World) -> tuple[int, ShareTokenContract]:
+def digits(world: World) -> tuple[int, ShareToken]:
     return world.create()
 
 
@@ -165,7 +165,7 @@ def test_create_dataset_records_every_rule(world: World) -> None:
         0,
         created["share_token"],
     )
-    token = ShareTokenContract(world.chain, d.share_token)
+    token = ShareToken(world.chain, d.share_token)
     assert token.balanceOf(world.alice.address) == token.totalSupply() == price(0, 100)
     assert world.market.root_state(dataset_id, SEED_ROOT) == "registered"
 
@@ -192,7 +192,7 @@ def test_create_dataset_refusals(world: World, overrides: dict[str, Any], reason
 # --- commit / propose -------------------------------------------------------------------------
 
 
-def test_commit_then_propose(world: World, digits: tuple[int, ShareTokenContract]) -> None:
+def test_commit_then_propose(world: World, digits: tuple[int, ShareToken]) -> None:
     dataset_id, token = digits
     root = world.root()
     c = commitment_of(world.bob.address, dataset_id, "bafkreim", root, 25)
@@ -226,7 +226,7 @@ def test_commit_then_propose(world: World, digits: tuple[int, ShareTokenContract
 
 
 def test_propose_needs_its_own_commitment(
-    world: World, digits: tuple[int, ShareTokenContract]
+    world: World, digits: tuple[int, ShareToken]
 ) -> None:
     dataset_id, _ = digits
     root = world.root()
@@ -249,7 +249,7 @@ def test_propose_needs_its_own_commitment(
         world.market.propose(world.carol, dataset_id, "m", root, 5)
 
 
-def test_commitment_expires(world: World, digits: tuple[int, ShareTokenContract]) -> None:
+def test_commitment_expires(world: World, digits: tuple[int, ShareToken]) -> None:
     dataset_id, _ = digits
     root = world.root()
     world.market.commit(
@@ -261,7 +261,7 @@ def test_commitment_expires(world: World, digits: tuple[int, ShareTokenContract]
 
 
 def test_roots_pending_registered_and_freed(
-    world: World, digits: tuple[int, ShareTokenContract]
+    world: World, digits: tuple[int, ShareToken]
 ) -> None:
     dataset_id, _ = digits
     with pytest.raises(ContractRevert, match="market: root registered"):
@@ -279,7 +279,7 @@ def test_roots_pending_registered_and_freed(
         world.market.propose(world.bob, dataset_id, "m2", root, 5)
 
 
-def test_propose_refusals(world: World, digits: tuple[int, ShareTokenContract]) -> None:
+def test_propose_refusals(world: World, digits: tuple[int, ShareToken]) -> None:
     dataset_id, _ = digits
     with pytest.raises(ContractNotFoundError, match="market: unknown dataset"):
         world.market.propose(world.bob, 9, "m", world.root(), 5, value=STAKE)
@@ -295,7 +295,7 @@ def test_propose_refusals(world: World, digits: tuple[int, ShareTokenContract]) 
 
 
 def test_vote_weight_is_the_commit_block_balance(
-    world: World, digits: tuple[int, ShareTokenContract]
+    world: World, digits: tuple[int, ShareToken]
 ) -> None:
     dataset_id, token = digits
     token.transfer(world.alice, world.bob.address, 10 * ETHER)
@@ -318,7 +318,7 @@ def test_vote_weight_is_the_commit_block_balance(
     assert world.market.vote_of(pid, world.bob.address) == (True, False, 10 * ETHER)
 
 
-def test_vote_closed_and_not_open(world: World, digits: tuple[int, ShareTokenContract]) -> None:
+def test_vote_closed_and_not_open(world: World, digits: tuple[int, ShareToken]) -> None:
     dataset_id, _ = digits
     with pytest.raises(ContractNotFoundError, match="market: unknown proposal"):
         world.vote(world.alice, 1, True)
@@ -360,7 +360,7 @@ def test_scores(world: World) -> None:
 
 
 def test_accept_mints_registers_and_refunds(
-    world: World, digits: tuple[int, ShareTokenContract]
+    world: World, digits: tuple[int, ShareToken]
 ) -> None:
     dataset_id, token = digits
     pid = world.propose(world.bob, dataset_id, 40)
@@ -394,7 +394,7 @@ def test_accept_mints_registers_and_refunds(
         world.market.finalize(world.carol, pid)
 
 
-def test_reject_pays_the_holders(world: World, digits: tuple[int, ShareTokenContract]) -> None:
+def test_reject_pays_the_holders(world: World, digits: tuple[int, ShareToken]) -> None:
     dataset_id, token = digits
     pid = world.propose(world.bob, dataset_id)
     world.vote(world.alice, pid, False)
@@ -410,7 +410,7 @@ def test_reject_pays_the_holders(world: World, digits: tuple[int, ShareTokenCont
 
 
 def test_batches_are_priced_in_proposal_order(
-    world: World, digits: tuple[int, ShareTokenContract]
+    world: World, digits: tuple[int, ShareToken]
 ) -> None:
     dataset_id, token = digits
     first = world.propose(world.bob, dataset_id, 40)
@@ -427,12 +427,12 @@ def test_batches_are_priced_in_proposal_order(
 # --- ShareToken -------------------------------------------------------------------------------
 
 
-def _acct_word(chain: Chain, token: ShareTokenContract, account: str) -> int:  # noqa: F811 - the fixture
+def _acct_word(chain: Chain, token: ShareToken, account: str) -> int:  # noqa: F811 - the fixture
     slot = keccak(ACCT_SLOT.to_bytes(32, "big") + to_canonical_address(account).rjust(32, b"\0"))
     return int.from_bytes(chain.w3.eth.get_storage_at(token.address, slot), "big")
 
 
-def test_transfers_and_allowances(world: World, digits: tuple[int, ShareTokenContract]) -> None:
+def test_transfers_and_allowances(world: World, digits: tuple[int, ShareToken]) -> None:
     _, token = digits
     token.transfer(world.alice, world.bob.address, 3 * ETHER)
     with pytest.raises(InsufficientSharesError, match="shares: insufficient balance"):
@@ -456,7 +456,7 @@ def test_transfers_and_allowances(world: World, digits: tuple[int, ShareTokenCon
 
 
 def test_zero_moves_by_a_stranger_write_nothing(
-    world: World, digits: tuple[int, ShareTokenContract]
+    world: World, digits: tuple[int, ShareToken]
 ) -> None:
     dataset_id, token = digits
     token.transfer(world.alice, world.bob.address, ETHER)
@@ -468,7 +468,7 @@ def test_zero_moves_by_a_stranger_write_nothing(
     assert _acct_word(world.chain, token, world.carol.address) == 0
 
 
-def test_snapshots_are_exact(world: World, digits: tuple[int, ShareTokenContract]) -> None:
+def test_snapshots_are_exact(world: World, digits: tuple[int, ShareToken]) -> None:
     dataset_id, token = digits
     supply = token.totalSupply()
     pid = world.propose(world.bob, dataset_id)
@@ -482,7 +482,7 @@ def test_snapshots_are_exact(world: World, digits: tuple[int, ShareTokenContract
 
 
 def test_dividends_pro_rata_with_carried_rounding(
-    world: World, digits: tuple[int, ShareTokenContract]
+    world: World, digits: tuple[int, ShareToken]
 ) -> None:
     _, token = digits
     supply = token.totalSupply()
@@ -521,7 +521,7 @@ def test_distribute_withdraw_loop_cannot_freeze_dividends(world: World) -> None:
 
 
 def test_third_party_cannot_freeze_an_account(
-    world: World, digits: tuple[int, ShareTokenContract]
+    world: World, digits: tuple[int, ShareToken]
 ) -> None:
     dataset_id, token = digits
     token.transfer(world.alice, world.bob.address, 10 * ETHER)
@@ -541,7 +541,7 @@ def test_third_party_cannot_freeze_an_account(
 
 
 def test_rejected_at_deadline_and_frozen_after(
-    world: World, digits: tuple[int, ShareTokenContract]
+    world: World, digits: tuple[int, ShareToken]
 ) -> None:
     dataset_id, token = digits
     supply = token.totalSupply()
@@ -562,7 +562,7 @@ def test_rejected_at_deadline_and_frozen_after(
 
 
 def test_verify_item_on_an_accepted_entry(
-    world: World, digits: tuple[int, ShareTokenContract]
+    world: World, digits: tuple[int, ShareToken]
 ) -> None:
     from eth_abi import encode
 
@@ -586,7 +586,7 @@ def test_verify_item_on_an_accepted_entry(
 
 
 def test_dividends_follow_the_shares_held_at_each_payment(
-    world: World, digits: tuple[int, ShareTokenContract]
+    world: World, digits: tuple[int, ShareToken]
 ) -> None:
     _, token = digits
     supply = token.totalSupply()
@@ -603,7 +603,7 @@ def test_dividends_follow_the_shares_held_at_each_payment(
 
 
 def test_balance_at_every_snapshot_matches_a_model(
-    world: World, digits: tuple[int, ShareTokenContract]
+    world: World, digits: tuple[int, ShareToken]
 ) -> None:
     dataset_id, token = digits
     people = [world.alice, world.bob, world.carol]

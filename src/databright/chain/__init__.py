@@ -6,8 +6,8 @@ Entry points (see ``docs/chain.md``):
   as a :class:`~databright.chain.provider.Chain`;
 * :class:`databright.chain.accounts.Keystore` — encrypted keystore accounts;
 * :func:`databright.chain.deploy.deploy_market` — ShareToken blueprint + DataMarket;
-* :class:`databright.chain.market_contract.MarketContract`,
-  :class:`databright.chain.share_token.ShareTokenContract` — one thin wrapper per contract.
+* :class:`databright.chain.data_market.DataMarket`,
+  :class:`databright.chain.share_token.ShareToken` — one thin wrapper per contract.
 
 Nothing is imported here, so ``import databright.chain`` stays cheap.
 """

@@ -12,7 +12,7 @@ from eth_account.signers.local import LocalAccount
 from databright.chain.wrapper import BoundContract, Sent, checksum
 
 
-class ShareTokenContract(BoundContract):
+class ShareToken(BoundContract):
     """The ShareToken at ``address`` on ``chain``."""
 
     contract_name = "ShareToken"

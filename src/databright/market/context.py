@@ -14,9 +14,9 @@ from databright.home import Config, Home
 
 if TYPE_CHECKING:
     from databright.chain.accounts import Keystore
-    from databright.chain.market_contract import MarketContract
+    from databright.chain.data_market import DataMarket
     from databright.chain.provider import Chain
-    from databright.chain.share_token import ShareTokenContract
+    from databright.chain.share_token import ShareToken
     from databright.index.db import Index
     from databright.storage.cas import BlobStore
 
@@ -27,7 +27,7 @@ class Deployment:
     def __init__(self, home: Home | str | None = None, *, on_wait: Any = None) -> None:
         self.home = home if isinstance(home, Home) else Home(home)
         self._on_wait = on_wait
-        self._tokens: dict[str, ShareTokenContract] = {}
+        self._tokens: dict[str, ShareToken] = {}
 
     def __enter__(self) -> Self:
         return self
@@ -64,8 +64,8 @@ class Deployment:
         return open_chain(self.home, self.config, on_wait=self._on_wait)
 
     @cached_property
-    def market(self) -> MarketContract:
-        from databright.chain.market_contract import MarketContract
+    def market(self) -> DataMarket:
+        from databright.chain.data_market import DataMarket
 
         address = self.config.contracts.get("DataMarket")
         if not address:
@@ -73,14 +73,14 @@ class Deployment:
                 f"the home at {self.home.path} names no DataMarket contract: "
                 "run `databright init` (or `init --market ADDRESS` to attach)"
             )
-        return MarketContract(self.chain, address)
+        return DataMarket(self.chain, address)
 
-    def token(self, address: str) -> ShareTokenContract:
+    def token(self, address: str) -> ShareToken:
         """The ShareToken wrapper at ``address`` (cached)."""
-        from databright.chain.share_token import ShareTokenContract
+        from databright.chain.share_token import ShareToken
 
         if address not in self._tokens:
-            self._tokens[address] = ShareTokenContract(self.chain, address)
+            self._tokens[address] = ShareToken(self.chain, address)
         return self._tokens[address]
 
     def resolve_address(self, who: str) -> str:

@@ -16,7 +16,7 @@ from databright.market.rules import Rules
 
 if TYPE_CHECKING:
     from databright.chain.accounts import Signer
-    from databright.chain.market_contract import EntryInfo
+    from databright.chain.data_market import EntryInfo
     from databright.market.listings import DatasetSummary
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")

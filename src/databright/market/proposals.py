@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 if TYPE_CHECKING:
     from databright.chain.accounts import Signer
-    from databright.chain.market_contract import ProposalInfo
+    from databright.chain.data_market import ProposalInfo
 
 
 @dataclass(frozen=True)

@@ -135,7 +135,7 @@ _PROPOSAL = tuple(f for f in ProposalInfo.__dataclass_fields__ if f != "proposal
 _ENTRY = tuple(f for f in EntryInfo.__dataclass_fields__ if f not in ("dataset_id", "index"))
 
 
-class MarketContract(BoundContract):
+class DataMarket(BoundContract):
     """The DataMarket at ``address`` on ``chain``."""
 
     contract_name = "DataMarket"
