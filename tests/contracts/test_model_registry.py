@@ -122,14 +122,20 @@ def w() -> World:
     token = make_token(owner, holder)
     terms = terms_deployer().deploy()
     registry = registry_deployer().deploy(terms.address, CHALLENGE)
-    world = World(registry, terms, token, owner, key_account(), new_account(), key_account(), holder)
+    world = World(
+        registry, terms, token, owner, key_account(), new_account(), key_account(), holder
+    )
     set_terms(world, 1, token)
     return world
 
 
 def register(w: World, dataset_id: int = 1, royalty: int = 3_000, value: int = FEE) -> int:
     with boa.env.prank(w.dev):
-        return int(w.registry.register(dataset_id, "digits-cnn", b"\x11" * 32, 10**12, royalty, value=value))
+        return int(
+            w.registry.register(
+                dataset_id, "digits-cnn", b"\x11" * 32, 10**12, royalty, value=value
+            )
+        )
 
 
 def attestation(w: World, model_id: int, **kw: Any) -> Attestation:
@@ -242,7 +248,12 @@ def test_register_pays_the_training_fee_as_a_dividend(w):
     assert FEE - 1 <= w.token.dividends_of(w.holder) <= FEE  # the token floors claims: < 1 wei
     assert boa.env.get_balance(w.registry.address) == 0
     m = w.registry.get_model(1)
-    assert (m.owner, m.dataset_id, m.share_token, m.name) == (w.dev, 1, w.token.address, "digits-cnn")
+    assert (m.owner, m.dataset_id, m.share_token, m.name) == (
+        w.dev,
+        1,
+        w.token.address,
+        "digits-cnn",
+    )
     assert (m.program_digest, m.price_per_prediction, m.royalty_bps) == (b"\x11" * 32, 10**12, 3000)
     assert (m.checkpoint_count, m.best_checkpoint, m.best_metric_bps) == (0, 0, 0)
     assert w.registry.share_token_of(1) == w.token.address
@@ -549,7 +560,7 @@ def test_close_splits_every_wei(w):
     close(w, channel_id, amount)
     royalty, payee_amount = split_royalty(amount, 3_333)
     assert royalty * 10_000 >= amount * 3_333 > (royalty - 1) * 10_000  # rounded up
-    closed = [log for log in w.registry.get_logs() if type(log).__name__ == "ChannelClosed"][0]
+    closed = next(log for log in w.registry.get_logs() if type(log).__name__ == "ChannelClosed")
     assert (closed.amount, closed.royalty, closed.payee_amount, closed.refund) == (
         amount,
         royalty,
@@ -604,7 +615,9 @@ def test_forged_and_misdirected_vouchers_are_refused(w):
         "forged": sign(voucher(w, channel_id, amount), key_account()),
         "other amount": sign(voucher(w, channel_id, amount - 1), w.payer),
         "other channel": sign(voucher(w, other_channel, amount), w.payer),
-        "other registry": sign(voucher(w, channel_id, amount, registry=other_registry.address), w.payer),
+        "other registry": sign(
+            voucher(w, channel_id, amount, registry=other_registry.address), w.payer
+        ),
         "other chain": sign(voucher(w, channel_id, amount, chain_id=7), w.payer),
         "high s": high_s(sign(voucher(w, channel_id, amount), w.payer)),
         "garbage": b"\x00" * 65,
@@ -830,9 +843,10 @@ def test_every_registry_reason_is_in_the_table_tested_and_documented():
     table = {r for r in REVERTS if r.startswith("registry: ")}
     assert reasons == table
     own = Path(__file__).name
-    tests = "\n".join(
-        p.read_text() for p in sorted(TESTS.glob("test_*.py")) if p.name != own
-    ) + (TESTS / own).read_text().split("# --- reasons:")[0]
+    tests = (
+        "\n".join(p.read_text() for p in sorted(TESTS.glob("test_*.py")) if p.name != own)
+        + (TESTS / own).read_text().split("# --- reasons:")[0]
+    )
     missing = sorted(r for r in reasons if f'"{r}"' not in tests)
     assert not missing, f"registry reasons without a test: {missing}"
     doc = DOCS.read_text()

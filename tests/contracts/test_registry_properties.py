@@ -61,8 +61,12 @@ class RegistryMachine(RuleBasedStateMachine):
         self.flaky = refusing_token()  # dataset 2's token refuses until switched on
         self.evaluator = key_account()
         self.stranger = key_account()
-        self.terms.set_terms(1, self.token.address, self.evaluator.address, FEES[1], FLOORS[1], ENTRIES)
-        self.terms.set_terms(2, self.flaky.address, self.evaluator.address, FEES[2], FLOORS[2], ENTRIES)
+        self.terms.set_terms(
+            1, self.token.address, self.evaluator.address, FEES[1], FLOORS[1], ENTRIES
+        )
+        self.terms.set_terms(
+            2, self.flaky.address, self.evaluator.address, FEES[2], FLOORS[2], ENTRIES
+        )
         self.devs = [new_account(10**6 * ETHER) for _ in range(2)]
         self.payers = [key_account(10**6 * ETHER) for _ in range(2)]
         self.people = [*self.devs, *(p.address for p in self.payers)]
@@ -189,11 +193,22 @@ class RegistryMachine(RuleBasedStateMachine):
     @precondition(lambda self: any(c.signed for c in self.channels.values()))
     @rule(
         data=st.data(),
-        pick=st.sampled_from(["latest", "earlier", "forged", "other-chain", "other-registry",
-                              "other-channel", "unsigned-amount"]),
+        pick=st.sampled_from(
+            [
+                "latest",
+                "earlier",
+                "forged",
+                "other-chain",
+                "other-registry",
+                "other-channel",
+                "unsigned-amount",
+            ]
+        ),
     )
     def close(self, data: Any, pick: str) -> None:
-        channel_id = data.draw(st.sampled_from(sorted(i for i, c in self.channels.items() if c.signed)))
+        channel_id = data.draw(
+            st.sampled_from(sorted(i for i, c in self.channels.items() if c.signed))
+        )
         c = self.channels[channel_id]
         owner, dataset_id, royalty_bps = self.models[c.model_id]
         amount = c.signed[-1] if pick != "earlier" else data.draw(st.sampled_from(c.signed))
@@ -203,7 +218,9 @@ class RegistryMachine(RuleBasedStateMachine):
         elif pick == "other-chain":
             sig = sign(self._voucher(channel_id, amount, chain_id=v.chain_id + 1), c.payer)
         elif pick == "other-registry":
-            sig = sign(self._voucher(channel_id, amount, registry=self.other_registry.address), c.payer)
+            sig = sign(
+                self._voucher(channel_id, amount, registry=self.other_registry.address), c.payer
+            )
         elif pick == "other-channel":
             sig = sign(self._voucher(channel_id + 1, amount), c.payer)
         elif pick == "unsigned-amount":
@@ -226,11 +243,11 @@ class RegistryMachine(RuleBasedStateMachine):
             return
         with boa.env.prank(owner):
             self.registry.close(channel_id, amount, sig)
-        closed = [
+        closed = next(
             log
             for log in self.registry.get_logs()
             if log.address == self.registry.address and type(log).__name__ == "ChannelClosed"
-        ][0]
+        )
         royalty, payee_amount = split_royalty(amount, royalty_bps)
         assert (closed.royalty, closed.payee_amount, closed.refund) == (
             royalty,
