@@ -43,15 +43,15 @@ CHALLENGE = 60
 
 #: gas ceilings (measured figures are in docs/model-market.md; these leave ~15% headroom)
 GAS_CEILING = {
-    "register": 260_000,
+    "register": 270_000,
     "submit_checkpoint": 250_000,
-    "submit_checkpoint (self-reported)": 240_000,
-    "open_channel": 95_000,
-    "top_up": 40_000,
-    "close": 140_000,
-    "start_reclaim": 40_000,
-    "reclaim": 65_000,
-    "withdraw": 45_000,
+    "submit_checkpoint (self-reported)": 195_000,
+    "open_channel": 88_000,
+    "top_up": 36_000,
+    "close": 138_000,
+    "start_reclaim": 33_000,
+    "reclaim": 43_000,
+    "withdraw": 35_000,
 }
 
 

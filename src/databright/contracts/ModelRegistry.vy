@@ -78,6 +78,18 @@ struct Model:
     best_checkpoint: uint256
     best_metric_bps: uint256
 
+# stored form: the token lives once per dataset in `share_token_of` (gas: one slot less)
+struct ModelRecord:
+    owner: address
+    dataset_id: uint256
+    name: String[64]
+    program_digest: bytes32
+    price_per_prediction: uint256
+    royalty_bps: uint256
+    checkpoint_count: uint256
+    best_checkpoint: uint256
+    best_metric_bps: uint256
+
 struct Checkpoint:
     cid: String[100]
     file_sha256: bytes32
@@ -105,7 +117,7 @@ held_of: public(HashMap[uint256, uint256])
 share_token_of: public(HashMap[uint256, address])
 is_trusted_attestor: public(HashMap[address, bool])
 
-_models: HashMap[uint256, Model]
+_models: HashMap[uint256, ModelRecord]
 _cp_cid: HashMap[uint256, HashMap[uint256, String[100]]]
 _cp_sha: HashMap[uint256, HashMap[uint256, bytes32]]
 _cp_word: HashMap[uint256, HashMap[uint256, uint256]]
@@ -238,10 +250,9 @@ def register(
     assert msg.value == fee, "registry: wrong fee"
     model_id: uint256 = self.model_count + 1
     self.model_count = model_id
-    self._models[model_id] = Model(
+    self._models[model_id] = ModelRecord(
         owner=msg.sender,
         dataset_id=dataset_id,
-        share_token=token,
         name=name,
         program_digest=program_digest,
         price_per_prediction=price_per_prediction,
@@ -250,7 +261,8 @@ def register(
         best_checkpoint=0,
         best_metric_bps=0,
     )
-    self.share_token_of[dataset_id] = token
+    if self.share_token_of[dataset_id] != token:
+        self.share_token_of[dataset_id] = token
     log ModelRegistered(
         model_id=model_id,
         dataset_id=dataset_id,
@@ -342,8 +354,8 @@ def submit_checkpoint(
         attestor=attestor,
         best=best,
     )
-    # the model's token was fixed at register: a dataset's ShareToken never changes
-    token = self._models[model_id].share_token
+    # the token recorded at register (a dataset's ShareToken never changes)
+    token = self.share_token_of[dataset_id]
     self._pay_dataset(dataset_id, model_id, token, fee, SOURCE_TRAINING)
     return number
 
@@ -456,7 +468,7 @@ def close(channel_id: uint256, amount: uint256, signature: Bytes[65]):
     self._credit(payer, refund)
     dataset_id: uint256 = self._models[model_id].dataset_id
     self._pay_dataset(
-        dataset_id, model_id, self._models[model_id].share_token, royalty, SOURCE_ROYALTY
+        dataset_id, model_id, self.share_token_of[dataset_id], royalty, SOURCE_ROYALTY
     )
 
 
@@ -552,8 +564,20 @@ def get_model(model_id: uint256) -> Model:
     @param model_id The model.
     @return The Model record.
     """
-    assert self._models[model_id].dataset_id != 0, "registry: unknown model"
-    return self._models[model_id]
+    m: ModelRecord = self._models[model_id]
+    assert m.dataset_id != 0, "registry: unknown model"
+    return Model(
+        owner=m.owner,
+        dataset_id=m.dataset_id,
+        share_token=self.share_token_of[m.dataset_id],
+        name=m.name,
+        program_digest=m.program_digest,
+        price_per_prediction=m.price_per_prediction,
+        royalty_bps=m.royalty_bps,
+        checkpoint_count=m.checkpoint_count,
+        best_checkpoint=m.best_checkpoint,
+        best_metric_bps=m.best_metric_bps,
+    )
 
 
 @external
