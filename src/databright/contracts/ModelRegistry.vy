@@ -450,9 +450,8 @@ def close(channel_id: uint256, amount: uint256, signature: Bytes[65]):
     assert amount <= deposit, "registry: voucher exceeds deposit"
     payer: address = convert(head & ADDR_MASK, address)
     assert len(signature) == 65, "registry: bad signature length"
-    assert self._recover(self._voucher_digest(channel_id, amount), signature) == payer, (
-        "registry: bad voucher"
-    )
+    signer: address = self._recover(self._voucher_digest(channel_id, amount), signature)
+    assert signer == payer, "registry: bad voucher"
     royalty: uint256 = (amount * self._models[model_id].royalty_bps + BPS - 1) // BPS
     payee_amount: uint256 = amount - royalty
     refund: uint256 = deposit - amount
@@ -589,9 +588,8 @@ def get_checkpoint(model_id: uint256, checkpoint: uint256) -> Checkpoint:
     @param checkpoint Its number (1..checkpoint_count).
     @return The Checkpoint record.
     """
-    assert checkpoint != 0 and checkpoint <= self._models[model_id].checkpoint_count, (
-        "registry: unknown checkpoint"
-    )
+    count: uint256 = self._models[model_id].checkpoint_count
+    assert checkpoint != 0 and checkpoint <= count, "registry: unknown checkpoint"
     word: uint256 = self._cp_word[model_id][checkpoint]
     return Checkpoint(
         cid=self._cp_cid[model_id][checkpoint],
