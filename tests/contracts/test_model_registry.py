@@ -749,26 +749,29 @@ def test_payee_may_close_during_the_challenge_window(w):
     assert w.registry.owed_of(w.payer.address) == ETHER - 3 * 10**17
 
 
-def test_withdraw_is_not_reentrant(w):
+def test_no_reentry_while_withdraw_pays(w):
+    """A payer contract that calls back into the registry from its receive hook is refused."""
     attacker_src = """
 interface IRegistry:
     def withdraw() -> uint256: nonpayable
-    def register(d: uint256, n: String[64], p: bytes32, price: uint256, r: uint256) -> uint256: payable
     def open_channel(m: uint256, t: uint256) -> uint256: payable
     def start_reclaim(c: uint256) -> uint256: nonpayable
     def reclaim(c: uint256) -> uint256: nonpayable
 
 registry: IRegistry
-hits: public(uint256)
+model_id: uint256
+tried: public(bool)
+reentered: public(bool)
 
 @deploy
-def __init__(r: address):
+def __init__(r: address, m: uint256):
     self.registry = IRegistry(r)
+    self.model_id = m
 
 @external
 @payable
-def go(model_id: uint256):
-    c: uint256 = extcall self.registry.open_channel(model_id, 1, value=msg.value)
+def go():
+    c: uint256 = extcall self.registry.open_channel(self.model_id, 1, value=msg.value)
 
 @external
 def finish(c: uint256):
@@ -782,20 +785,28 @@ def take(c: uint256):
 @external
 @payable
 def __default__():
-    self.hits += 1
-    if self.hits == 1:
-        extcall self.registry.withdraw()
+    if not self.tried:
+        self.tried = True
+        # re-enter with the money just received: open a new channel
+        self.reentered = raw_call(
+            self.registry.address,
+            abi_encode(self.model_id, convert(1, uint256), method_id=method_id("open_channel(uint256,uint256)")),
+            value=msg.value,
+            revert_on_failure=False,
+        )
 """
     model_id = register(w)
-    attacker = boa.loads(attacker_src, w.registry.address)
+    attacker = boa.loads(attacker_src, w.registry.address, model_id)
     boa.env.set_balance(boa.env.eoa, 10 * ETHER)
-    attacker.go(model_id, value=ETHER)
+    attacker.go(value=ETHER)
     boa.env.time_travel(seconds=2)
     attacker.finish(1)
     boa.env.time_travel(seconds=CHALLENGE)
-    with boa.reverts():
-        attacker.take(1)  # the inner withdraw hits the lock, so the payout fails
-    assert boa.env.get_balance(w.registry.address) == ETHER
+    attacker.take(1)
+    assert attacker.tried() and not attacker.reentered()
+    assert w.registry.channel_count() == 1
+    assert boa.env.get_balance(attacker.address) == ETHER
+    assert boa.env.get_balance(w.registry.address) == 0
 
 
 # --- administration -------------------------------------------------------------------------
