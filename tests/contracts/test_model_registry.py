@@ -116,8 +116,20 @@ def set_terms(w: World, dataset_id: int, token: Any, **kw: Any) -> None:
     )
 
 
+def forget_storage_traces() -> None:
+    """Drop titanoboa's session-wide SHA3/SSTORE traces.
+
+    boa keeps them only to print a contract's storage when a call reverts; after many
+    contracts in one process that printing can mis-decode a slot and raise AttributeError
+    instead of the revert. These tests need the revert reason, not the storage dump.
+    """
+    boa.env.sha3_trace = {}
+    boa.env.sstore_trace = {}
+
+
 @pytest.fixture
 def w() -> World:
+    forget_storage_traces()
     owner, holder = new_account(), new_account()
     token = make_token(owner, holder)
     terms = terms_deployer().deploy()

@@ -23,6 +23,7 @@ from databright.chain.model_registry import Attestation, Voucher, sign, split_ro
 from tests.contracts.conftest import ETHER, ZERO, deployers, new_account
 from tests.contracts.test_model_registry import (
     CHALLENGE,
+    forget_storage_traces,
     key_account,
     refusing_token,
     registry_deployer,
@@ -51,6 +52,7 @@ class ChannelModel:
 class RegistryMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
+        forget_storage_traces()
         self.terms = terms_deployer().deploy()
         self.registry = registry_deployer().deploy(self.terms.address, CHALLENGE)
         self.other_registry = registry_deployer().deploy(self.terms.address, CHALLENGE)
