@@ -7,7 +7,7 @@ from pathlib import Path
 
 CONTRACTS = Path(__file__).resolve().parents[2] / "src" / "databright" / "contracts"
 TESTS = Path(__file__).resolve().parent
-REASON = re.compile(r'"((?:market|shares): [^"]+)"')
+REASON = re.compile(r'"((?:market|shares|registry): [^"]+)"')
 
 
 def _sources() -> dict[str, str]:
@@ -25,7 +25,11 @@ def reasons() -> dict[str, set[str]]:
 
 
 def test_every_assert_has_a_prefixed_reason():
-    prefix = {"DataMarket.vy": "market: ", "ShareToken.vy": "shares: "}
+    prefix = {
+        "DataMarket.vy": "market: ",
+        "ShareToken.vy": "shares: ",
+        "ModelRegistry.vy": "registry: ",
+    }
     for name, src in _sources().items():
         for line in src.splitlines():
             stripped = line.strip()
@@ -45,6 +49,9 @@ def test_every_reason_is_tested():
 
 
 def test_reasons_are_documented():
-    doc = (CONTRACTS.parents[2] / "docs" / "contracts.md").read_text()
+    docs = CONTRACTS.parents[2] / "docs"
+    doc = (docs / "contracts.md").read_text() + (docs / "model-market.md").read_text()
     missing = sorted(r for rs in reasons().values() for r in rs if f"`{r}`" not in doc)
-    assert not missing, f"revert reasons missing from docs/contracts.md: {missing}"
+    assert not missing, (
+        f"revert reasons missing from docs/contracts.md or model-market.md: {missing}"
+    )

@@ -107,6 +107,66 @@ REVERTS: dict[str, tuple[type[ContractRevert], str]] = {
     "shares: no holders": (NothingToWithdrawError, "the dataset has no shareholders to pay"),
     "shares: distribution cap": (InvalidArgumentError, "the amount exceeds the distribution cap"),
     "shares: nothing to withdraw": (NothingToWithdrawError, "no dividends to withdraw"),
+    # ModelRegistry: deployment
+    "registry: terms not a contract": (InvalidArgumentError, "the terms address holds no contract"),
+    "registry: bad challenge period": (
+        InvalidArgumentError,
+        "the challenge period must be 1 second to 1 year",
+    ),
+    # ModelRegistry: unknown things
+    "registry: unknown dataset": (ContractNotFoundError, "no such dataset"),
+    "registry: unknown model": (ContractNotFoundError, "no such model"),
+    "registry: unknown checkpoint": (ContractNotFoundError, "no such checkpoint of this model"),
+    "registry: unknown channel": (ContractNotFoundError, "no such payment channel"),
+    # ModelRegistry: register / submit_checkpoint
+    "registry: empty name": (InvalidArgumentError, "the model needs a name"),
+    "registry: bad royalty": (InvalidArgumentError, "the royalty must be at most 10,000 bps"),
+    "registry: royalty below floor": (
+        InvalidArgumentError,
+        "the royalty is below the dataset's minimum royalty",
+    ),
+    "registry: wrong fee": (
+        InvalidArgumentError,
+        "the value sent must equal the dataset's training fee",
+    ),
+    "registry: only model owner": (PermissionDenied, "only the model's owner may do this"),
+    "registry: empty cid": (InvalidArgumentError, "the checkpoint names no CID"),
+    "registry: empty sha256": (InvalidArgumentError, "the checkpoint's sha256 is zero"),
+    "registry: metric out of range": (InvalidArgumentError, "the metric must be 0 to 10,000 bps"),
+    "registry: bad snapshot": (
+        InvalidArgumentError,
+        "the snapshot must be 1 to the dataset's current number of entries",
+    ),
+    "registry: bad signature length": (InvalidArgumentError, "a signature is 65 bytes"),
+    "registry: nothing held": (NothingToWithdrawError, "no held dividends for this dataset"),
+    # ModelRegistry: payment channels
+    "registry: empty deposit": (InvalidArgumentError, "send a non-zero deposit"),
+    "registry: deposit too large": (InvalidArgumentError, "the deposit exceeds 2**96 - 1 wei"),
+    "registry: bad timeout": (InvalidArgumentError, "the timeout must be 1 second to 10 years"),
+    "registry: only payer": (PermissionDenied, "only the channel's payer may do this"),
+    "registry: only payee": (PermissionDenied, "only the model's owner may close the channel"),
+    "registry: channel not open": (ContractRevert, "the channel is closed, reclaimed or closing"),
+    "registry: voucher exceeds deposit": (
+        InvalidArgumentError,
+        "the voucher is for more than the channel's deposit",
+    ),
+    "registry: bad voucher": (
+        InvalidArgumentError,
+        "the voucher is not signed by the channel's payer for this channel and amount",
+    ),
+    "registry: channel not expired": (
+        TooEarlyError,
+        "the channel's timeout has not passed: it cannot be reclaimed yet",
+    ),
+    "registry: reclaim not started": (TooEarlyError, "call start_reclaim first"),
+    "registry: challenge window open": (
+        TooEarlyError,
+        "the challenge window is still open: the payee may still close",
+    ),
+    "registry: nothing to withdraw": (NothingToWithdrawError, "nothing credited to withdraw"),
+    # ModelRegistry: administration
+    "registry: only owner": (PermissionDenied, "only the registry's owner may do this"),
+    "registry: zero address": (InvalidArgumentError, "the zero address is not allowed here"),
 }
 
 _INVALID_WORDS = ("zero", "invalid", "out of range", "too long", "empty", "bad ")
