@@ -107,8 +107,8 @@ class SmallCnnConfig(TrainConfig):
         width: channels of the first block (the second has twice as many).
     """
 
-    epochs: int = 15
-    lr: float = 0.003
+    epochs: int = 20
+    lr: float = 0.01
     size: int = 28
     mode: Literal["L", "RGB"] = "L"
     width: int = 8
