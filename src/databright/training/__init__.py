@@ -24,7 +24,7 @@ from databright.training.config import (
     SmallCnnConfig,
     TrainConfig,
 )
-from databright.training.embed import EmbeddingCache, Embedder, pretrained_available
+from databright.training.embed import Embedder, EmbeddingCache, pretrained_available
 from databright.training.errors import (
     CheckpointIntegrityError,
     MalformedCheckpointError,

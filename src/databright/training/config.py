@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal, Self
 
 from databright.errors import UsageError
 
@@ -21,8 +21,6 @@ __all__ = [
     "TrainConfig",
     "canonical_json",
 ]
-
-C = TypeVar("C", bound="TrainConfig")
 
 
 def canonical_json(value: Any) -> str:
@@ -69,7 +67,7 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls: type[C], data: dict[str, Any]) -> C:
+    def from_dict(cls, data: dict[str, Any]) -> Self:
         """A config from JSON fields; unknown fields are refused (a typo must not train)."""
         if not isinstance(data, dict):
             raise UsageError(f"a {cls.__name__} is a JSON object, not {type(data).__name__}")

@@ -28,7 +28,7 @@ from databright.training.digest import file_sha256
 from databright.training.errors import TrainingError
 from databright.training.images import decode_image
 
-__all__ = ["BATCH", "DIM", "EmbeddingCache", "Embedder", "pretrained_available"]
+__all__ = ["BATCH", "DIM", "Embedder", "EmbeddingCache", "pretrained_available"]
 
 DIM = 1280
 BATCH = 16

@@ -8,6 +8,7 @@ permutation.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -53,7 +54,7 @@ def canonical_order(records: Sequence[Record], seed: int) -> list[Record]:
         TrainingError: the same CID appears twice (an item would weigh double).
     """
     ordered = sorted(records, key=lambda r: r.cid)
-    for a, b in zip(ordered, ordered[1:]):
+    for a, b in itertools.pairwise(ordered):
         if a.cid == b.cid:
             raise TrainingError(f"item {a.cid} appears twice in the training records")
     perm = np.random.default_rng(np.random.SeedSequence([seed, 0x7261696E])).permutation(

@@ -17,7 +17,13 @@ from databright.training.config import LogRegConfig, MlpConfig, TrainConfig
 from databright.training.errors import MalformedCheckpointError
 from databright.training.families.base import Context, Family, Prep
 from databright.training.records import Record, load_all
-from databright.training.tabular import MAX_COLUMNS, Standardiser, numeric_columns, parse_row, row_matrix
+from databright.training.tabular import (
+    MAX_COLUMNS,
+    Standardiser,
+    numeric_columns,
+    parse_row,
+    row_matrix,
+)
 
 __all__ = ["LogReg", "Mlp"]
 
