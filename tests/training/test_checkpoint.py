@@ -85,7 +85,7 @@ def test_tampered_bytes_are_refused_before_parsing(trained, tmp_path):
 @pytest.mark.parametrize("case", [
     "truncated", "empty", "huge-header-length", "header-not-json", "no-metadata",
     "wrong-format", "unknown-family", "bad-labels", "metric-out-of-range", "bad-config",
-    "missing-tensor", "extra-tensor", "wrong-shape", "wrong-dtype", "nan-weights", "bad-columns",
+    "bad-config-type", "missing-tensor", "extra-tensor", "wrong-shape", "wrong-dtype", "nan-weights", "bad-columns",
 ])
 def test_malformed_checkpoints_are_refused(trained, case):
     w = trained.tensors["net.0.weight"]
@@ -100,6 +100,7 @@ def test_malformed_checkpoints_are_refused(trained, case):
         "bad-labels": lambda: _with(trained, labels=["1"]),
         "metric-out-of-range": lambda: _with(trained, metric_bps=10_001),
         "bad-config": lambda: _with(trained, config={**trained.config, "hidden": "eight"}),
+        "bad-config-type": lambda: _with(trained, config={**trained.config, "lr": "fast"}),
         "missing-tensor": lambda: _with(trained, drop=["net.2.bias"]),
         "extra-tensor": lambda: _with(trained, tensors={"net.9.weight": torch.zeros(2)}),
         "wrong-shape": lambda: _with(trained, tensors={"net.0.weight": torch.zeros(9, 64)}),

@@ -59,7 +59,11 @@ class TrainConfig:
                 raise UsageError(f"{name} must be a positive integer, not {value!r}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise UsageError(f"seed must be a non-negative integer, not {self.seed!r}")
-        if not 0 < float(self.lr) < 10 or not 0 <= float(self.weight_decay) < 10:
+        for name in ("lr", "weight_decay"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                raise UsageError(f"{name} must be a number, not {value!r}")
+        if not 0 < self.lr < 10 or not 0 <= self.weight_decay < 10:
             raise UsageError("lr must be in (0, 10) and weight_decay in [0, 10)")
 
     def to_dict(self) -> dict[str, Any]:
@@ -77,7 +81,7 @@ class TrainConfig:
             raise UsageError(f"unknown {cls.__name__} field(s): {', '.join(unknown)}")
         try:
             return cls(**data)
-        except TypeError as exc:
+        except (TypeError, ValueError) as exc:
             raise UsageError(f"bad {cls.__name__}: {exc}") from exc
 
     def arch(self) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import os
 import tempfile
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -70,12 +71,21 @@ def _network() -> Any:
 
 
 class EmbeddingCache:
-    """Embeddings by CID: in memory, and in ``folder`` (``<folder>/<weights sha256[:16]>/<cid>``,
+    """Embeddings by CID: in memory (the ``memory`` most recent), and in ``folder`` (``<folder>/<weights sha256[:16]>/<cid>``,
     1280 little-endian float32 each, written atomically) when one is given."""
 
-    def __init__(self, folder: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self, folder: str | os.PathLike[str] | None = None, memory: int = 20_000
+    ) -> None:
         self.folder = Path(folder) if folder is not None else None
-        self._memory: dict[str, np.ndarray] = {}
+        self.memory = int(memory)  # 20,000 embeddings ≈ 100 MB
+        self._memory: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    def _remember(self, cid: str, vec: np.ndarray) -> None:
+        self._memory[cid] = vec
+        self._memory.move_to_end(cid)
+        while len(self._memory) > self.memory:
+            self._memory.popitem(last=False)
 
     def _path(self, cid: str) -> Path | None:
         if self.folder is None or not cid.replace("-", "").isalnum():
@@ -85,6 +95,7 @@ class EmbeddingCache:
     def get(self, cid: str) -> np.ndarray | None:
         """The cached embedding, or None; a damaged cache file is ignored and rewritten."""
         if cid in self._memory:
+            self._memory.move_to_end(cid)
             return self._memory[cid]
         path = self._path(cid)
         if path is not None and path.is_file():
@@ -92,14 +103,14 @@ class EmbeddingCache:
             if len(data) == DIM * 4:
                 vec = np.frombuffer(data, dtype="<f4").copy()
                 if np.isfinite(vec).all():
-                    self._memory[cid] = vec
+                    self._remember(cid, vec)
                     return vec
         return None
 
     def put(self, cid: str, vec: np.ndarray) -> None:
         """Remember ``vec`` for ``cid`` (and write it to the folder)."""
         vec = np.ascontiguousarray(vec, dtype="<f4")
-        self._memory[cid] = vec
+        self._remember(cid, vec)
         path = self._path(cid)
         if path is None:
             return
