@@ -141,3 +141,22 @@ def test_csv_rows_train_like_json_rows():
 
     train, val = [as_csv(r) for r in digit_rows(0, 300)], [as_csv(r) for r in digit_rows(1200, 100)]
     assert get_family("logreg").fit(train, val, {"epochs": 20}).accuracy >= 0.9
+
+
+def test_fine_tune_gain_is_positive_for_a_clean_batch_and_negative_for_random_labels(rows):
+    import numpy as np
+
+    from databright.training import Record, fine_tune_gain
+
+    train, val = rows
+    best = get_family("logreg").fit(train[:60], val, LogRegConfig(epochs=10)).checkpoint
+    clean = train[60:360]
+    rng = np.random.default_rng(5)
+    noisy = [Record(r.cid, str(rng.integers(10)), r.media_type, r.load) for r in clean]
+    good = fine_tune_gain(best, clean, val, {"epochs": 10})
+    bad = fine_tune_gain(best, noisy, val, {"epochs": 10})
+    assert good.before == bad.before and good.before.accuracy_bps == best.metric_bps
+    assert good.gain_bps > 0 > bad.gain_bps, (good.to_dict(), bad.to_dict())
+    assert good.after.checkpoint.snapshot == best.snapshot + len(clean)
+    assert good.after.checkpoint.config["epochs"] == 10
+    assert good.after.checkpoint.config["lr"] == best.config["lr"]

@@ -8,7 +8,7 @@ safetensors files verified by sha256 before they are parsed (:mod:`.checkpoint`)
 
 from __future__ import annotations
 
-from databright.training.api import train_dataset
+from databright.training.api import FineTuneGain, fine_tune_gain, train_dataset
 from databright.training.checkpoint import (
     Checkpoint,
     StoredCheckpoint,
@@ -49,6 +49,7 @@ __all__ = [
     "EmbeddingCache",
     "Evaluation",
     "Family",
+    "FineTuneGain",
     "LogRegConfig",
     "MalformedCheckpointError",
     "MlpConfig",
@@ -61,6 +62,7 @@ __all__ = [
     "TrainingError",
     "canonical_order",
     "checkpoint_from_bytes",
+    "fine_tune_gain",
     "get_family",
     "load_checkpoint",
     "pretrained_available",

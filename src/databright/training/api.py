@@ -5,15 +5,16 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from databright.training.checkpoint import Checkpoint, CheckpointStore, save_checkpoint
 from databright.training.config import TrainConfig
 from databright.training.embed import EmbeddingCache
-from databright.training.families import Progress, TrainResult, get_family
+from databright.training.families import Evaluation, Progress, TrainResult, get_family
 from databright.training.records import Record
 
-__all__ = ["train_dataset"]
+__all__ = ["FineTuneGain", "fine_tune_gain", "train_dataset"]
 
 
 def train_dataset(
@@ -52,3 +53,46 @@ def train_dataset(
         return result
     stored = save_checkpoint(store, result.checkpoint)
     return dataclasses.replace(result, cid=stored.cid, sha256=stored.sha256)
+
+
+@dataclass(frozen=True)
+class FineTuneGain:
+    """A proposal's batch measured against a stored checkpoint (paper Figure 3): the
+    checkpoint's validation accuracy before and after fine-tuning it on the batch."""
+
+    before: Evaluation
+    after: TrainResult
+
+    @property
+    def gain_bps(self) -> int:
+        """Accuracy change in basis points (negative: the batch makes the model worse)."""
+        return self.after.accuracy_bps - self.before.accuracy_bps
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"before_bps": self.before.accuracy_bps, "after_bps": self.after.accuracy_bps,
+                "gain_bps": self.gain_bps, "validation_items": self.before.total}
+
+
+def fine_tune_gain(
+    checkpoint: Checkpoint,
+    batch: Sequence[Record],
+    val: Sequence[Record],
+    config: Mapping[str, Any] | None = None,
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    progress: Progress | None = None,
+) -> FineTuneGain:
+    """Fine-tune ``checkpoint`` on a proposal's ``batch`` and compare validation accuracy.
+
+    Args:
+        checkpoint: the dataset's best checkpoint (loaded with :func:`load_checkpoint`).
+        batch: the proposal's items, with their proposed labels.
+        val: the validation records the checkpoint was measured on.
+        config: fields overriding the checkpoint's config (e.g. ``{"epochs": 5}``).
+    """
+    family = get_family(checkpoint.family)
+    cache = EmbeddingCache(cache_dir) if cache_dir is not None else None
+    before = family.evaluate(checkpoint, val, cache=cache)
+    after = family.fit(batch, val, dict(config or {}), init=checkpoint, snapshot=checkpoint.snapshot
+                       + len(batch), progress=progress, cache=cache)
+    return FineTuneGain(before, after)

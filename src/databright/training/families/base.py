@@ -165,7 +165,8 @@ class Family(ABC):
         Args:
             train: training records (the dataset's accepted entries).
             val: validation records (never trained on).
-            cfg: the family's config (or its JSON fields); with ``init`` and None, init's.
+            cfg: the family's config (or its JSON fields); with ``init``, JSON fields override
+                the checkpoint's config and None keeps it.
             init: fine-tune this checkpoint (same family, labels and architecture fields).
             snapshot: dataset entry count recorded in the checkpoint (default ``len(train)``).
             progress: called as ``progress(stage, done, total)``.
@@ -174,6 +175,8 @@ class Family(ABC):
         if init is not None:
             self.validate(init)
             base = self.config_type.from_dict(init.config)
+            if isinstance(cfg, Mapping):  # fields given override the checkpoint's own
+                cfg = self.config_type.from_dict({**base.to_dict(), **cfg})
             cfg = base if cfg is None else self.config(cfg)
             if cfg.arch() != base.arch():
                 raise UsageError(f"a fine-tune keeps the architecture {base.arch()}, "
