@@ -160,3 +160,22 @@ def test_fine_tune_gain_is_positive_for_a_clean_batch_and_negative_for_random_la
     assert good.after.checkpoint.snapshot == best.snapshot + len(clean)
     assert good.after.checkpoint.config["epochs"] == 10
     assert good.after.checkpoint.config["lr"] == best.config["lr"]
+
+
+def test_records_from_store_items_and_a_corrupt_blob_is_an_integrity_error(tmp_path):
+    from databright.errors import CorruptBlobError
+    from databright.storage.cas import LocalBlobStore
+    from databright.storage.manifest import Item
+    from databright.training import records_from
+
+    store = LocalBlobStore(tmp_path / "store")
+    source = digit_rows(0, 120)
+    items = [Item(store.put_bytes(r.load()), r.label, len(r.load()), r.media_type, f"row{i}")
+             for i, r in enumerate(source)]
+    records = records_from(items, store.get)
+    assert [r.cid for r in records] == [r.cid for r in source]
+    result = get_family("logreg").fit(records[:90], records[90:], {"epochs": 5})
+    assert result.accuracy >= 0.7
+    store.path_of(items[3].cid).write_bytes(b'{"p00": 1}')  # damaged on disk
+    with pytest.raises(CorruptBlobError):
+        get_family("logreg").fit(records[:90], records[90:], {"epochs": 1})

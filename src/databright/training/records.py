@@ -15,9 +15,10 @@ from typing import Protocol
 
 import numpy as np
 
+from databright.errors import DataBrightError
 from databright.training.errors import TrainingError
 
-__all__ = ["Record", "canonical_order", "label_list", "records_from"]
+__all__ = ["Record", "canonical_order", "label_list", "load_all", "records_from"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,9 +33,14 @@ class Record:
 
 
 class _ItemLike(Protocol):
-    cid: str
-    label: str
-    media_type: str
+    @property
+    def cid(self) -> str: ...
+
+    @property
+    def label(self) -> str: ...
+
+    @property
+    def media_type(self) -> str: ...
 
 
 def records_from(items: Iterable[_ItemLike], get: Callable[[str], bytes]) -> list[Record]:
@@ -72,11 +78,14 @@ def label_list(records: Iterable[Record]) -> tuple[str, ...]:
 
 
 def load_all(records: Sequence[Record], what: str = "item") -> list[bytes]:
-    """Every record's bytes, in order; a loader failure names the record."""
+    """Every record's bytes, in order. A DataBrightError of the loader (a corrupt or missing
+    blob) propagates unchanged; any other failure becomes a TrainingError naming the record."""
     out: list[bytes] = []
     for r in records:
         try:
             out.append(r.load())
+        except DataBrightError:
+            raise
         except Exception as exc:  # a loader is caller code: any failure is about this item
             raise TrainingError(f"cannot read {what} {r.cid}: {exc}") from exc
     return out
