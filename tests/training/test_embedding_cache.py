@@ -16,3 +16,10 @@ def test_memory_cache_keeps_the_most_recently_used():
     cache.put("c", vec["c"])
     assert cache.get("b") is None
     assert np.array_equal(cache.get("a"), vec["a"]) and np.array_equal(cache.get("c"), vec["c"])
+
+
+def test_the_home_cache_folder_is_under_the_home(tmp_path):
+    from databright.home import Home
+    from databright.training import home_cache_dir
+
+    assert home_cache_dir(Home(tmp_path)) == tmp_path.resolve() / "cache" / "embeddings"

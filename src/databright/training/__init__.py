@@ -24,7 +24,12 @@ from databright.training.config import (
     SmallCnnConfig,
     TrainConfig,
 )
-from databright.training.embed import Embedder, EmbeddingCache, pretrained_available
+from databright.training.embed import (
+    Embedder,
+    EmbeddingCache,
+    home_cache_dir,
+    pretrained_available,
+)
 from databright.training.errors import (
     CheckpointIntegrityError,
     MalformedCheckpointError,
@@ -64,6 +69,7 @@ __all__ = [
     "checkpoint_from_bytes",
     "fine_tune_gain",
     "get_family",
+    "home_cache_dir",
     "load_checkpoint",
     "pretrained_available",
     "records_from",

@@ -24,18 +24,26 @@ from typing import Any
 import numpy as np
 import torch
 
+from databright.home import Home
 from databright.training.determinism import deterministic
 from databright.training.digest import file_sha256
 from databright.training.errors import TrainingError
 from databright.training.images import decode_image
 
-__all__ = ["BATCH", "DIM", "Embedder", "EmbeddingCache", "pretrained_available"]
+__all__ = [
+    "BATCH", "DIM", "Embedder", "EmbeddingCache", "home_cache_dir", "pretrained_available",
+]
 
 DIM = 1280
 BATCH = 16
 THREADS = 2
 SIZE = 224
 NAME = "efficientnet-lite0"
+
+
+def home_cache_dir(home: Home) -> Path:
+    """The embedding cache folder of a DataBright home: ``<home>/cache/embeddings``."""
+    return home.path / "cache" / "embeddings"
 
 
 def pretrained_available() -> bool:
