@@ -16,7 +16,7 @@ pytestmark = [
 ]
 
 
-def test_pretrained_head_on_500_digits_beats_the_small_cnn():
+def test_pretrained_head_and_small_cnn_learn_500_digits():
     train, val = digit_images(0, 500), digit_images(1000, 100)
     head = get_family("efficientnet-head").fit(train, val, cache=EmbeddingCache())
     cnn = get_family("small-cnn").fit(train, val, {"epochs": 15})

@@ -117,6 +117,8 @@ def test_bad_input_is_refused_with_a_reason(rows):
         LogRegConfig(epochs=0)
     with pytest.raises(TrainingError, match="two labels"):
         get_family("logreg").fit([r for r in train if r.label == "3"], val)
+    with pytest.raises(TrainingError, match="both training and validation"):
+        get_family("logreg").fit(train[:50], val[:20] + train[:1])
     with pytest.raises(TrainingError, match="twice"):
         get_family("logreg").fit(train[:50] + train[:1], val)
     broken = [train[0].__class__("bafyx", "1", "application/json", lambda: b"{not json")]

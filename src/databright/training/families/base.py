@@ -184,6 +184,10 @@ class Family(ABC):
         cfg = self.config(cfg)
         if not train or not val:
             raise TrainingError("training needs at least one training and one validation item")
+        shared = {r.cid for r in train} & {r.cid for r in val}
+        if shared:  # a model measured on what it was trained on would report a false metric
+            raise TrainingError(f"{len(shared)} item(s) are both training and validation items, "
+                                f"e.g. {min(shared)}")
         ctx = Context(cache if cache is not None else _DEFAULT_CACHE, progress)
         start = time.perf_counter()
         with deterministic(cfg.seed, cfg.threads):
