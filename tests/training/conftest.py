@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 
@@ -21,24 +22,27 @@ def _png(pixels: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+@functools.cache
+def _digits():
+    from sklearn.datasets import load_digits
+
+    return load_digits()
+
+
 def _record(data: bytes, label: str, media_type: str) -> Record:
     return Record(cid_of_bytes(data), label, media_type, lambda: data)
 
 
 def digit_images(start: int, count: int) -> list[Record]:
     """sklearn digits ``start:start+count`` as 32×32 grayscale PNG records."""
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
+    d = _digits()
     return [_record(_png(d.data[i]), str(d.target[i]), "image/png")
             for i in range(start, start + count)]
 
 
 def digit_rows(start: int, count: int) -> list[Record]:
     """sklearn digits ``start:start+count`` as canonical JSON rows (64 pixel columns)."""
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
+    d = _digits()
     out = []
     for i in range(start, start + count):
         row = {f"p{j:02d}": float(v) for j, v in enumerate(d.data[i])}
