@@ -17,7 +17,7 @@ from eth_account.signers.local import LocalAccount
 from databright.chain.compile import compile_contract, compile_file
 from databright.chain.deploy import deploy_contract
 from databright.chain.model_registry import (
-    ModelRegistryContract,
+    ModelRegistry,
     digest,
     recover,
     sign,
@@ -25,7 +25,7 @@ from databright.chain.model_registry import (
     split_royalty,
 )
 from databright.chain.provider import Chain
-from databright.chain.share_token import ShareTokenContract
+from databright.chain.share_token import ShareToken
 from databright.errors import (
     ContractNotFoundError,
     InvalidArgumentError,
@@ -74,7 +74,7 @@ class World:
             "SHR",
             self.deployer.address,
         )
-        self.token = ShareTokenContract(chain, token_address)
+        self.token = ShareToken(chain, token_address)
         chain.send(self.token.contract.functions.mint(self.holder.address, ETHER), self.deployer)
         chain.send(
             self.terms.functions.set_terms(1, token_address, self.evaluator.address, FEE, FLOOR, 3),
@@ -83,7 +83,7 @@ class World:
         address = deploy_contract(
             chain, compile_contract("ModelRegistry"), self.deployer, self.terms_address, CHALLENGE
         )
-        self.registry = ModelRegistryContract(chain, address)
+        self.registry = ModelRegistry(chain, address)
         self.gas: dict[str, int] = {}
 
     def note(self, name: str, receipt: object) -> None:

@@ -45,7 +45,7 @@ def test_every_single_change_gives_another_key(p, i):
         elif isinstance(value, int):
             other = value + 1
         else:
-            other = value / 2 + 0.001
+            other = value / 2 if value else 0.5  # never the same float
         assert cache_key(dataclasses.replace(p, **{field.name: other}), **i) != key, field.name
     assert cache_key(p, **{**i, "base_manifests": [*i["base_manifests"], "bafknew"]}) != key
     assert cache_key(p, **{**i, "batch_manifest": i["batch_manifest"] + "x"}) != key

@@ -4,7 +4,7 @@ Two halves. The pure-Python half (:class:`Attestation`, :class:`Voucher`, ``sign
 ``recover_*``) builds the same EIP-712 typed data the contract hashes (domain
 ``DataBright ModelRegistry`` / ``1`` / chain id / registry address), so a prediction server can
 check a voucher without a node and an evaluator can attest a metric offline. The contract half
-(:class:`ModelRegistryContract`) follows the contract name for name: transactions take the signer
+(:class:`ModelRegistry`) follows the contract name for name: transactions take the signer
 first and return :class:`~databright.chain.wrapper.Sent`; views return frozen dataclasses.
 """
 
@@ -223,7 +223,7 @@ _CHECKPOINT = tuple(
 _CHANNEL = tuple(f for f in ChannelInfo.__dataclass_fields__ if f != "channel_id")
 
 
-class ModelRegistryContract(BoundContract):
+class ModelRegistry(BoundContract):
     """The ModelRegistry at ``address`` on ``chain``."""
 
     contract_name = "ModelRegistry"
