@@ -246,7 +246,7 @@ def listings(home: Path, figures: dict, repeats: int) -> dict:
     cli("proposals")  # warm: imports, compiled ABI cache
     out["proposals_index_s"], listed = _timed(lambda: cli("proposals"), repeats)
     out["shares_index_s"], held = _timed(lambda: cli("shares", "--as", "initiator"), repeats)
-    if len(listed["proposals"]) != figures["proposals"] or len(held["holdings"]) != figures[
+    if len(listed["proposals"]) != figures["proposals"] or len(held["shares"]) != figures[
             "datasets"]:
         raise SystemExit("the index listings are incomplete")
 
@@ -255,7 +255,7 @@ def listings(home: Path, figures: dict, repeats: int) -> dict:
         out["proposals_scan_s"], _scanned = _timed(
             lambda: json.dumps({"proposals": scan_proposals(dep)}), 1)
         out["shares_scan_s"], _ = _timed(
-            lambda: json.dumps({"holdings": scan_holdings(dep, account)}), repeats)
+            lambda: json.dumps({"shares": scan_holdings(dep, account)}), repeats)
     out["proposals_ratio"] = out["proposals_scan_s"] / out["proposals_index_s"]
     out["shares_ratio"] = out["shares_scan_s"] / out["shares_index_s"]
     return out

@@ -35,7 +35,7 @@ def test_dataset_show_and_list(market):
     alice = market("account", "show", "alice")["address"]
     assert ds["rules"]["evaluator"] == alice and ds["initiator"] == alice
     assert ds["rules"]["quorum_bps"] == 3000 and ds["rules"]["voting_period"] == 3600
-    assert ds["total_supply"] == market("shares", as_="alice")["holdings"][0]["balance"]
+    assert ds["total_supply"] == market("shares", as_="alice")["shares"][0]["balance"]
     assert [d["name"] for d in market("dataset", "list")["datasets"]] == ["digits"]
 
 
@@ -72,10 +72,10 @@ def test_curation_loop(market, digit_folder):
     alice = market("account", "show", "alice")["address"]
     assert vote["proposal_id"] == int(pid) and vote["support"] is True
     assert vote["voter"] == alice
-    assert vote["weight"] == market("shares", as_="alice")["holdings"][0]["balance"]
+    assert vote["weight"] == market("shares", as_="alice")["shares"][0]["balance"]
     fin = market("finalize", pid, as_="carol")
     assert fin["status"] == "accepted" and fin["shares_minted"] > 0
-    holdings = market("shares", as_="bob")["holdings"]
+    holdings = market("shares", as_="bob")["shares"]
     assert holdings[0]["dataset"] == "digits" and holdings[0]["balance"] == fin["shares_minted"]
     listed = market("proposals", "digits")["proposals"]
     assert [p["status"] for p in listed if p["proposal_id"] == int(pid)] == ["accepted"]
@@ -83,15 +83,15 @@ def test_curation_loop(market, digit_folder):
 
 
 def test_transfer_pay_dividends_withdraw(market):
-    before = market("shares", as_="alice")["holdings"][0]["balance"]
+    before = market("shares", as_="alice")["shares"][0]["balance"]
     sent = market("transfer", "digits", "carol", "1.5", as_="alice")
-    after = market("shares", as_="alice")["holdings"][0]["balance"]
+    after = market("shares", as_="alice")["shares"][0]["balance"]
     assert before - after == sent["amount"] == 15 * 10**17 and sent["balance"] == after
     assert sent["receiver"] == market("account", "show", "carol")["address"]
     paid = market("distribute", "digits", "1eth", as_="carol")
     assert paid["amount_wei"] == 10**18 and paid["payer"] == sent["receiver"]
     owed = market("dividends", as_="carol")
-    held = market("shares", as_="carol")["holdings"][0]
+    held = market("shares", as_="carol")["shares"][0]
     expected = 10**18 * held["balance"] // held["total_supply"]  # carol's part of her 1 ETH
     # per-share rounding (MAG = 2**32) holds back < balance / 2**32 + 1 wei, carried into the
     # next distribution; never above

@@ -58,7 +58,7 @@ def test_the_whole_flow_through_the_index(cli, digit_folder):
     assert rows[bob["proposal_id"]]["status"] == "accepted"
     assert rows[bob["proposal_id"]]["yes"] > 0 and rows[carol["proposal_id"]]["status"] == "expired"
 
-    held = cli("shares", as_="bob")["holdings"]
+    held = cli("shares", as_="bob")["shares"]
     assert [(h["dataset"], h["balance"]) for h in held] == [("digits", fin["shares_minted"])]
     cli("distribute", "digits", "0.001eth", as_="carol")
     owed = cli("dividends", as_="alice")

@@ -31,7 +31,7 @@ def test_voting_power_is_frozen_at_the_snapshot(dep, digit_folder):
     ann, ben, cat = (dep.accounts[n] for n in ("ann", "ben", "cat"))
     pid = proposals.propose(dep, ben, "pics", digit_folder(dep.inputs / "b1", 100, 10)).proposal_id
     power = money.voting_power(dep, pid, ann.address)
-    assert power == money.holdings(dep, ann.address)[0].balance > 0
+    assert power == money.shares_of(dep, ann.address)[0].balance > 0
     # shares moved after the snapshot add no weight to the receiver and keep the sender's
     money.transfer(dep, ann, "pics", cat.address, power // 2)
     assert money.voting_power(dep, pid, cat.address) == 0

@@ -174,7 +174,7 @@ def _decide(dep: Deployment, acct: dict, row: dict, say: Any) -> None:
 
 
 def money_balance(dep: Deployment, address: str) -> int:
-    return sum(h.balance for h in money.holdings(dep, address))
+    return sum(h.balance for h in money.shares_of(dep, address))
 
 
 def _revenue(dep: Deployment, acct: dict, say: Any) -> dict[str, int]:
@@ -195,7 +195,7 @@ def _revenue(dep: Deployment, acct: dict, say: Any) -> dict[str, int]:
 def _summary(dep: Deployment, acct: dict, rows: list[dict], withdrawn: dict[str, int]) -> dict:
     people = []
     for name, role in PEOPLE.items():
-        hold = {h.dataset: h for h in money.holdings(dep, acct[name].address)}.get("digits")
+        hold = {h.dataset: h for h in money.shares_of(dep, acct[name].address)}.get("digits")
         people.append({
             "name": name, "role": role, "address": acct[name].address,
             "shares": hold.balance if hold else 0,

@@ -27,19 +27,19 @@ def shares(home: HomeOpt = None, json_out: JsonOpt = False, as_: AsOpt = None) -
     """Your shares in every dataset, with dividends waiting."""
     with open_deployment(home) as dep:
         address = dep.keystore.address_of(account_name(dep, as_))
-        rows = svc.holdings(dep, address)
+        rows = svc.shares_of(dep, address)
 
     def human(d: dict) -> None:
-        if not d["holdings"]:
+        if not d["shares"]:
             console.print(f"{d['account']} holds no shares")
             return
         table = Table("dataset", "shares", "of supply", "dividends waiting")
-        for r in d["holdings"]:
+        for r in d["shares"]:
             table.add_row(r["dataset"], format_shares(r["balance"]), f"{r['fraction']:.2%}",
                           format_wei(r["dividends_wei"]))
         console.print(table)
 
-    emit({"account": address, "holdings": rows}, json_out, human)
+    emit({"account": address, "shares": rows}, json_out, human)
 
 
 @handles_errors

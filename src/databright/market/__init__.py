@@ -8,7 +8,7 @@ where it signs, an unlocked account::
     with Deployment("~/.databright") as dep:
         alice = dep.keystore.unlock("alice", "password")
         proposals.vote(dep, alice, 3, support=True)
-        print(money.holdings(dep, alice.address))
+        print(money.shares_of(dep, alice.address))
 
 This layer holds no web3 or HTTP code: it orchestrates ``chain``, ``storage``, ``index`` and
 ``valuation``.

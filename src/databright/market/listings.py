@@ -131,7 +131,7 @@ def held_tokens(dep: Deployment, account: str) -> list[HeldToken]:
             for ds_id, name, token, balance, supply, withdrawn, owed, paid, per_share in rows]
 
 
-def holdings_of(dep: Deployment, account: str) -> list[Holding]:
+def shares_of(dep: Deployment, account: str) -> list[Holding]:
     """Datasets where ``account`` holds shares or has dividends waiting, all from the index."""
     return [Holding(t.dataset_id, t.dataset, t.share_token, t.balance, t.total_supply,
                     t.balance / t.total_supply if t.total_supply else 0.0, t.dividends_wei,

@@ -36,12 +36,12 @@ class Distribution:
 
 
 
-def holdings(dep: Deployment, address: str) -> list[Holding]:
+def shares_of(dep: Deployment, address: str) -> list[Holding]:
     """Every dataset in which ``address`` holds shares or has dividends waiting (the index says
     which tokens it has held; only those are asked for ``dividends_of``)."""
-    from databright.market.listings import holdings_of
+    from databright.market.listings import shares_of
 
-    return holdings_of(dep, address)
+    return shares_of(dep, address)
 
 
 def transfer(dep: Deployment, sender: Signer, dataset: str, to: str, amount: int) -> Transfer:
