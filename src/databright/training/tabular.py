@@ -4,9 +4,6 @@ rows and stored in the checkpoint, so a prediction sees exactly the training tra
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -14,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from databright import rows
 from databright.training.errors import TrainingError
 
 __all__ = ["Standardiser", "numeric_columns", "parse_row", "row_matrix"]
@@ -24,27 +22,9 @@ MAX_COLUMNS = 4096
 def parse_row(data: bytes, media_type: str, name: str) -> dict[str, Any]:
     """One row as a dict. Raises TrainingError naming the item when it is not one row."""
     try:
-        if "parquet" in media_type:
-            import pyarrow.parquet as pq  # only for Parquet rows
-
-            rows = pq.read_table(io.BytesIO(data)).to_pylist()
-            if len(rows) != 1:
-                raise ValueError(f"expected one row, found {len(rows)}")
-            return dict(rows[0])
-        text = data.decode("utf-8")
-        if "json" in media_type:
-            row = json.loads(text)
-            if not isinstance(row, dict):
-                raise ValueError("not a JSON object")
-            return row
-        if "csv" in media_type:
-            rows = list(csv.DictReader(io.StringIO(text)))
-            if len(rows) != 1:
-                raise ValueError(f"expected one data line, found {len(rows)}")
-            return dict(rows[0])
-    except (UnicodeDecodeError, ValueError, OSError) as exc:  # pyarrow errors are both
+        return rows.parse_row(data, media_type)
+    except rows.RowFormatError as exc:
         raise TrainingError(f"cannot read {name} as a table row: {exc}") from exc
-    raise TrainingError(f"{name} is {media_type!r}, not a JSON, CSV or Parquet row")
 
 
 def _number(value: Any) -> float | None:

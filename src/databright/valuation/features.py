@@ -7,9 +7,7 @@ An item that cannot be read raises :class:`~databright.errors.ValuationError` na
 
 from __future__ import annotations
 
-import csv
 import io
-import json
 from collections.abc import Sequence
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -17,6 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, UnidentifiedImageError
 
+from databright import rows
 from databright.errors import ValuationError
 from databright.valuation._neighbours import sq_dists
 
@@ -109,27 +108,9 @@ class TabularFeaturizer:
     def parse(data: bytes, media_type: str, name: str = "item") -> dict[str, Any]:
         """One row as a dict from JSON (an object), CSV (header + one line) or Parquet (one row)."""
         try:
-            if "parquet" in media_type:
-                import pyarrow.parquet as pq  # only needed for Parquet items
-
-                rows = pq.read_table(io.BytesIO(data)).to_pylist()
-                if len(rows) != 1:
-                    raise ValueError(f"expected one row, found {len(rows)}")
-                return dict(rows[0])
-            text = data.decode("utf-8")
-            if "json" in media_type:
-                row = json.loads(text)
-                if not isinstance(row, dict):
-                    raise ValueError("not a JSON object")
-                return row
-            if "csv" in media_type:
-                rows = list(csv.DictReader(io.StringIO(text)))
-                if len(rows) != 1:
-                    raise ValueError(f"expected one data line, found {len(rows)}")
-                return dict(rows[0])
-        except (UnicodeDecodeError, ValueError, OSError) as exc:  # pyarrow errors are both
+            return rows.parse_row(data, media_type)
+        except rows.RowFormatError as exc:
             raise ValuationError(f"cannot read {name} as a table row: {exc}") from exc
-        raise ValuationError(f"{name} is {media_type!r}, not a JSON, CSV or Parquet row")
 
     @staticmethod
     def _number(value: Any) -> float | None:
