@@ -348,6 +348,13 @@ class ModelRegistry(BoundContract):
         return Sent(bool(self._event(receipt, "AttestorSet")["trusted"]), receipt)
 
     # -- views ----------------------------------------------------------------------------------
+    def data_terms(self) -> str:
+        """The contract the registry reads dataset terms from (the DataMarket)."""
+        return checksum(self._call("data_terms"))
+
+    def challenge_period(self) -> int:
+        return int(self._call("challenge_period"))
+
     def model_count(self) -> int:
         return int(self._call("model_count"))
 

@@ -49,6 +49,8 @@ REVERTS: dict[str, tuple[type[ContractRevert], str]] = {
     "market: bad voting period": (InvalidArgumentError, "the voting period is zero or too long"),
     "market: bad reward rule": (InvalidArgumentError, "the reward rule (r0, N0) is out of range"),
     "market: bad seed": (InvalidArgumentError, "the seed must hold 1 to the maximum batch items"),
+    "market: bad royalty floor": (InvalidArgumentError, "the minimum royalty must be at most 100%"),
+    "market: bad training fee": (InvalidArgumentError, "the training fee must be below 2**128 wei"),
     "market: empty manifest": (InvalidArgumentError, "the proposal names no manifest"),
     "market: bad item count": (InvalidArgumentError, "the batch is empty or too large"),
     "market: wrong stake": (WrongStakeError, "the value sent must equal the dataset's stake"),
