@@ -17,10 +17,10 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import keccak, to_canonical_address
 
 from databright.chain.data_market import DataMarket, commitment_of
-from databright.chain.wrapper import ZERO_ADDRESS
 from databright.chain.deploy import deploy_market
 from databright.chain.provider import Chain
 from databright.chain.share_token import ShareToken
+from databright.chain.wrapper import ZERO_ADDRESS
 from databright.errors import (
     AlreadyVotedError,
     ContractNotFoundError,
