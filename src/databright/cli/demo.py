@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from databright.cli.common import JsonOpt, console, emit, handles_errors
 from databright.cli import demo_models
+from databright.cli.common import JsonOpt, console, emit, handles_errors
 from databright.cli.demo_data import digit_pools, flip_labels, write_folder
 from databright.errors import ContractRevert, UsageError
 from databright.home import Home
