@@ -3,12 +3,17 @@
 A featurizer is anything with ``fit(items)`` and ``transform(items) -> ndarray`` over a list of
 ``(bytes, media_type)``; a pretrained embedding drops in by implementing the same two methods.
 An item that cannot be read raises :class:`~databright.errors.ValuationError` naming it.
+
+This package never imports torch: a pretrained network's embeddings are computed by the caller
+(the market layer uses ``databright.training``) and handed in as a :class:`PrecomputedFeaturizer`,
+which looks them up by CID. A featurizer's ``name`` (``pixels``, ``tabular``,
+``efficientnet-lite0``, ...) is the embedding an evaluation report states.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
@@ -24,7 +29,9 @@ __all__ = [
     "Featurizer",
     "ImageFeaturizer",
     "Item",
+    "PrecomputedFeaturizer",
     "TabularFeaturizer",
+    "embedding_name",
     "featurizer_for",
     "near_duplicates",
 ]
@@ -58,6 +65,8 @@ class ImageFeaturizer:
         size: side of the square the image is resized to (8 suits digits, 16–32 photos).
         mode: ``"L"`` (grayscale) or ``"RGB"``.
     """
+
+    name = "pixels"
 
     def __init__(self, size: int = 8, mode: Literal["L", "RGB"] = "L") -> None:
         if size < 1 or mode not in ("L", "RGB"):
@@ -96,6 +105,8 @@ class TabularFeaturizer:
     encoded, other non-numeric columns are dropped. Missing or unparsable cells become the
     column's fit mean (0 after standardising).
     """
+
+    name = "tabular"
 
     def __init__(self, max_categories: int = 20, exclude: Sequence[str] = ("label",)) -> None:
         self.max_categories, self.exclude = int(max_categories), set(exclude)
@@ -166,6 +177,64 @@ class TabularFeaturizer:
             for k, vals in self.categories.items()
         ]
         return np.concatenate([num, *hots], axis=1) if hots else num
+
+
+#: ``embed(pairs)`` of a :class:`PrecomputedFeaturizer`: one row per ``(cid, bytes)`` pair.
+Embed = Callable[[Sequence[tuple[str, bytes]]], Any]
+
+
+class PrecomputedFeaturizer:
+    """Features computed outside this package (a pretrained network), looked up by CID.
+
+    ``embed`` receives ``(cid, bytes)`` pairs and returns one row per pair (any array-like);
+    the caller typically caches rows by CID, so an item is embedded once. Rows are scaled to
+    unit length when ``normalize`` is set: KNN distances then compare directions (cosine
+    geometry), which is how ImageNet embeddings separate classes, and do not depend on how
+    bright or busy an image is overall.
+
+    Args:
+        embed: computes the rows.
+        name: the embedding's name, stated in reports (e.g. ``efficientnet-lite0``).
+        identity: what else identifies the rows (e.g. the weight file's sha256), for cache keys.
+        normalize: scale every row to unit Euclidean length.
+    """
+
+    def __init__(self, embed: Embed, name: str, identity: str = "", normalize: bool = True) -> None:
+        self._embed = embed
+        self.name, self.identity, self.normalize = str(name), str(identity), bool(normalize)
+
+    def fit(self, items: Sequence[Item]) -> PrecomputedFeaturizer:
+        """Nothing to learn; returns self."""
+        return self
+
+    def transform(
+        self, items: Sequence[Item], names: Sequence[str] | None = None
+    ) -> NDArray[np.float64]:
+        """The rows of ``items``; ``names`` (their CIDs) are required."""
+        if names is None or len(names) != len(items):
+            raise ValuationError(f"{self.name}: features are looked up by CID; pass names=")
+        if not items:
+            return np.zeros((0, 0))
+        try:
+            out = np.asarray(self._embed(list(zip(names, (d for d, _ in items), strict=True))),
+                             dtype=np.float64)
+        except ValuationError:
+            raise
+        except (TypeError, ValueError) as exc:
+            raise ValuationError(f"{self.name} returned no feature matrix: {exc}") from exc
+        if out.ndim != 2 or out.shape[0] != len(items) or not np.isfinite(out).all():
+            raise ValuationError(f"{self.name} returned no finite matrix of one row per item")
+        if self.normalize:
+            norms = np.linalg.norm(out, axis=1, keepdims=True)
+            out = out / np.where(norms > 0, norms, 1.0)
+        return out
+
+
+def embedding_name(featurizer: object) -> str:
+    """The embedding a featurizer computes, as a report states it (its ``name``, else its
+    class name)."""
+    name = getattr(featurizer, "name", None)
+    return name if isinstance(name, str) and name else type(featurizer).__name__
 
 
 def featurizer_for(media_types: Sequence[str]) -> ImageFeaturizer | TabularFeaturizer:
