@@ -115,3 +115,21 @@ def test_precomputed_featurizer_looks_rows_up_by_cid_and_scales_them() -> None:
         nan.transform(items[:1], names=["bafk-a"])
     assert embedding_name(ImageFeaturizer()) == "pixels"
     assert embedding_name(TabularFeaturizer()) == "tabular"
+
+
+def test_precomputed_featurizer_whitens_along_the_fit_items_axes() -> None:
+    from databright.valuation import PrecomputedFeaturizer
+
+    rng = np.random.default_rng(0)
+    # 3 informative directions, one of them 100× louder, embedded in 8 dimensions
+    table = {f"c{i}": row for i, row in enumerate(
+        (rng.normal(size=(200, 3)) * [100.0, 1.0, 1.0]) @ rng.normal(size=(3, 8)))}
+    names = list(table)
+    items = [(b"", "image/png")] * len(names)
+    f = PrecomputedFeaturizer(lambda pairs: [table[c] for c, _ in pairs], name="toy",
+                              whiten=5, normalize=False).fit(items, names=names)
+    x = f.transform(items, names=names)
+    assert x.shape == (200, 3)  # the rank caps the axes kept
+    np.testing.assert_allclose(np.cov(x, rowvar=False), np.eye(3), atol=1e-9)
+    with pytest.raises(ValuationError, match="by CID"):
+        f.fit(items)  # whitening embeds the fit items: it needs their CIDs too

@@ -269,7 +269,8 @@ def evaluate_proposal(
         values = stderr = np.zeros(0)
         neutral, params_m = 0.0, {}
     base_vals = values[:nb]
-    threshold = float(np.quantile(base_vals, alpha)) if nb else neutral
+    # never above neutral: an item whose value says it helps is not called mislabeled
+    threshold = min(float(np.quantile(base_vals, alpha)), neutral) if nb else neutral
     significant = values + SUSPECT_Z * stderr < neutral
     flagged = (values < threshold) | significant
 
