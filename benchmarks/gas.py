@@ -123,6 +123,8 @@ def measure(holders_large: int = 1000) -> dict[str, int]:
             ETHER,
             1000,
             ZERO,
+            ETHER // 100,  # training fee
+            1000,  # royalty floor (bps)
         )
         used = chain.send(fn, sender)
         dataset_id = market.functions.dataset_id_of(name).call()

@@ -70,6 +70,8 @@ def dataset_args(name: str = "digits", **overrides: Any) -> dict[str, Any]:
         "reward_r0": ETHER,
         "reward_n0": 1000,
         "evaluator": ZERO,
+        "training_fee": 0,
+        "min_royalty_bps": 0,
     }
     args.update(overrides)
     return args

@@ -20,6 +20,7 @@ from databright.chain.data_market import DataMarket, commitment_of
 from databright.chain.deploy import deploy_market
 from databright.chain.provider import Chain
 from databright.chain.share_token import ShareToken
+from databright.chain.wrapper import ZERO_ADDRESS
 from databright.errors import (
     AlreadyVotedError,
     ContractNotFoundError,
@@ -142,6 +143,8 @@ def test_create_dataset_records_every_rule(world: World) -> None:
         reward_r0=R0,
         reward_n0=N0,
         evaluator=evaluator.address,
+        training_fee=10**17,
+        min_royalty_bps=2000,
     )
     created, entry = events(world, receipt, "DatasetCreated", "EntryAdded")
     assert (created["name"], created["symbol"], created["initiator"]) == (
@@ -152,6 +155,7 @@ def test_create_dataset_records_every_rule(world: World) -> None:
     rules = ("quorum_bps", "approval_bps", "voting_period", "stake", "reward_r0", "reward_n0")
     assert tuple(created[k] for k in rules) == (2000, 5000, PERIOD, STAKE, R0, N0)
     assert created["evaluator"] == evaluator.address
+    assert (created["training_fee"], created["min_royalty_bps"]) == (10**17, 2000)
     assert (entry["index"], entry["item_count"], entry["shares_minted"], entry["first_item"]) == (
         0,
         100,
@@ -168,6 +172,11 @@ def test_create_dataset_records_every_rule(world: World) -> None:
     token = ShareToken(world.chain, d.share_token)
     assert token.balanceOf(world.alice.address) == token.totalSupply() == price(0, 100)
     assert world.market.root_state(dataset_id, SEED_ROOT) == "registered"
+    assert (d.training_fee, d.min_royalty_bps) == (10**17, 2000)
+    assert world.market.model_terms(dataset_id) == (
+        d.share_token, evaluator.address, 10**17, 2000, 1
+    )
+    assert world.market.model_terms(dataset_id + 1) == (ZERO_ADDRESS, ZERO_ADDRESS, 0, 0, 0)
 
 
 @pytest.mark.parametrize(
@@ -182,6 +191,8 @@ def test_create_dataset_records_every_rule(world: World) -> None:
         ({"reward_r0": 2**57, "reward_n0": 2**30}, "market: bad reward rule"),
         ({"seed_count": 0}, "market: bad seed"),
         ({"reward_r0": 10**15, "seed_count": 1}, "market: bad seed"),
+        ({"min_royalty_bps": 10_001}, "market: bad royalty floor"),
+        ({"training_fee": 2**128}, "market: bad training fee"),
     ],
 )
 def test_create_dataset_refusals(world: World, overrides: dict[str, Any], reason: str) -> None:

@@ -39,6 +39,8 @@ class DatasetInfo:
     item_count: int
     entry_count: int
     pending_items: int
+    training_fee: int
+    min_royalty_bps: int
 
 
 @dataclass(frozen=True)
@@ -158,8 +160,14 @@ class DataMarket(BoundContract):
         reward_r0: int,
         reward_n0: int,
         evaluator: str = ZERO_ADDRESS,
+        training_fee: int = 0,
+        min_royalty_bps: int = 0,
     ) -> Sent[int]:
-        """Create a dataset (deploys its ShareToken, records the seed); value: the new id."""
+        """Create a dataset (deploys its ShareToken, records the seed); value: the new id.
+
+        ``training_fee`` (wei) is what a model registry pays the shareholders for each model and
+        checkpoint trained on the dataset; ``min_royalty_bps`` the floor of a model's royalty.
+        """
         receipt = self._send(
             "create_dataset",
             sender,
@@ -176,6 +184,8 @@ class DataMarket(BoundContract):
             int(reward_r0),
             int(reward_n0),
             checksum(evaluator),
+            int(training_fee),
+            int(min_royalty_bps),
         )
         return Sent(int(self._event(receipt, "DatasetCreated")["dataset_id"]), receipt)
 
@@ -297,6 +307,12 @@ class DataMarket(BoundContract):
         """``free``, ``pending`` (in an open proposal) or ``registered`` (in the registry)."""
         state = int(self._call("root_state", int(dataset_id), as_bytes32(merkle_root)))
         return ROOT_STATE.get(state, str(state))
+
+    def model_terms(self, dataset_id: int) -> tuple[str, str, int, int, int]:
+        """``(share token, evaluator, training fee, royalty floor bps, entry count)`` as a model
+        registry reads them; the zero share token for an unknown dataset."""
+        token, evaluator, fee, floor, entries = self._call("model_terms", int(dataset_id))
+        return str(token), str(evaluator), int(fee), int(floor), int(entries)
 
     def held_dividends(self, dataset_id: int) -> int:
         """Wei of rejected stakes the token could not take, waiting for ``release_dividends``."""

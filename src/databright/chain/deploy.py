@@ -46,21 +46,38 @@ def deploy_blueprint(chain: Chain, compiled: CompiledContract, deployer: LocalAc
     return address
 
 
+DEFAULT_CHALLENGE_PERIOD = 86_400  # seconds a payee has to close a channel its payer reclaims
+
+
 def deploy_market(
-    chain: Chain, deployer_account: LocalAccount, cache_dir: Path | str | None = None
+    chain: Chain,
+    deployer_account: LocalAccount,
+    cache_dir: Path | str | None = None,
+    *,
+    challenge_period: int = DEFAULT_CHALLENGE_PERIOD,
 ) -> dict[str, str]:
-    """Deploy the ShareToken blueprint and a DataMarket that makes its tokens from it.
+    """Deploy the ShareToken blueprint, a DataMarket that makes its tokens from it, and a
+    ModelRegistry that reads the market's dataset terms (the deployer owns the registry).
 
     Args:
         chain: where to deploy.
-        deployer_account: pays for both deployments.
+        deployer_account: pays for the deployments.
         cache_dir: compile cache (default: see :func:`~databright.chain.compile.default_cache_dir`).
+        challenge_period: the registry's channel challenge window in seconds.
 
     Returns:
-        ``{"DataMarket": address, "ShareTokenBlueprint": address}``.
+        ``{"DataMarket": …, "ShareTokenBlueprint": …, "ModelRegistry": …}`` (addresses).
     """
     token = compile_contract("ShareToken", cache_dir)
     market = compile_contract("DataMarket", cache_dir)
+    registry = compile_contract("ModelRegistry", cache_dir)
     blueprint = deploy_blueprint(chain, token, deployer_account)
     market_address = deploy_contract(chain, market, deployer_account, blueprint)
-    return {"DataMarket": market_address, "ShareTokenBlueprint": blueprint}
+    registry_address = deploy_contract(
+        chain, registry, deployer_account, market_address, int(challenge_period)
+    )
+    return {
+        "DataMarket": market_address,
+        "ShareTokenBlueprint": blueprint,
+        "ModelRegistry": registry_address,
+    }

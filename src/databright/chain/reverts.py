@@ -49,6 +49,8 @@ REVERTS: dict[str, tuple[type[ContractRevert], str]] = {
     "market: bad voting period": (InvalidArgumentError, "the voting period is zero or too long"),
     "market: bad reward rule": (InvalidArgumentError, "the reward rule (r0, N0) is out of range"),
     "market: bad seed": (InvalidArgumentError, "the seed must hold 1 to the maximum batch items"),
+    "market: bad royalty floor": (InvalidArgumentError, "the minimum royalty must be at most 100%"),
+    "market: bad training fee": (InvalidArgumentError, "the training fee must be below 2**128 wei"),
     "market: empty manifest": (InvalidArgumentError, "the proposal names no manifest"),
     "market: bad item count": (InvalidArgumentError, "the batch is empty or too large"),
     "market: wrong stake": (WrongStakeError, "the value sent must equal the dataset's stake"),
@@ -138,6 +140,14 @@ REVERTS: dict[str, tuple[type[ContractRevert], str]] = {
         "the snapshot must be 1 to the dataset's current number of entries",
     ),
     "registry: bad signature length": (InvalidArgumentError, "a signature is 65 bytes"),
+    "registry: already attested": (
+        InvalidArgumentError,
+        "this checkpoint already carries an attested metric",
+    ),
+    "registry: untrusted attestor": (
+        PermissionDenied,
+        "not signed by the dataset's evaluator or a trusted attestor over this checkpoint",
+    ),
     "registry: nothing held": (NothingToWithdrawError, "no held dividends for this dataset"),
     # ModelRegistry: payment channels
     "registry: empty deposit": (InvalidArgumentError, "send a non-zero deposit"),

@@ -30,13 +30,14 @@ app = typer.Typer(help="Accounts in the home's encrypted keystore.", no_args_is_
 def init(
     chain: Annotated[str | None, typer.Option(help="JSON-RPC URL of a node [default: the embedded chain].")] = None,
     market: Annotated[str | None, typer.Option(help="Attach to this DataMarket address instead of deploying.")] = None,
+    registry: Annotated[str | None, typer.Option(help="With --market: attach this ModelRegistry too.")] = None,
     store: Annotated[str | None, typer.Option(help="Blob store URL (fsspec) [default: HOME/store].")] = None,
     db: Annotated[str | None, typer.Option(help="Index database URL [default: sqlite HOME/index.sqlite].")] = None,
     home: HomeOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Create a home (embedded chain with contracts deployed) or attach to a deployment."""
-    out = svc.init_home(Home(home), chain=chain, market=market, store=store, db=db)
+    out = svc.init_home(Home(home), chain=chain, market=market, registry=registry, store=store, db=db)
 
     def human(d: dict) -> None:
         verb = "created" if d["created"] else "already initialised:"

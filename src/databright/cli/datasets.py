@@ -47,7 +47,9 @@ def create(
     stake: Annotated[str, typer.Option(help="Deposit a proposer stakes (eth, gwei, wei).")] = "0.01eth",
     reward: Annotated[str, typer.Option(help="Shares per item for the very first items (r0).")] = "100",
     reward_n0: Annotated[int, typer.Option("--reward-n0", help="Items after which the per-item reward has fallen to a quarter; 0: 10 × the seed size (at least 100).")] = 0,
-    evaluator: Annotated[str | None, typer.Option(help="Account or address allowed to post evaluation scores.")] = None,
+    evaluator: Annotated[str | None, typer.Option(help="Account or address allowed to post evaluation scores and attest model metrics.")] = None,
+    training_fee: Annotated[str, typer.Option("--training-fee", help="Wei each registered model and checkpoint pays the shareholders (eth, gwei, wei).")] = "0.01eth",
+    min_royalty: Annotated[str, typer.Option("--min-royalty", help="Lowest share of a model's prediction revenue paid to the shareholders.")] = "10%",
     validation: Annotated[float, typer.Option(help="Fraction of the seed kept aside as the validation split.")] = 0.2,
     max_file_size: Annotated[str, typer.Option(help="Refuse files larger than this (K, M, G).")] = "100M",
     home: HomeOpt = None,
@@ -63,6 +65,8 @@ def create(
         reward_r0=parse_shares(reward),
         reward_n0=reward_n0,
         evaluator=evaluator,
+        training_fee=parse_wei(training_fee, default_unit="eth"),
+        min_royalty_bps=parse_fraction_bps(min_royalty),
     )
     label_list = [x.strip() for x in labels.split(",") if x.strip()] if labels else None
     with open_deployment(home) as dep:
@@ -119,6 +123,8 @@ def _show_human(d: dict) -> None:
         f"{format_shares(r['reward_r0'])} shares/item, N0 {r['reward_n0']}, evaluator "
         f"{r['evaluator'] or 'none'}"
     )
+    console.print(f"model market: training fee {r['training_fee_text']} per model and checkpoint, "
+                  f"royalty at least {r['min_royalty']:.0%} of each prediction")
     if d.get("seed"):
         s = d["seed"]
         console.print(f"seed: {s['train_items']} training items, {s['validation_items']} held out; "

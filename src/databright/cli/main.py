@@ -6,7 +6,7 @@ from typing import Any
 
 import typer
 
-from databright.cli import accounts, data, datasets, dev, index, money, proposals
+from databright.cli import accounts, data, datasets, dev, index, models, money, proposals
 
 app = typer.Typer(
     name="databright",
@@ -32,6 +32,8 @@ app.command("dividends")(money.dividends)
 app.command("withdraw")(money.withdraw)
 app.command("verify")(data.verify)
 app.command("export")(data.export)
+app.command("train")(models.train)
+app.add_typer(models.model_app, name="model")
 app.add_typer(dev.app, name="dev")
 app.add_typer(index.app, name="index")
 

@@ -38,6 +38,7 @@ MAX_N0: constant(uint256) = 2**64
 SUPPLY_CAP: constant(uint256) = 2**88 - 1
 MIN_SEED_SHARES: constant(uint256) = 10**18
 COMMIT_TTL: constant(uint256) = 86400
+MAX_FEE: constant(uint256) = 2**128 - 1
 
 ROOT_FREE: constant(uint256) = 0
 ROOT_PENDING: constant(uint256) = 1
@@ -81,6 +82,8 @@ struct Dataset:
     item_count: uint256
     entry_count: uint256
     pending_items: uint256
+    training_fee: uint256
+    min_royalty_bps: uint256
 
 struct Proposal:
     dataset_id: uint256
@@ -148,6 +151,8 @@ event DatasetCreated:
     reward_r0: uint256
     reward_n0: uint256
     evaluator: address
+    training_fee: uint256
+    min_royalty_bps: uint256
 
 event EntryAdded:
     dataset_id: indexed(uint256)
@@ -240,6 +245,8 @@ def create_dataset(
     reward_r0: uint256,
     reward_n0: uint256,
     evaluator: address,
+    training_fee: uint256,
+    min_royalty_bps: uint256,
 ) -> uint256:
     """
     @notice Create a dataset, deploy its ShareToken and record the caller's seed as entry 0.
@@ -260,6 +267,8 @@ def create_dataset(
     @param reward_r0 Shares per item for the first items (18 decimals).
     @param reward_n0 Size at which rewards per item have fallen to a quarter.
     @param evaluator Account allowed to post scores, or the zero address.
+    @param training_fee Wei a model registry must pay the shareholders per model and checkpoint.
+    @param min_royalty_bps The lowest royalty on paid predictions a model may set, in bps.
     @return The new dataset id.
     """
     assert len(name) > 0, "market: empty name"
@@ -271,6 +280,8 @@ def create_dataset(
     # no overflow: r0 < 2**88, n0 <= 2**64, MAX_SCORE < 2**15
     assert reward_r0 * reward_n0 * MAX_SCORE // BPS <= SUPPLY_CAP, "market: bad reward rule"
     assert seed_count > 0 and seed_count <= MAX_BATCH, "market: bad seed"
+    assert min_royalty_bps <= BPS, "market: bad royalty floor"
+    assert training_fee <= MAX_FEE, "market: bad training fee"
     dataset_id: uint256 = self.dataset_count + 1
     self.dataset_count = dataset_id
     token: address = create_from_blueprint(self.share_token_blueprint, name, symbol, self)
@@ -294,6 +305,8 @@ def create_dataset(
         item_count=seed_count,
         entry_count=1,
         pending_items=0,
+        training_fee=training_fee,
+        min_royalty_bps=min_royalty_bps,
     )
     self.dataset_id_of[name] = dataset_id
     self.root_state[dataset_id][seed_root] = ROOT_REGISTERED
@@ -320,6 +333,8 @@ def create_dataset(
         reward_r0=reward_r0,
         reward_n0=reward_n0,
         evaluator=evaluator,
+        training_fee=training_fee,
+        min_royalty_bps=min_royalty_bps,
     )
     log EntryAdded(
         dataset_id=dataset_id,
@@ -590,6 +605,27 @@ def get_dataset(dataset_id: uint256) -> Dataset:
     """
     assert dataset_id != 0 and dataset_id <= self.dataset_count, "market: unknown dataset"
     return self._datasets[dataset_id]
+
+
+@external
+@view
+def model_terms(dataset_id: uint256) -> (address, address, uint256, uint256, uint256):
+    """
+    @notice What a model registry needs to know of a dataset, without reverting.
+    @param dataset_id The dataset.
+    @return (share token, evaluator, training fee, royalty floor in bps, entry count);
+            the zero share token for an unknown dataset.
+    """
+    if dataset_id == 0 or dataset_id > self.dataset_count:
+        return empty(address), empty(address), 0, 0, 0
+    # member by member: copying the whole record would read its strings too
+    return (
+        self._datasets[dataset_id].share_token,
+        self._datasets[dataset_id].evaluator,
+        self._datasets[dataset_id].training_fee,
+        self._datasets[dataset_id].min_royalty_bps,
+        self._datasets[dataset_id].entry_count,
+    )
 
 
 @external

@@ -15,6 +15,7 @@ from databright.home import Config, Home
 if TYPE_CHECKING:
     from databright.chain.accounts import Keystore
     from databright.chain.data_market import DataMarket
+    from databright.chain.model_registry import ModelRegistry
     from databright.chain.provider import Chain
     from databright.chain.share_token import ShareToken
     from databright.index.db import Index
@@ -74,6 +75,18 @@ class Deployment:
                 "run `databright init` (or `init --market ADDRESS` to attach)"
             )
         return DataMarket(self.chain, address)
+
+    @cached_property
+    def registry(self) -> ModelRegistry:
+        from databright.chain.model_registry import ModelRegistry
+
+        address = self.config.contracts.get("ModelRegistry")
+        if not address:
+            raise ConfigError(
+                f"the home at {self.home.path} names no ModelRegistry contract: attach one with "
+                "`databright init --market ADDRESS --registry ADDRESS` in a new home"
+            )
+        return ModelRegistry(self.chain, address)
 
     def token(self, address: str) -> ShareToken:
         """The ShareToken wrapper at ``address`` (cached)."""

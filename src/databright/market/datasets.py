@@ -126,6 +126,8 @@ def create_dataset(
         reward_r0=checked.reward_r0,
         reward_n0=checked.reward_n0,
         evaluator=evaluator,
+        training_fee=checked.training_fee,
+        min_royalty_bps=checked.min_royalty_bps,
     )
     _remember(dep, dataset_id, name, card_cid, card)
     seed = SeedReport(

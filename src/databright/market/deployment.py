@@ -62,10 +62,16 @@ def init_home(
     *,
     chain: str | None = None,
     market: str | None = None,
+    registry: str | None = None,
     store: str | None = None,
     db: str | None = None,
 ) -> HomeInfo:
-    """Create or attach a home; re-running on an existing home only reports what is there."""
+    """Create or attach a home; re-running on an existing home only reports what is there.
+
+    ``market`` (and optionally ``registry``, a ModelRegistry over that market) attach existing
+    contracts instead of deploying them."""
+    if registry and not market:
+        raise UsageError("--registry attaches a ModelRegistry of an existing market: give --market")
     if home.exists():
         config = home.load()
         asked = {"chain": chain, "store": store, "db": db}
@@ -73,6 +79,8 @@ def init_home(
                  not (k == "chain" and v == EMBEDDED and config.chain == EMBEDDED)]
         if market and market != config.contracts.get("DataMarket"):
             clash.append("market")
+        if registry and registry != config.contracts.get("ModelRegistry"):
+            clash.append("registry")
         if clash:
             raise UsageError(
                 f"{home.path} is already initialised with other settings ({', '.join(clash)}); "
@@ -92,6 +100,8 @@ def init_home(
         config.chain_id = dep.chain.chain_id
         if market:
             config.contracts = {"DataMarket": _checked_market(dep, market)}
+            if registry:
+                config.contracts["ModelRegistry"] = _checked_registry(dep, market, registry)
         else:
             config.contracts = _deploy(dep)
         _ = dep.index  # creates and migrates the index
@@ -130,6 +140,17 @@ def _checked_market(dep: Deployment, address: str) -> str:
     address = checksum(address)
     if not dep.chain.has_code(address):
         raise ConfigError(f"no contract at {address} on {dep.config.chain}")
+    return address
+
+
+def _checked_registry(dep: Deployment, market: str, address: str) -> str:
+    from databright.chain.model_registry import ModelRegistry
+    from databright.chain.wrapper import checksum
+
+    address = _checked_market(dep, address)
+    terms = ModelRegistry(dep.chain, address).data_terms()
+    if terms != checksum(market):
+        raise ConfigError(f"the ModelRegistry at {address} reads terms from {terms}, not {market}")
     return address
 
 
