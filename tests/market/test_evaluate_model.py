@@ -9,36 +9,27 @@ import pytest
 
 from databright.errors import IntegrityError, NotFoundError, UsageError
 from databright.home import Home
-from databright.market import Deployment, Rules, datasets, deployment, evaluation, proposals
+from databright.market import (
+    Deployment,
+    Rules,
+    datasets,
+    deployment,
+    evaluation,
+    proposals,
+)
+from databright.market import models
 from databright.market import embedding as emb
-from databright.storage.manifest import read_manifest
-from databright.training import pretrained_available, records_from, train_dataset
+from databright.market.model_data import training_records, validation_records
+from databright.training import pretrained_available, train_dataset
 
 PASSWORD = "pw"
-FEE = 10**15
-MOCK_TERMS = Path(__file__).resolve().parents[1] / "contracts" / "MockDataTerms.vy"
-
-
-def _registry(dep, evaluator: str, share_token: str):
-    """A ModelRegistry on the home's chain whose dataset #1 has this evaluator and token, and a
-    dataset #2 with another evaluator (terms from the contracts' test stand-in)."""
-    from databright.chain.compile import compile_contract, compile_file
-    from databright.chain.deploy import deploy_contract
-    from databright.chain.model_registry import ModelRegistry
-
-    owner = dep.accounts["ann"]
-    terms_code = compile_file(MOCK_TERMS)
-    terms_address = deploy_contract(dep.chain, terms_code, owner)
-    terms = dep.chain.w3.eth.contract(address=terms_address, abi=terms_code.abi)
-    for ds_id, who in ((1, evaluator), (2, dep.accounts["ben"].address)):
-        dep.chain.send(terms.functions.set_terms(ds_id, share_token, who, FEE, 0, 1), owner)
-    address = deploy_contract(dep.chain, compile_contract("ModelRegistry"), owner,
-                              terms_address, 60)
-    return ModelRegistry(dep.chain, address)
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, digit_folder):
+    """A home with ann (initiator and evaluator of `pics`), ben (proposer, model developer),
+    `pics` and `other` (a second dataset), two open proposals on `pics` (a clean batch and a
+    batch whose every label is wrong) and a small CNN trained on `pics` (not registered)."""
     root = tmp_path_factory.mktemp("evalmodel")
     deployment.init_home(Home(root / "home"))
     with Deployment(root / "home") as dep:
@@ -47,41 +38,36 @@ def world(tmp_path_factory, digit_folder):
             deployment.new_account(dep, name, PASSWORD, fast_kdf=True)
             dep.accounts[name] = dep.keystore.unlock(name, PASSWORD)
         ann, ben = dep.accounts["ann"], dep.accounts["ben"]
-        ds = datasets.create_dataset(dep, ann, "pics", digit_folder(root / "seed", 0, 80),
-                                     rules=Rules(voting_period=3600, evaluator=ann.address))
+        rules = Rules(voting_period=3600, evaluator=ann.address)
+        datasets.create_dataset(dep, ann, "pics", digit_folder(root / "seed", 0, 80), rules=rules)
+        datasets.create_dataset(dep, ann, "other", digit_folder(root / "other", 600, 40),
+                                rules=rules)
         dep.clean = proposals.propose(dep, ben, "pics",
                                       digit_folder(root / "clean", 300, 30)).proposal_id
         dep.noisy = proposals.propose(dep, ben, "pics", digit_folder(root / "noisy", 360, 30,
                                                                      flip=1.0)).proposal_id
-        # the dataset's first checkpoint: a small CNN on the accepted entries
-        card = datasets.card_of(dep, ds.dataset_id)
-        train = [it for e in datasets.entries_of(dep, ds.dataset_id)
-                 for it in read_manifest(dep.store, e.manifest_cid)]
-        val = read_manifest(dep.store, card["validation_manifest"])
-        dep.trained = train_dataset(records_from(train, dep.store.get),
-                                    records_from(val, dep.store.get), "small-cnn",
-                                    {"epochs": 15, "size": 16}, store=dep.store)
-        registry = _registry(dep, ann.address, ds.share_token)
-        dep.__dict__["registry"] = registry  # what Deployment.registry opens from the home
+        dep.trained = train_dataset(training_records(dep, 1), validation_records(dep, 1),
+                                    "small-cnn", {"epochs": 15, "size": 16}, store=dep.store)
 
-        def model(dataset_id: int, sha: str, attest: bool = True, metric: int = 0) -> int:
-            from databright.chain.model_registry import sign
-
-            model_id, _ = registry.register(ben, dataset_id, "cnn", b"\x01" * 32, 10**12, 3000,
-                                            value=FEE)
-            metric = metric or dep.trained.accuracy_bps
-            attestation = registry.attestation(model_id, sha, 1, metric)
-            signature = sign(attestation, ann) if attest else b""
-            registry.submit_checkpoint(ben, model_id, dep.trained.cid, sha, 1, metric,
-                                       signature, value=FEE)
-            return model_id
+        def model(dataset: str, sha: str, attest: bool = True) -> int:
+            """Register a model of ``dataset`` whose one checkpoint is the trained file, recorded
+            with ``sha`` and attested by the evaluator (or self-reported)."""
+            trained = dep.trained
+            m = models.register_model(dep, ben, dataset, name="cnn",
+                                      program_digest=trained.checkpoint.program_digest,
+                                      price_per_prediction=10**12)
+            signature = (models.attestation_signature(dep, ann, m.model_id, sha, 1,
+                                                      trained.accuracy_bps) if attest else b"")
+            models.submit_checkpoint(dep, ben, m.model_id, cid=trained.cid, sha256=sha, entries=1,
+                                     metric_bps=trained.accuracy_bps, signature=signature)
+            return m.model_id
 
         dep.model = model
         yield dep
 
 
 def test_fine_tuning_the_best_checkpoint_on_a_batch(world):
-    model_id = world.model(1, world.trained.sha256)
+    model_id = world.model("pics", world.trained.sha256)
     clean = evaluation.evaluate_model(world, world.clean, model_id)
     assert (clean.model_id, clean.family, clean.embedding) == (model_id, "small-cnn", "pixels")
     assert (clean.checkpoint_cid, clean.checkpoint_sha256) == (world.trained.cid,
@@ -105,14 +91,14 @@ def test_fine_tuning_the_best_checkpoint_on_a_batch(world):
 def test_refusals(world):
     with pytest.raises(NotFoundError, match="no model #99"):
         evaluation.evaluate_model(world, world.clean, 99)
-    other = world.model(2, world.trained.sha256, attest=False)
-    with pytest.raises(UsageError, match="dataset #2"):
+    other = world.model("other", world.trained.sha256)
+    with pytest.raises(UsageError, match="trained on other"):
         evaluation.evaluate_model(world, world.clean, other)
-    unattested = world.model(1, world.trained.sha256, attest=False)
+    unattested = world.model("pics", world.trained.sha256, attest=False)
     with pytest.raises(NotFoundError, match="no attested best checkpoint"):
         evaluation.evaluate_model(world, world.clean, unattested)
     # the chain records another file's hash for these bytes: refused before anything is parsed
-    lying = world.model(1, "ab" * 32)
+    lying = world.model("pics", "ab" * 32)
     with pytest.raises(IntegrityError, match="sha256"):
         evaluation.evaluate_model(world, world.clean, lying)
 
@@ -155,3 +141,26 @@ def test_reports_state_their_embedding_and_are_stored_per_embedding(world):
     noisy = evaluation.evaluate(world, world.noisy)
     assert noisy.report.utility_gain < 0 < pretrained.report.utility_gain
     assert len(noisy.report.suspects) > len(pretrained.report.suspects)
+
+
+def test_cli_evaluate_with_model(world):
+    from tests.cli.conftest import Cli
+
+    model_id = world.model("pics", world.trained.sha256)
+    world.close()  # the CLI opens the home itself (the chain is one process's at a time)
+    cli = Cli(world.home.path)
+    out = cli("evaluate", str(world.clean), "--model", str(model_id), "--epochs", "5",
+              "--featurizer", "pixels")
+    assert out["embedding"] == "pixels" == out["evaluation"]["report"]["embedding"]
+    m = out["model"]
+    assert (m["model_id"], m["family"], m["checkpoint_sha256"], m["epochs"]) == (
+        model_id, "small-cnn", world.trained.sha256, 5)
+    assert m["before_bps"] == world.trained.accuracy_bps
+    assert m["gain_bps"] == m["after_bps"] - m["before_bps"]
+    human = " ".join(cli("evaluate", str(world.clean), "--model", str(model_id),
+                         json_out=False).stdout.split())
+    assert f"embedding: {emb.PRETRAINED}" in human  # the CLI default for images
+    assert f"model #{model_id} (small-cnn on pixels" in human and "fine-tuned on 30 items" in human
+    assert f"{m['before_bps']} →" in human
+    refused = cli("evaluate", str(world.clean), "--model", "99", code=3, json_out=False)
+    assert "no model #99" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1

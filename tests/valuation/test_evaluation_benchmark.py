@@ -33,7 +33,8 @@ def test_evaluation_benchmark_on_tiny_sizes(tmp_path) -> None:
             assert {"precision", "recall", "auc"} <= set(figures)
             assert all(0.0 <= figures[k] <= 1.0 for k in ("precision", "recall", "auc"))
     assert {"clean_gain_bps", "random_gain_bps", "base_bps"} <= set(doc["gain"]["fine_tune"])
-    assert {"pixels_knn_gain", "fine_tune"} <= set(doc["gain_signs_right"])
+    assert {"pixels_utility_gain", "pixels_knn_gain", "fine_tune"} <= set(doc["gain_signs"])
+    assert doc["gain_signs"]["fine_tune"]["seeds"] == 1
     assert set(doc["pass"]) == {f"{f}/{m}/{k}" for f in doc["detection"]
                                 for m in ("knn", "cleanlab") for k in bench.TARGETS}
     assert "efficientnet-lite0" in bench.table(doc) and "cleanlab" in bench.table(doc)

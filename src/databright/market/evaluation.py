@@ -313,20 +313,14 @@ def evaluate_model(
 
 def _best_checkpoint(dep: Deployment, model_id: int, dataset_id: int
                      ) -> tuple[Checkpoint, str, str]:
-    from databright.errors import ContractNotFoundError
-    from databright.training import load_checkpoint
+    from databright.market.model_data import load_stored_checkpoint
+    from databright.market.models import get_model
 
-    registry = dep.registry
-    try:
-        info = registry.get_model(model_id)
-    except ContractNotFoundError as exc:
-        raise NotFoundError(f"no model #{model_id} in the model registry") from exc
-    if info.dataset_id != dataset_id:
-        raise UsageError(f"model #{model_id} is trained on dataset #{info.dataset_id}, not on "
-                         f"the proposal's dataset #{dataset_id}")
-    best = registry.best_checkpoint(model_id)
-    if best is None:
+    m = get_model(dep, model_id)  # NotFoundError for an unknown id
+    if m.dataset_id != dataset_id:
+        raise UsageError(f"model #{model_id} is trained on {m.dataset} (dataset #{m.dataset_id}), "
+                         f"not on the proposal's dataset #{dataset_id}")
+    if m.best is None:
         raise NotFoundError(f"model #{model_id} has no attested best checkpoint yet "
                             "(self-reported checkpoints are not evaluated against)")
-    sha = best.file_sha256.hex()
-    return load_checkpoint(dep.store, best.cid, sha), best.cid, sha
+    return load_stored_checkpoint(dep, m.best.cid, m.best.sha256), m.best.cid, m.best.sha256
