@@ -3,8 +3,6 @@ evaluation is computed on (the pretrained network by default for images)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from databright.errors import IntegrityError, NotFoundError, UsageError
@@ -15,9 +13,9 @@ from databright.market import (
     datasets,
     deployment,
     evaluation,
+    models,
     proposals,
 )
-from databright.market import models
 from databright.market import embedding as emb
 from databright.market.model_data import training_records, validation_records
 from databright.training import pretrained_available, train_dataset
@@ -112,6 +110,8 @@ def test_auto_featurizer_is_the_pretrained_network_for_images(monkeypatch):
         emb.resolve_featurizer("pixels", ["application/json"])
     with pytest.raises(UsageError, match="unknown featurizer"):
         emb.resolve_featurizer("clip", ["image/png"])
+    with pytest.raises(UsageError, match="mix of media types"):
+        emb.resolve_featurizer("auto", ["image/png", "application/json"])
     assert pretrained_available()  # the test environment has the network installed
     assert emb.resolve_featurizer("auto", ["image/png", "image/jpeg"]) == emb.PRETRAINED
     monkeypatch.setattr(emb, "pretrained_installed", lambda: False)

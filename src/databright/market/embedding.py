@@ -52,6 +52,8 @@ def resolve_featurizer(choice: str, media_types: Sequence[str]) -> str:
     if choice not in FEATURIZERS:
         raise UsageError(f"unknown featurizer {choice!r}: use {', '.join(FEATURIZERS)}")
     images = bool(media_types) and all(mt.startswith("image/") for mt in media_types)
+    if not images and any(mt.startswith("image/") for mt in media_types):
+        raise UsageError(f"no featurizer for a mix of media types {sorted(set(media_types))}")
     if choice == "auto":
         if not images:
             return "tabular"
