@@ -19,7 +19,7 @@ def test_from_empty_to_head_matches_the_models(db_url):
             assert {c["name"] for c in found.get_columns(name)} == set(table.columns.keys()), name
         assert "ix_items_dataset_cid" in {i["name"] for i in found.get_indexes("items")}
         with index.engine.connect() as conn:
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0003"
     finally:
         index.close()
     open_index(db_url).close()  # again: a no-op

@@ -6,7 +6,7 @@ from typing import Any
 
 import typer
 
-from databright.cli import accounts, data, datasets, dev, index, money, proposals
+from databright.cli import accounts, data, datasets, dev, impact, index, money, proposals
 
 app = typer.Typer(
     name="databright",
@@ -34,6 +34,8 @@ app.command("verify")(data.verify)
 app.command("export")(data.export)
 app.add_typer(dev.app, name="dev")
 app.add_typer(index.app, name="index")
+app.command("impact")(impact.impact)
+app.add_typer(impact.model_app, name="model")
 
 
 def _register_demo() -> None:

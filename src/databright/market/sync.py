@@ -5,12 +5,17 @@ Algorithm (see ``docs/index.md``):
 1. Check the last synced block: if the chain no longer has it with the stored hash (a
    reorganisation, or another chain behind the same URL), the cache is cleared and rebuilt.
 2. From the last synced block + 1 to the head, in ranges of ``range_size`` blocks: read the
-   DataMarket's logs, learn the share tokens of datasets created in the range, read every share
-   token's logs, and apply all of them in chain order in ONE database transaction that also
+   DataMarket's logs (and the ModelRegistry's, when the home names one), learn the share tokens
+   of datasets created in the range, read every share token's logs, and apply all of them in
+   chain order in ONE database transaction that also
    moves the sync state. A range is applied at most once: the transaction starts by moving the
    state forward only if it still names the range's first block - 1 (another process that synced
    it first wins, this one starts again from there).
 3. Record the hashes of the last ``confirmations`` blocks, to report how deep a reorg went.
+
+Dividends are kept by source (training fee, prediction royalty, rejected stake, direct
+payment) per dataset and per holder, settled with the token's own integer arithmetic, so the
+sources of a holder add up to what the token says it earned, to the wei.
 
 Manifests are read once, when the event that names them is applied: a proposal's items go to
 the ``items`` table as pending, become accepted when it is accepted, and are deleted when it is
@@ -31,10 +36,16 @@ from sqlalchemy.orm import Session
 from databright.errors import ChainError, IntegrityError, StorageError
 from databright.index.cache import (
     CHAIN_TABLES,
+    SOURCES,
+    ChannelRow,
+    CheckpointRow,
     DatasetRow,
+    DividendSourceRow,
     EntryRow,
+    HolderDividendRow,
     HolderRow,
     ItemRow,
+    ModelRow,
     ProposalRow,
     RefundRow,
     SyncedBlock,
@@ -51,6 +62,9 @@ STATUS = {1: "open", 2: "accepted", 3: "rejected", 4: "expired"}
 #: dividends on every balance change exactly as the token does, so ``dividends_of`` can be
 #: answered without a call (tests compare both for every holder)
 DIVIDEND_MAG = 2**32
+#: ``DividendPaid.source`` of the ModelRegistry
+REGISTRY_SOURCE = {1: "training_fee", 2: "prediction_royalty"}
+CHANNEL_STATUS = {1: "open", 2: "reclaiming", 3: "closed", 4: "reclaimed"}
 
 
 @dataclass(frozen=True)
@@ -80,9 +94,14 @@ def ensure_synced(dep: Deployment) -> SyncResult:
     return sync(dep)
 
 
+def registry_address(dep: Deployment) -> str | None:
+    """The home's ModelRegistry, or ``None`` (a home without one syncs the market alone)."""
+    return dep.config.contracts.get("ModelRegistry") or None
+
+
 def sync(dep: Deployment, *, range_size: int = RANGE_SIZE, confirmations: int = CONFIRMATIONS,
          rebuild: bool = False) -> SyncResult:
-    """Apply every new DataMarket and ShareToken log to the index.
+    """Apply every new DataMarket, ShareToken and ModelRegistry log to the index.
 
     Args:
         dep: the open deployment.
@@ -131,11 +150,12 @@ def _check_state(dep: Deployment, rebuild: bool) -> tuple[int, int | None]:
     """
     from databright.chain.events import block_hash
 
-    market, chain_id = dep.market.address, dep.chain.chain_id
+    market, chain_id, registry = dep.market.address, dep.chain.chain_id, registry_address(dep)
     with dep.index.session() as s:
         state = s.get(SyncState, 1)
     depth: int | None = None
-    if state is not None and (rebuild or state.market != market or state.chain_id != chain_id):
+    if state is not None and (rebuild or state.market != market or state.chain_id != chain_id
+                              or state.model_registry != registry):
         depth = 0
     elif (state is not None and state.last_block >= 0
           and block_hash(dep.chain, state.last_block) != state.last_block_hash):
@@ -144,7 +164,7 @@ def _check_state(dep: Deployment, rebuild: bool) -> tuple[int, int | None]:
         clear(dep)
         state = None
     if state is None:
-        _start(dep, chain_id, market)
+        _start(dep, chain_id, market, registry)
         return -1, depth if depth is not None else (0 if rebuild else None)
     return state.last_block, None
 
@@ -156,11 +176,11 @@ def clear(dep: Deployment) -> None:
             s.execute(delete(table))
 
 
-def _start(dep: Deployment, chain_id: int, market: str) -> None:
+def _start(dep: Deployment, chain_id: int, market: str, registry: str | None) -> None:
     try:
         with dep.index.session() as s:
-            s.add(SyncState(id=1, chain_id=chain_id, market=market, last_block=-1,
-                            last_block_hash=""))
+            s.add(SyncState(id=1, chain_id=chain_id, market=market, model_registry=registry,
+                            last_block=-1, last_block_hash=""))
     except DbIntegrityError:
         pass  # another process started the cache at the same moment
 
@@ -201,13 +221,15 @@ def _apply_range(dep: Deployment, start: int, end: int) -> int | None:
     decoder = _decoder(dep)
     end_hash = block_hash(dep.chain, end)
     market_events = decoder.read("DataMarket", [dep.market.address], start, end)
+    registry = registry_address(dep)
+    registry_events = decoder.read("ModelRegistry", [registry], start, end) if registry else []
     with dep.index.session() as s:
         tokens = list(s.execute(select(DatasetRow.share_token)).scalars())
     tokens += [e.args["share_token"] for e in market_events if e.name == "DatasetCreated"]
     token_events = decoder.read("ShareToken", tokens, start, end)
     if block_hash(dep.chain, end) != end_hash:
         return None  # the chain reorganised while the range was read
-    events = in_order(market_events + token_events)
+    events = in_order(market_events + registry_events + token_events)
     with dep.index.session() as s:
         moved = s.execute(
             update(SyncState)
@@ -220,6 +242,7 @@ def _apply_range(dep: Deployment, start: int, end: int) -> int | None:
         applier = _Applier(dep, s)
         for event in events:
             applier.apply(event)
+        applier.finish()
     return len(events)
 
 
@@ -239,11 +262,24 @@ class _Applier:
         self.s = session
         self.by_token = {t: d for t, d in session.execute(
             select(DatasetRow.share_token, DatasetRow.dataset_id))}
+        self.market = dep.market.address.lower()
+        self.registry = (registry_address(dep) or "").lower()
+        self._sources: dict[int, dict[str, DividendSourceRow]] = {}
+        # the registry's `distribute` logs come before its DividendPaid (which names the source)
+        # and after its HeldReleased (whose wei may mix sources): each waits for the other here
+        self._unnamed: tuple[int, int, int] | None = None  # dataset, amount, per-share growth
+        self._releasing: tuple[int, dict[str, int]] | None = None  # dataset, held wei by source
 
     def apply(self, event: Any) -> None:
         handler = getattr(self, f"on_{event.name}", None)
         if handler is not None:
             handler(event, dict(event.args))
+
+    def finish(self) -> None:
+        """Check that every registry payment was matched with its source."""
+        if self._unnamed is not None or self._releasing is not None:
+            raise IntegrityError("a ModelRegistry dividend without its DividendPaid or "
+                                 "HeldReleased event: the index cannot name its source")
 
     # -- DataMarket -------------------------------------------------------------------------------
     def on_DatasetCreated(self, ev: Any, a: dict[str, Any]) -> None:
@@ -253,7 +289,8 @@ class _Applier:
             initiator=a["initiator"], card_cid=a["card_cid"], quorum_bps=int(a["quorum_bps"]),
             approval_bps=int(a["approval_bps"]), voting_period=int(a["voting_period"]),
             stake=int(a["stake"]), reward_r0=int(a["reward_r0"]), reward_n0=int(a["reward_n0"]),
-            evaluator=a["evaluator"], item_count=0, entry_count=0, total_supply=0,
+            evaluator=a["evaluator"], training_fee=int(a["training_fee"]),
+            min_royalty_bps=int(a["min_royalty_bps"]), item_count=0, entry_count=0, total_supply=0,
             total_distributed=0, total_withdrawn=0, dividends_held=0, per_share=0,
             validation_manifest_cid=None, items_loaded=False, created_block=ev.block_number,
         )
@@ -327,10 +364,101 @@ class _Applier:
         self._refund(a["account"]).withdrawn += int(a["amount"])
 
     def on_DividendsHeld(self, ev: Any, a: dict[str, Any]) -> None:
-        self._dataset(int(a["dataset_id"])).dividends_held += int(a["amount"])
+        ds = self._dataset(int(a["dataset_id"]))
+        ds.dividends_held += int(a["amount"])
+        self._source(ds.dataset_id, "rejected_stake").held += int(a["amount"])
 
     def on_DividendsReleased(self, ev: Any, a: dict[str, Any]) -> None:
-        self._dataset(int(a["dataset_id"])).dividends_held -= int(a["amount"])
+        ds = self._dataset(int(a["dataset_id"]))
+        ds.dividends_held -= int(a["amount"])
+        self._source(ds.dataset_id, "rejected_stake").held -= int(a["amount"])
+
+    # -- ModelRegistry ----------------------------------------------------------------------------
+    def on_ModelRegistered(self, ev: Any, a: dict[str, Any]) -> None:
+        self.s.add(ModelRow(
+            model_id=int(a["model_id"]), dataset_id=int(a["dataset_id"]), owner=a["owner"],
+            name=a["name"], program_digest=_hex(a["program_digest"]),
+            price_per_prediction=int(a["price_per_prediction"]),
+            royalty_bps=int(a["royalty_bps"]), checkpoint_count=0, best_checkpoint=0,
+            best_metric_bps=0, registered_block=ev.block_number,
+        ))
+
+    def on_CheckpointSubmitted(self, ev: Any, a: dict[str, Any]) -> None:
+        model = self._model(int(a["model_id"]))
+        number, metric = int(a["checkpoint"]), int(a["metric_bps"])
+        attestor = None if a["attestor"] == ZERO else a["attestor"]
+        self.s.add(CheckpointRow(
+            model_id=model.model_id, checkpoint=number, cid=a["cid"],
+            file_sha256=_hex(a["file_sha256"]), entries=int(a["entries"]), metric_bps=metric,
+            attestor=attestor, attested_metric_bps=metric if attestor else None,
+            block_number=ev.block_number,
+        ))
+        model.checkpoint_count = max(model.checkpoint_count, number)
+        if a["best"]:
+            model.best_checkpoint, model.best_metric_bps = number, metric
+
+    def on_CheckpointAttested(self, ev: Any, a: dict[str, Any]) -> None:
+        """A self-reported checkpoint attested later by a trusted signer."""
+        model = self._model(int(a["model_id"]))
+        number, metric = int(a["checkpoint"]), int(a["metric_bps"])
+        row = self.s.get(CheckpointRow, (model.model_id, number))
+        if row is None:
+            raise IntegrityError(f"the chain attests checkpoint {number} of model "
+                                 f"{model.model_id} before submitting it")
+        row.attestor, row.attested_metric_bps = a["attestor"], metric
+        if a["best"]:
+            model.best_checkpoint, model.best_metric_bps = number, metric
+
+    def on_ChannelOpened(self, ev: Any, a: dict[str, Any]) -> None:
+        self.s.add(ChannelRow(
+            channel_id=int(a["channel_id"]), model_id=int(a["model_id"]), payer=a["payer"],
+            deposit=int(a["deposit"]), expiry=int(a["expiry"]), reclaim_at=None, status="open",
+            amount=0, royalty=0, payee_amount=0, refund=0, opened_block=ev.block_number,
+            settled_block=None,
+        ))
+
+    def on_ChannelToppedUp(self, ev: Any, a: dict[str, Any]) -> None:
+        self._channel(int(a["channel_id"])).deposit = int(a["deposit"])
+
+    def on_ReclaimStarted(self, ev: Any, a: dict[str, Any]) -> None:
+        channel = self._channel(int(a["channel_id"]))
+        channel.status, channel.reclaim_at = "reclaiming", int(a["reclaim_at"])
+
+    def on_ChannelClosed(self, ev: Any, a: dict[str, Any]) -> None:
+        channel = self._channel(int(a["channel_id"]))
+        channel.status, channel.settled_block = "closed", ev.block_number
+        channel.amount, channel.royalty = int(a["amount"]), int(a["royalty"])
+        channel.payee_amount, channel.refund = int(a["payee_amount"]), int(a["refund"])
+
+    def on_ChannelReclaimed(self, ev: Any, a: dict[str, Any]) -> None:
+        channel = self._channel(int(a["channel_id"]))
+        channel.status, channel.settled_block = "reclaimed", ev.block_number
+        channel.refund = int(a["refund"])
+
+    def on_DividendPaid(self, ev: Any, a: dict[str, Any]) -> None:
+        ds_id, amount = int(a["dataset_id"]), int(a["amount"])
+        source = REGISTRY_SOURCE.get(int(a["source"]))
+        if source is None:
+            raise IntegrityError(f"the ModelRegistry paid dataset {ds_id} from an unknown "
+                                 f"source {a['source']}")
+        if a["held"]:  # the token refused: no distribution, the registry holds the wei
+            self._source(ds_id, source).held += amount
+            return
+        if self._unnamed is None or self._unnamed[:2] != (ds_id, amount):
+            raise IntegrityError(f"the ModelRegistry's DividendPaid of {amount} wei to dataset "
+                                 f"{ds_id} follows no matching distribution")
+        self._paid(ds_id, source, amount, self._unnamed[2])
+        self._unnamed = None
+
+    def on_HeldReleased(self, ev: Any, a: dict[str, Any]) -> None:
+        ds_id, amount = int(a["dataset_id"]), int(a["amount"])
+        held = {src: self._source(ds_id, src).held for src in REGISTRY_SOURCE.values()}
+        if sum(held.values()) != amount:
+            raise IntegrityError(f"the ModelRegistry released {amount} wei of dataset {ds_id}; "
+                                 f"the index knows {sum(held.values())} held")
+        for src in held:
+            self._source(ds_id, src).held = 0
+        self._releasing = (ds_id, {src: wei for src, wei in held.items() if wei})
 
     # -- ShareToken -------------------------------------------------------------------------------
     def on_Transfer(self, ev: Any, a: dict[str, Any]) -> None:
@@ -348,25 +476,71 @@ class _Applier:
 
     def on_DividendsDistributed(self, ev: Any, a: dict[str, Any]) -> None:
         ds = self._dataset(self.by_token[ev.address])
-        ds.total_distributed += int(a["amount"])
+        amount = int(a["amount"])
         # the token's own per-share total after this distribution (its rounding carry included)
+        growth = int(a["per_share"]) - ds.per_share
+        ds.total_distributed += amount
         ds.per_share = int(a["per_share"])
+        payer = str(a["payer"]).lower()
+        if payer == self.market:  # a rejected proposal's stake (or its release)
+            self._paid(ds.dataset_id, "rejected_stake", amount, growth)
+        elif payer and payer == self.registry:
+            if self._releasing is not None and self._releasing[0] == ds.dataset_id:
+                self._paid_release(ds.dataset_id, self._releasing[1], amount, growth)
+                self._releasing = None
+            else:
+                self._unnamed = (ds.dataset_id, amount, growth)
+        else:  # `distribute` by anyone
+            self._paid(ds.dataset_id, "direct_payment", amount, growth)
 
     def on_DividendsWithdrawn(self, ev: Any, a: dict[str, Any]) -> None:
         ds = self._dataset(self.by_token[ev.address])
-        holder = self._holder(ev.address, a["account"], ds.dataset_id)
+        holder = self._settled(ev.address, a["account"], ds)
         ds.total_withdrawn += int(a["amount"])
         holder.withdrawn += int(a["amount"])
-        holder.owed, holder.per_share_paid = 0, ds.per_share
+        holder.owed = 0
 
     def _settled(self, token: str, account: str, ds: DatasetRow) -> HolderRow:
         """The holder with its dividends since the last settlement credited, as the token does
-        before every balance change."""
+        before every balance change and withdrawal, and split by source."""
         holder = self._holder(token, account, ds.dataset_id)
         if holder.per_share_paid != ds.per_share:
             holder.owed += holder.balance * (ds.per_share - holder.per_share_paid) // DIVIDEND_MAG
             holder.per_share_paid = ds.per_share
+            self._settle_sources(ds.dataset_id, account, holder.balance)
         return holder
+
+    def _settle_sources(self, ds_id: int, account: str, balance: int) -> None:
+        sources = self._sources_of(ds_id)
+        rows = {r.source: r for r in self.s.execute(select(HolderDividendRow).where(
+            HolderDividendRow.dataset_id == ds_id, HolderDividendRow.account == account)).scalars()}
+        for src in sources:
+            if src not in rows:
+                rows[src] = HolderDividendRow(dataset_id=ds_id, account=account, source=src,
+                                              settled=0, per_share_paid=0)
+                self.s.add(rows[src])
+        deltas = {src: sources[src].per_share - rows[src].per_share_paid for src in sources}
+        for src, earned in split_by_source(balance, deltas).items():
+            rows[src].settled += earned
+            rows[src].per_share_paid = sources[src].per_share
+
+    def _paid(self, ds_id: int, source: str, amount: int, growth: int) -> None:
+        row = self._source(ds_id, source)
+        row.distributed += amount
+        row.per_share += growth
+        row.payments += 1
+
+    def _paid_release(self, ds_id: int, held: dict[str, int], amount: int, growth: int) -> None:
+        """A release of held registry wei: its per-share growth split in proportion to the
+        sources' wei (the last source takes the rounding)."""
+        if sum(held.values()) != amount:
+            raise IntegrityError(f"dataset {ds_id}: the ModelRegistry released {amount} wei "
+                                 f"but {sum(held.values())} were held")
+        left = growth
+        for n, (src, wei) in enumerate(held.items()):
+            part = left if n == len(held) - 1 else growth * wei // amount
+            self._paid(ds_id, src, wei, part)
+            left -= part
 
     # -- rows -------------------------------------------------------------------------------------
     def _dataset(self, ds_id: int) -> DatasetRow:
@@ -380,6 +554,33 @@ class _Applier:
         if row is None:
             raise IntegrityError(f"the chain names proposal #{pid} before creating it")
         return row
+
+    def _model(self, model_id: int) -> ModelRow:
+        row = self.s.get(ModelRow, model_id)
+        if row is None:
+            raise IntegrityError(f"the chain names model {model_id} before registering it")
+        return row
+
+    def _channel(self, channel_id: int) -> ChannelRow:
+        row = self.s.get(ChannelRow, channel_id)
+        if row is None:
+            raise IntegrityError(f"the chain names channel {channel_id} before opening it")
+        return row
+
+    def _sources_of(self, ds_id: int) -> dict[str, DividendSourceRow]:
+        """The dataset's dividend sources that have paid or held anything (cached per range)."""
+        if ds_id not in self._sources:
+            self._sources[ds_id] = {r.source: r for r in self.s.execute(
+                select(DividendSourceRow).where(DividendSourceRow.dataset_id == ds_id)).scalars()}
+        return self._sources[ds_id]
+
+    def _source(self, ds_id: int, source: str) -> DividendSourceRow:
+        sources = self._sources_of(ds_id)
+        if source not in sources:
+            sources[source] = DividendSourceRow(dataset_id=ds_id, source=source, distributed=0,
+                                                held=0, payments=0, per_share=0)
+            self.s.add(sources[source])
+        return sources[source]
 
     def _holder(self, token: str, account: str, ds_id: int) -> HolderRow:
         row = self.s.get(HolderRow, (token, account))
@@ -397,6 +598,31 @@ class _Applier:
         return row
 
 
+
+
+def split_by_source(balance: int, deltas: dict[str, int]) -> dict[str, int]:
+    """A holder's earnings of one settlement, by source.
+
+    The token credits ``balance * sum(deltas) // MAG`` (floored once). Each source gets its own
+    floored part and the few wei the separate floorings lose (fewer than the number of sources)
+    go one each to the sources with the largest remainders (ties: in the order of ``SOURCES``),
+    so the parts add up to the token's figure exactly and none is more than 1 wei from its
+    exact share.
+    """
+    total = balance * sum(deltas.values()) // DIVIDEND_MAG
+    parts: dict[str, int] = {}
+    remainders: dict[str, int] = {}
+    for src, delta in deltas.items():
+        parts[src], remainders[src] = divmod(balance * delta, DIVIDEND_MAG)
+    left = total - sum(parts.values())
+    order = sorted(remainders, key=lambda k: (-remainders[k], _rank(k)))
+    for src in order[:left]:
+        parts[src] += 1
+    return parts
+
+
+def _rank(source: str) -> int:
+    return SOURCES.index(source) if source in SOURCES else len(SOURCES)
 
 
 def _hex(value: Any) -> str:
