@@ -24,6 +24,12 @@ def _metric(bps: int | None) -> str:
     return "-" if bps is None else f"{bps / 100:.2f}%"
 
 
+def _checkpoint_metric(c: dict) -> str:
+    if c["attested"]:
+        return f"{_metric(c['attested_metric_bps'])} attested by {c['attestor']}"
+    return f"{_metric(c['metric_bps'])} self-reported"
+
+
 @handles_errors
 def impact(
     dataset: str,
@@ -44,35 +50,31 @@ def impact(
         console.print(f"[bold]{r['dataset']}[/] (#{r['dataset_id']}): {r['item_count']} items in "
                       f"{r['entry_count']} entries; training fee {format_wei(r['training_fee'])}, "
                       f"royalty at least {r['min_royalty_bps'] / 100:g}%")
-        if r["models"]:
-            table = Table("model", "name", "checkpoint", "snapshot (entries)", "items", "metric",
-                          "attested by")
-            for m in r["models"]:
-                for c in m["checkpoints"]:
-                    mark = " (best)" if c["best"] else ""
-                    who = c["attestor"] or "self-reported"
-                    table.add_row(f"#{m['model_id']}", m["name"], f"{c['checkpoint']}{mark}",
-                                  str(c["entries"]), str(c["items"]),
-                                  _metric(c["attested_metric_bps"] if c["attested"]
-                                          else c["metric_bps"]), who)
-                if not m["checkpoints"]:
-                    table.add_row(f"#{m['model_id']}", m["name"], "-", "-", "-", "-", "-")
-            console.print(table)
-        else:
+        if not r["models"]:
             console.print("no model trained on it yet")
+        for m in r["models"]:
+            best = f"best checkpoint {m['best_checkpoint']}" if m["best_checkpoint"] else \
+                "no attested checkpoint yet"
+            console.print(f"model #{m['model_id']} {m['name']} (owner {m['owner']}; {best})")
+            for c in m["checkpoints"]:
+                console.print(f"  checkpoint {c['checkpoint']}{' (best)' if c['best'] else ''}: "
+                              f"{c['entries']} entries, {c['items']} items, "
+                              f"{_checkpoint_metric(c)}")
         totals = ", ".join(f"{SOURCE_LABEL[s['source']]} {format_wei(s['distributed_wei'])}"
                            + (f" (+{format_wei(s['held_wei'])} held)" if s["held_wei"] else "")
                            for s in r["sources"])
-        console.print(f"dividends paid: {format_wei(r['total_distributed'])} — {totals}")
-        table = Table("account", "items", "shares", "models", *SOURCE_LABEL.values(),
-                      "withdrawn", "waiting")
+        console.print(f"dividends paid: {format_wei(r['total_distributed'])} ({totals})")
         for c in r["contributors"]:
-            table.add_row(c["account"], str(c["items"]),
-                          f"{format_shares(c['shares'])} ({c['fraction']:.1%})",
-                          ", ".join(f"#{i}" for i in c["models"]) or "-",
-                          *(format_wei(c["dividends"][s]) for s in SOURCE_LABEL),
-                          format_wei(c["withdrawn_wei"]), format_wei(c["waiting_wei"]))
-        console.print(table)
+            entries = ", ".join(str(i) for i in c["entries"])
+            what = f"{c['items']} items (entries {entries})" if c["entries"] else "no entries"
+            used = ", ".join(f"#{i}" for i in c["models"]) or "none"
+            console.print(f"{c['account']}: {what}, {format_shares(c['shares'], 2)} shares "
+                          f"({c['fraction']:.1%}), models trained on its entries: {used}")
+            parts = ", ".join(f"{SOURCE_LABEL[k]} {format_wei(v)}"
+                              for k, v in c["dividends"].items())
+            console.print(f"  dividends {format_wei(c['earned_wei'])}: {parts}; withdrawn "
+                          f"{format_wei(c['withdrawn_wei'])}, waiting "
+                          f"{format_wei(c['waiting_wei'])}")
         if d["plot"]:
             console.print(f"plot written to {d['plot']}")
 
@@ -95,14 +97,15 @@ def list_models(
         if not d["models"]:
             console.print("no models registered yet")
             return
-        table = Table("id", "name", "dataset", "owner", "best", "metric", "price", "royalty",
-                      "predictions paid", "paid")
+        table = Table("id", "name", "dataset", "best (metric)", "price", "royalty",
+                      "predictions paid")
         for m in d["models"]:
-            table.add_row(str(m["model_id"]), m["name"], m["dataset"], m["owner"],
-                          str(m["best_checkpoint"] or "-"), _metric(m["best_metric_bps"]),
+            best = f"{m['best_checkpoint']} ({_metric(m['best_metric_bps'])})" \
+                if m["best_checkpoint"] else "-"
+            paid = "-" if m["predictions_paid"] is None else str(m["predictions_paid"])
+            table.add_row(str(m["model_id"]), m["name"], m["dataset"], best,
                           format_wei(m["price_per_prediction"]), f"{m['royalty_bps'] / 100:g}%",
-                          "-" if m["predictions_paid"] is None else str(m["predictions_paid"]),
-                          format_wei(m["paid_wei"]))
+                          f"{paid} ({format_wei(m['paid_wei'])})")
         console.print(table)
 
     emit({"models": rows}, json_out, human)
@@ -134,21 +137,14 @@ def show_model(model_id: int, home: HomeOpt = None, json_out: JsonOpt = False) -
                           f"{b['attestor']}")
         else:
             console.print("best: none yet (no checkpoint with an attested metric)")
-        if d["checkpoints"]:
-            table = Table("checkpoint", "cid", "snapshot (entries)", "items", "metric", "status")
-            for c in d["checkpoints"]:
-                status = (("best, " if c["best"] else "") + f"attested by {c['attestor']}"
-                          if c["attested"] else "self-reported")
-                table.add_row(str(c["checkpoint"]), c["cid"], str(c["entries"]), str(c["items"]),
-                              _metric(c["attested_metric_bps"] if c["attested"]
-                                      else c["metric_bps"]), status)
-            console.print(table)
-        if d["channels"]:
-            table = Table("channel", "payer", "deposit", "status", "paid", "royalty", "refund")
-            for c in d["channels"]:
-                table.add_row(str(c["channel_id"]), c["payer"], format_wei(c["deposit"]),
-                              c["status"], format_wei(c["amount"]), format_wei(c["royalty"]),
-                              format_wei(c["refund"]))
-            console.print(table)
+        for c in d["checkpoints"]:
+            console.print(f"  checkpoint {c['checkpoint']}{' (best)' if c['best'] else ''}: "
+                          f"{c['cid']}, {c['entries']} entries ({c['items']} items), "
+                          f"{_checkpoint_metric(c)}")
+        for c in d["channels"]:
+            paid = (f", paid {format_wei(c['amount'])} (royalty {format_wei(c['royalty'])}), "
+                    f"refund {format_wei(c['refund'])}" if c["status"] == "closed" else "")
+            console.print(f"  channel {c['channel_id']} from {c['payer']}: deposit "
+                          f"{format_wei(c['deposit'])}, {c['status']}{paid}")
 
     emit(out, json_out, human)
