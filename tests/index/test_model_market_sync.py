@@ -3,7 +3,7 @@ incremental index, dividends by source per dataset and per holder checked agains
 
 One flow per database: a dataset with two contributors (the seed and an accepted batch), a
 rejected proposal (its stake becomes dividends), two models (training fees), checkpoints
-self-reported and attested, a closed channel (royalty), a reclaimed channel, a share transfer
+self-reported, attested, and self-reported then attested later, a closed channel (royalty), a reclaimed channel, a share transfer
 between payments, a direct `distribute` and a withdrawal. Synced in ranges of two blocks after
 every step. Before every payment the holders' balances and the token's per-share total are read
 from the chain, so each holder's exact share of each source is known independently of the
@@ -111,6 +111,10 @@ def flow(request, tmp_path_factory, digit_folder):
             dev, model_a, "bafkreiattested", SHA2, 2, 9_000, sign(att, ann), value=FEE))
         money.transfer(dep, ann, "pics", eve.address, 7 * SHARE_UNIT)  # settles mid-way
         step()
+        # the self-reported checkpoint attested later, above the best: it becomes the best
+        late = registry.attestation(model_a, SHA1, entries=1, metric_bps=9_500)
+        registry.attest(con, model_a, 1, 9_500, sign(late, ann))  # anyone may deliver it
+        step()
         model_b, _ = paying("training_fee", lambda: registry.register(
             dev, ds_id, "seed-only", SHA3, 0, 2_000, value=FEE))
         att_b = registry.attestation(model_b, SHA1, entries=1, metric_bps=7_000)
@@ -168,17 +172,19 @@ def test_every_registry_event_is_in_the_index(flow):
                 chain.royalty_bps, chain.checkpoint_count, chain.best_checkpoint,
                 chain.best_metric_bps)
             assert row.program_digest == "0x" + chain.program_digest.hex()
-        assert (models[1].best_checkpoint, models[1].best_metric_bps) == (2, 9_000)
+        assert (models[1].best_checkpoint, models[1].best_metric_bps) == (1, 9_500)
         cps = list(s.execute(select(CheckpointRow)).scalars())
         assert len(cps) == 3
         for c in cps:
             chain_cp = registry.get_checkpoint(c.model_id, c.checkpoint)
-            assert (c.cid, c.file_sha256, c.entries, c.metric_bps) == (
-                chain_cp.cid, "0x" + chain_cp.file_sha256.hex(), chain_cp.entries,
-                chain_cp.metric_bps)
+            assert (c.cid, c.file_sha256, c.entries) == (
+                chain_cp.cid, "0x" + chain_cp.file_sha256.hex(), chain_cp.entries)
             assert c.attestor == (chain_cp.attestor if chain_cp.attested else None)
-            assert c.attested_metric_bps == (chain_cp.metric_bps if chain_cp.attested else None)
-        assert s.get(CheckpointRow, (1, 1)).attestor is None  # self-reported
+            # the chain keeps the attested metric; the index also the one first reported
+            assert (c.attested_metric_bps if c.attestor else c.metric_bps) == chain_cp.metric_bps
+        later = s.get(CheckpointRow, (1, 1))
+        assert (later.metric_bps, later.attested_metric_bps, later.attestor) == (
+            8_000, 9_500, flow.acct["ann"].address)
         assert s.get(CheckpointRow, (1, 2)).attestor == flow.acct["ann"].address
         channels = {c.channel_id: c for c in s.execute(select(ChannelRow)).scalars()}
         for channel_id, row in channels.items():
@@ -248,8 +254,8 @@ def test_impact_models_snapshots_and_contributors(flow):
     assert (result.training_fee, result.min_royalty_bps) == (FEE, 2000)
     a, b = result.models
     assert [(c.entries, c.items, c.attested, c.best) for c in a.checkpoints] == [
-        (1, seed.item_count, False, False), (2, seed.item_count + batch.item_count, True, True)]
-    assert (a.best_checkpoint, a.best_metric_bps, a.trained_entries) == (2, 9_000, 2)
+        (1, seed.item_count, True, True), (2, seed.item_count + batch.item_count, True, False)]
+    assert (a.best_checkpoint, a.best_metric_bps, a.trained_entries) == (1, 9_500, 2)
     assert [(c.entries, c.attested, c.best) for c in b.checkpoints] == [(1, True, True)]
     people = {c.account: c for c in result.contributors}
     ann, ben = people[flow.acct["ann"].address], people[flow.acct["ben"].address]
@@ -264,13 +270,14 @@ def test_model_list_and_show(flow):
     dep = flow.dep
     a, b = list_models(dep)
     assert (a.predictions_paid, a.paid_wei, a.royalty_wei) == (37, 37 * PRICE, flow.closed.royalty)
-    assert (a.channels, a.open_channels, a.best_checkpoint, a.best_metric_bps) == (2, 0, 2, 9_000)
+    assert (a.channels, a.open_channels, a.best_checkpoint, a.best_metric_bps) == (2, 0, 1, 9_500)
     assert b.predictions_paid is None and b.paid_wei == 0  # a free model
     assert [m.model_id for m in list_models(dep, "pics")] == [1, 2]
     detail = show_model(dep, 1)
-    assert detail.best is not None and detail.best.file_sha256 == "0x" + SHA2.hex()
-    assert detail.best.attestor == flow.acct["ann"].address
-    assert [c.attested for c in detail.checkpoints] == [False, True]
+    assert detail.best is not None and detail.best.file_sha256 == "0x" + SHA1.hex()
+    assert (detail.best.attestor, detail.best.attested_metric_bps, detail.best.metric_bps) == (
+        flow.acct["ann"].address, 9_500, 8_000)
+    assert [c.attested for c in detail.checkpoints] == [True, True]
     assert [c.status for c in detail.channels] == ["closed", "reclaimed"]
     with pytest.raises(NotFoundError, match="no model 9"):
         show_model(dep, 9)
@@ -282,10 +289,10 @@ def _event(contract, name, address, block, index, **args):
     return ChainEvent(contract, name, address, block, index, "0x" + "00" * 32, args)
 
 
-def test_held_released_and_later_attested_through_the_applier(flow):
+def test_held_and_released_dividends_through_the_applier(flow):
     """Paths a real ShareToken never takes here (it always has holders, so it never refuses a
-    dividend) and the coming CheckpointAttested event: fed as decoded events to the applier of
-    the sync, in a transaction rolled back afterwards."""
+    dividend): fed as decoded events to the applier of the sync, in a transaction rolled back
+    afterwards."""
     dep, token = flow.dep, flow.token
     registry = dep.registry.address
     ben = flow.acct["ben"].address
@@ -326,13 +333,6 @@ def test_held_released_and_later_attested_through_the_applier(flow):
         settled = sum(r.settled for r in s.execute(select(HolderDividendRow).where(
             HolderDividendRow.account == ben)).scalars())
         assert settled == holder.withdrawn + owed_before + holder.balance * growth // MAG
-        # a self-reported checkpoint attested later becomes the best
-        applier.apply(_event("ModelRegistry", "CheckpointAttested", registry, block, 5,
-                             model_id=1, checkpoint=1, metric_bps=9_500,
-                             attestor=flow.acct["ann"].address, best=True))
-        cp, model = s.get(CheckpointRow, (1, 1)), s.get(ModelRow, 1)
-        assert (cp.attestor, cp.attested_metric_bps) == (flow.acct["ann"].address, 9_500)
-        assert (model.best_checkpoint, model.best_metric_bps) == (1, 9_500)
         # a registry distribution whose DividendPaid never comes cannot be attributed
         applier.apply(_event("ShareToken", "DividendsDistributed", token.address, block, 6,
                              payer=registry, amount=5, per_share=ps0 + growth, carried=0))
@@ -340,8 +340,8 @@ def test_held_released_and_later_attested_through_the_applier(flow):
             applier.finish()
         s.rollback()
     assert index_sync.sync(dep).events == 0
-    with dep.index.session() as s:
-        assert s.get(CheckpointRow, (1, 1)).attestor is None  # rolled back
+    with dep.index.session() as s:  # rolled back
+        assert all(r.held == 0 for r in s.execute(select(DividendSourceRow)).scalars())
 
 
 def test_a_home_without_a_registry_keeps_working(flow):

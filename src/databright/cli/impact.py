@@ -1,4 +1,6 @@
-"""`databright impact DATASET` and `databright model list|show`, all from the index."""
+"""`databright impact DATASET` and `databright model list|show`, all from the index.
+
+``list_models`` and ``show_model`` are commands of the ``model`` group (``cli.models``)."""
 
 from __future__ import annotations
 
@@ -12,9 +14,6 @@ from databright.cli.common import HomeOpt, JsonOpt, console, emit, handles_error
 from databright.market import impact as impact_svc
 from databright.market import model_listings as models_svc
 from databright.market.units import format_shares, format_wei
-
-model_app = typer.Typer(help="Models trained on the datasets: their checkpoints, prices, "
-                             "channels and predictions paid.", no_args_is_help=True)
 
 SOURCE_LABEL = {"training_fee": "training fees", "prediction_royalty": "prediction royalties",
                 "rejected_stake": "rejected stakes", "direct_payment": "direct payments"}
@@ -81,7 +80,6 @@ def impact(
     emit(data, json_out, human)
 
 
-@model_app.command("list")
 @handles_errors
 def list_models(
     dataset: Annotated[str | None, typer.Option("--dataset", help="Only this dataset's models.",
@@ -111,7 +109,6 @@ def list_models(
     emit({"models": rows}, json_out, human)
 
 
-@model_app.command("show")
 @handles_errors
 def show_model(model_id: int, home: HomeOpt = None, json_out: JsonOpt = False) -> None:
     """Show a model: owner, dataset, best checkpoint, every checkpoint, channels."""

@@ -221,8 +221,9 @@ class ModelRow(Base):
 
 
 class CheckpointRow(Base):
-    """A checkpoint of a model. ``attestor`` is ``None`` while its metric is only self-reported;
-    ``attested_metric_bps`` is the metric its attestor signed."""
+    """A checkpoint of a model. ``metric_bps`` is the metric as submitted; ``attestor`` is
+    ``None`` while it is only self-reported, and ``attested_metric_bps`` the metric its attestor
+    signed (at submission, or later with ``attest``: the chain then stores that one)."""
 
     __tablename__ = "checkpoints"
 
