@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from databright.chain.events import ChainEvent
@@ -363,3 +365,18 @@ def test_a_home_without_a_registry_keeps_working(flow):
         contracts["ModelRegistry"] = saved
     assert index_sync.sync(dep).rebuilt
     assert [m.model_id for m in list_models(dep)] == [1, 2]
+
+
+@settings(max_examples=300, deadline=None)
+@given(balance=st.integers(0, 2**88 - 1),
+       deltas=st.lists(st.integers(0, 2**88 - 1), min_size=1, max_size=len(SOURCES)))
+def test_a_settlement_split_by_source_adds_up_to_the_token_and_stays_within_a_wei(balance,
+                                                                                  deltas):
+    by_source = dict(zip(SOURCES, deltas, strict=False))
+    parts = index_sync.split_by_source(balance, by_source)
+    assert set(parts) == set(by_source)
+    assert sum(parts.values()) == balance * sum(by_source.values()) // MAG  # the token's credit
+    for source, delta in by_source.items():
+        assert abs(parts[source] - Fraction(balance * delta, MAG)) < 1
+        if delta == 0:
+            assert parts[source] == 0
