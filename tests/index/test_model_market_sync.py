@@ -38,6 +38,7 @@ from databright.market import Deployment, Rules, datasets, deployment, money, pr
 from databright.market import sync as index_sync
 from databright.market.impact import impact
 from databright.market.model_listings import list_models, show_model
+from databright.market.sync_models import split_by_source
 from databright.market.units import SHARE_UNIT
 from tests.index.conftest import fresh_database_url
 
@@ -373,7 +374,7 @@ def test_a_home_without_a_registry_keeps_working(flow):
 def test_a_settlement_split_by_source_adds_up_to_the_token_and_stays_within_a_wei(balance,
                                                                                   deltas):
     by_source = dict(zip(SOURCES, deltas, strict=False))
-    parts = index_sync.split_by_source(balance, by_source)
+    parts = split_by_source(balance, by_source)
     assert set(parts) == set(by_source)
     assert sum(parts.values()) == balance * sum(by_source.values()) // MAG  # the token's credit
     for source, delta in by_source.items():

@@ -25,7 +25,8 @@ from databright.index.cache import (
 )
 from databright.market.context import Deployment
 from databright.market.model_listings import CheckpointView, checkpoints_of, dataset_row
-from databright.market.sync import DIVIDEND_MAG, ensure_synced, split_by_source
+from databright.market.sync import ensure_synced
+from databright.market.sync_models import DIVIDEND_MAG, split_by_source
 
 
 @dataclass(frozen=True)
