@@ -28,6 +28,8 @@ def home(tmp_path_factory, digit_folder):
     cli("dataset", "create", "digits", "--from", str(digit_folder(root / "seed", 0, 40)),
         "--period", "1h", "--evaluator", "alice", "--quorum", "0.3", "--training-fee",
         "0.001eth", "--min-royalty", "25%", as_="alice")
+    cli("dataset", "create", "quiet", "--from", str(digit_folder(root / "seed2", 200, 20)),
+        as_="bob")
     with Deployment(root / "home") as dep:
         alice, bob, dev, con = (dep.keystore.unlock(n, PASSWORD)
                                 for n in ("alice", "bob", "dev", "con"))
@@ -90,7 +92,7 @@ def test_impact_human_output(home):
 
 def test_unknown_dataset_is_refused_in_one_line(home, tmp_path):
     result = home("impact", "nope", code=3, json_out=False)
-    assert result.stderr.strip() == "error: no dataset named 'nope'; known: digits"
+    assert result.stderr.strip() == "error: no dataset named 'nope'; known: digits, quiet"
     result = home("impact", "digits", "--plot", str(tmp_path / "x.txt"), code=2, json_out=False)
     assert len(result.stderr.strip().splitlines()) == 1 and "PNG" in result.stderr
 
@@ -114,3 +116,14 @@ def test_model_list_and_show(home):
 def test_unknown_model_is_refused_in_one_line(home):
     result = home("model", "show", "7", code=3, json_out=False)
     assert result.stderr.strip() == "error: no model 7 in the index (models are 1..1)"
+
+
+def test_a_dataset_nothing_used_yet(home, tmp_path):
+    out = home("impact", "quiet", "--plot", str(tmp_path / "quiet.png"))["impact"]
+    assert out["models"] == [] and out["total_distributed"] == 0
+    (bob,) = out["contributors"]
+    assert bob["account"] == home.accounts["bob"] and bob["entries"] == [0]
+    assert bob["models"] == [] and set(bob["dividends"].values()) == {0}
+    assert (tmp_path / "quiet.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert home("model", "list", "--dataset", "quiet")["models"] == []
+    assert "no model trained on it yet" in home("impact", "quiet", json_out=False).stdout
