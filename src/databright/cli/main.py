@@ -6,7 +6,7 @@ from typing import Any
 
 import typer
 
-from databright.cli import accounts, data, datasets, dev, index, models, money, proposals
+from databright.cli import accounts, data, datasets, dev, impact, index, models, money, proposals
 
 app = typer.Typer(
     name="databright",
@@ -36,6 +36,9 @@ app.command("train")(models.train)
 app.add_typer(models.model_app, name="model")
 app.add_typer(dev.app, name="dev")
 app.add_typer(index.app, name="index")
+app.command("impact")(impact.impact)
+models.model_app.command("list")(impact.list_models)
+models.model_app.command("show")(impact.show_model)
 
 
 def _register_demo() -> None:
