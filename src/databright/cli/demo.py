@@ -135,7 +135,9 @@ def _propose_and_review(dep: Deployment, acct: dict, who: str, folder: Path, wro
                         say: Any) -> dict:
     out = proposals.propose(dep, acct[who], "digits", folder)
     pid = out.proposal_id
-    report = evaluation.evaluate(dep, pid).report
+    # raw pixels: on these upscaled 8×8 glyphs they beat the ImageNet embedding (measured in
+    # docs/valuation.md: suspect precision 0.93 vs 0.75), and the demo stays quick
+    report = evaluation.evaluate(dep, pid, featurizer="pixels").report
     evaluation.post_score(dep, acct["alice"], pid, int(report.score_bps))
     planted = _planted_wrong(wrong, who, report)
     say(f"• {who} proposed #{pid}: {out.items} new items, {out.duplicates} duplicates left out; "
