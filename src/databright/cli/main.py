@@ -6,7 +6,7 @@ from typing import Any
 
 import typer
 
-from databright.cli import accounts, data, datasets, dev, index, money, proposals
+from databright.cli import accounts, data, datasets, dev, index, money, predictions, proposals
 
 app = typer.Typer(
     name="databright",
@@ -34,6 +34,9 @@ app.command("verify")(data.verify)
 app.command("export")(data.export)
 app.add_typer(dev.app, name="dev")
 app.add_typer(index.app, name="index")
+app.add_typer(predictions.model_app, name="model")
+app.command("predict")(predictions.predict)
+app.add_typer(predictions.channel_app, name="channel")
 
 
 def _register_demo() -> None:
