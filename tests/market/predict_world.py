@@ -21,6 +21,7 @@ PASSWORD = "pw"
 PRICE = 10**12
 ROYALTY_BPS = 3_000
 FEE = 10**15
+NAMES = ("alice", "dev", "consumer", "mallory", "erin")
 
 
 @dataclass
@@ -54,10 +55,9 @@ def build_world(root: Path, digit_folder: Any) -> World:
     home = Home(root / "home")
     deployment.init_home(home)
     with Deployment(home) as dep:
-        for name in ("alice", "dev", "consumer", "mallory"):
+        for name in NAMES:
             deployment.new_account(dep, name, PASSWORD, fast_kdf=True)
-        acc = {n: dep.keystore.unlock(n, PASSWORD) for n in ("alice", "dev", "consumer",
-                                                              "mallory")}
+        acc = {n: dep.keystore.unlock(n, PASSWORD) for n in NAMES}
         seed = digit_folder(root / "seed", 0, 60)
         datasets.create_dataset(
             dep, acc["alice"], "digits", seed,

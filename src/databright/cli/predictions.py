@@ -82,8 +82,9 @@ def predict(
     """Predict files on a model's server, paying through a channel (opened or reused)."""
     wei = parse_wei(deposit, default_unit="eth") if deposit is not None else None
     with open_deployment(home) as dep:
-        out = predict_files(dep, signer(dep, as_), model, files, url=url, deposit=wei,
-                            timeout=parse_duration(timeout))
+        payer, where = signer(dep, as_), dep.home  # unlocking a key needs no chain
+    out = predict_files(where, payer, model, files, url=url, deposit=wei,
+                        timeout=parse_duration(timeout))
 
     def human(d: dict) -> None:
         for p in d["predictions"]:

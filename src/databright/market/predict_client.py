@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from databright.errors import DataBrightError, UsageError
+from databright.home import Home
 from databright.market import channels
 from databright.market.context import Deployment
 from databright.market.predictions import VOUCHER_HEADER
@@ -111,7 +112,7 @@ def _request(client: httpx.Client, media: str, batch: list[tuple[str, bytes, str
 
 
 def predict_files(
-    dep: Deployment,
+    home: Home | str,
     payer: Signer,
     model_id: int,
     paths: Sequence[Path],
@@ -124,6 +125,10 @@ def predict_files(
     """Predict ``paths`` (image files, or one-row JSON/CSV/Parquet files) on ``model_id``'s
     server at ``url``, paying through a channel of ``payer``.
 
+    The chain of ``home`` is opened only to find or open the channel, and released before the
+    first request: a server of the same home must be able to read the channel. So the caller
+    must not hold that home's embedded chain.
+
     Args:
         deposit: wei for a new channel (default: 100 predictions, or all of these if more).
         client: an httpx client to use (e.g. one bound to an in-process app).
@@ -134,32 +139,13 @@ def predict_files(
     """
     http = _client(client, url)
     terms = _json(http.get("/model"))
-    registry, chain_id = dep.registry.address, int(dep.registry.chain_id())
-    if int(terms.get("model_id", -1)) != model_id:
-        raise UsageError(f"the server at {url} serves model {terms.get('model_id')}, "
-                         f"not {model_id}")
-    if (str(terms.get("registry", "")).lower(), terms.get("chain_id")) != (
-            registry.lower(), chain_id):
-        raise UsageError(f"the server at {url} takes vouchers of registry "
-                         f"{terms.get('registry')} on chain {terms.get('chain_id')}, not this "
-                         f"home's {registry} on chain {chain_id}")
-    price = int(terms["price_per_prediction"])
-    media = str(terms["media"])
+    with Deployment(home) as dep:
+        ch, opened = _channel_for(dep, payer, model_id, terms, url, deposit, timeout,
+                                  len(paths))
+        path = dep.home.path
+    price, media = int(terms["price_per_prediction"]), str(terms["media"])
     inputs = _inputs(paths, media)
-    if not inputs:
-        raise UsageError("give at least one file to predict")
-    needed = price * len(inputs)
-    ch = channels.reusable_channel(dep, payer.address, model_id, needed)
-    opened = ch is None
-    if ch is None:
-        amount = deposit if deposit is not None else max(needed,
-                                                         price * DEFAULT_DEPOSIT_PREDICTIONS)
-        if amount < needed:
-            raise channels.ChannelError(f"a deposit of {amount} wei does not cover "
-                                        f"{len(inputs)} prediction(s) at {price} wei")
-        ch = channels.open_channel(dep, payer, model_id, amount, timeout)
-    dep.close()  # release the embedded chain: the server may need to read the channel
-    book = channels.PayerBook(dep.home.path / channels.BOOK_FILE)
+    book = channels.PayerBook(path / channels.BOOK_FILE)
     predictions: list[dict[str, str]] = []
     charged = 0
     size = max(1, int(terms.get("max_items", 64)))
@@ -175,6 +161,34 @@ def predict_files(
         book.close()
     return Predicted(model_id, predictions, ch.channel_id, opened, charged, ch.accepted,
                      ch.deposit)
+
+
+def _channel_for(dep: Deployment, payer: Signer, model_id: int, terms: dict[str, Any], url: str,
+                 deposit: int | None, timeout: int, count: int
+                 ) -> tuple[channels.PayerChannel, bool]:
+    registry, chain_id = dep.registry.address, int(dep.registry.chain_id())
+    if int(terms.get("model_id", -1)) != model_id:
+        raise UsageError(f"the server at {url} serves model {terms.get('model_id')}, "
+                         f"not {model_id}")
+    if (str(terms.get("registry", "")).lower(), terms.get("chain_id")) != (
+            registry.lower(), chain_id):
+        raise UsageError(f"the server at {url} takes vouchers of registry "
+                         f"{terms.get('registry')} on chain {terms.get('chain_id')}, not this "
+                         f"home's {registry} on chain {chain_id}")
+    price = int(terms["price_per_prediction"])
+    if count == 0:
+        raise UsageError("give at least one file to predict")
+    needed = price * count
+    ch = channels.reusable_channel(dep, payer.address, model_id, needed)
+    opened = ch is None
+    if ch is None:
+        amount = deposit if deposit is not None else max(needed,
+                                                         price * DEFAULT_DEPOSIT_PREDICTIONS)
+        if amount < needed:
+            raise channels.ChannelError(f"a deposit of {amount} wei does not cover "
+                                        f"{count} prediction(s) at {price} wei")
+        ch = channels.open_channel(dep, payer, model_id, amount, timeout)
+    return ch, opened
 
 
 def _paid(http: httpx.Client, book: channels.PayerBook, ch: channels.PayerChannel,
