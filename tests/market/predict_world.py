@@ -8,7 +8,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from databright.chain.model_registry import sign
 from databright.home import Home
@@ -42,12 +42,16 @@ class World:
             return dep.keystore.unlock(name, PASSWORD)
 
 
+def loader(data: bytes) -> Any:
+    """A record's loader returning ``data``."""
+    return lambda: data
+
+
 def _records(folder: Path) -> list[Record]:
     out = []
     for path in sorted(folder.rglob("*.png")):
         data = path.read_bytes()
-        out.append(Record(cid_of_bytes(data), path.parent.name, "image/png",
-                          (lambda d: lambda: d)(data)))
+        out.append(Record(cid_of_bytes(data), path.parent.name, "image/png", loader(data)))
     return out
 
 
@@ -103,7 +107,7 @@ class RunningServer:
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
-    def __enter__(self) -> RunningServer:
+    def __enter__(self) -> Self:
         self.thread.start()
         deadline = time.monotonic() + 30
         while not self.server.started:

@@ -7,6 +7,7 @@ a chain; the end-to-end behaviour on the embedded chain is in tests/web/test_pre
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 import tempfile
@@ -106,7 +107,7 @@ def test_a_voucher_is_accepted_exactly_when_it_pays_and_accepted_amounts_only_gr
                 accepted.append(amount)
             stored = svc.book.get(CHAIN, REGISTRY, CHANNEL)
             assert (stored.amount if stored else 0) == (accepted[-1] if accepted else 0)
-        assert all(b > a for a, b in zip(accepted, accepted[1:]))
+        assert all(b > a for a, b in itertools.pairwise(accepted))
         assert all(a <= deposit for a in accepted)
         svc.close()
 

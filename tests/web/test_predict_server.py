@@ -15,7 +15,7 @@ from databright.market.predictions import ERROR_CODES, VOUCHER_HEADER, Predictio
 from databright.training.checkpoint import load_checkpoint
 from databright.training.families import get_family
 from databright.web.predict_server import create_app
-from tests.market.predict_world import PRICE, ROYALTY_BPS, RunningServer, build_world
+from tests.market.predict_world import PRICE, ROYALTY_BPS, RunningServer, build_world, loader
 
 MAX_BODY = 256 * 1024
 MAX_ITEMS = 8
@@ -63,7 +63,7 @@ def _expected_labels(world, files) -> list[str]:
     with world.dep() as dep:
         best = dep.registry.best_checkpoint(world.model_id)
         ckpt = load_checkpoint(dep.store, best.cid, best.file_sha256.hex())
-    records = [Record(f"c{i}", "", "image/png", (lambda d: lambda: d)(p.read_bytes()))
+    records = [Record(f"c{i}", "", "image/png", loader(p.read_bytes()))
                for i, p in enumerate(files)]
     return get_family(ckpt.family).predict(ckpt, records)
 

@@ -59,7 +59,15 @@ class Predicted:
 
 def server_terms(url: str, client: httpx.Client | None = None) -> dict[str, Any]:
     """The server's ``GET /model`` document."""
-    return _json(_client(client, url).get("/model"))
+    return _json(_call(_client(client, url), "GET", "/model"))
+
+
+def _call(http: httpx.Client, method: str, path: str, **kw: Any) -> httpx.Response:
+    try:
+        return http.request(method, path, **kw)
+    except httpx.TransportError as exc:
+        raise PredictionServerError(
+            f"cannot reach the prediction server at {http.base_url}: {exc}") from None
 
 
 def _client(client: httpx.Client | None, url: str) -> httpx.Client:
@@ -106,9 +114,9 @@ def _request(client: httpx.Client, media: str, batch: list[tuple[str, bytes, str
         from databright.rows import parse_row
 
         rows = [parse_row(data, kind) for _, data, kind in batch]
-        return client.post("/predict", json={"rows": rows}, headers=header)
+        return _call(client, "POST", "/predict", json={"rows": rows}, headers=header)
     files = [("files", (name, data, kind)) for name, data, kind in batch]
-    return client.post("/predict", files=files, headers=header)
+    return _call(client, "POST", "/predict", files=files, headers=header)
 
 
 def predict_files(
@@ -138,7 +146,7 @@ def predict_files(
         ChannelError: no channel can pay (e.g. a deposit too small for the files).
     """
     http = _client(client, url)
-    terms = _json(http.get("/model"))
+    terms = server_terms(url, http)
     with Deployment(home) as dep:
         ch, opened = _channel_for(dep, payer, model_id, terms, url, deposit, timeout,
                                   len(paths))

@@ -91,7 +91,7 @@ def parse_voucher_header(text: str) -> VoucherClaim:
     try:
         raw = json.loads(text)
         if not isinstance(raw, dict):
-            raise ValueError("not a JSON object")
+            raise TypeError("not a JSON object")
         ints = {k: raw[k] for k in ("chain_id", "channel_id", "amount")}
         for k, v in ints.items():
             if isinstance(v, bool) or not isinstance(v, int | str) or int(v) < 0:
@@ -101,7 +101,7 @@ def parse_voucher_header(text: str) -> VoucherClaim:
             raise ValueError("signature must be 65 bytes of 0x-hex")
         bytes.fromhex(sig.removeprefix("0x"))
         if not isinstance(registry, str):
-            raise ValueError("registry must be an address")
+            raise TypeError("registry must be an address")
         return VoucherClaim(int(ints["chain_id"]), registry, int(ints["channel_id"]),
                             int(ints["amount"]), sig)
     except (KeyError, TypeError, ValueError) as exc:

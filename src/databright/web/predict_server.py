@@ -79,7 +79,7 @@ async def _items(request: Request, service: PredictionService) -> list[Item]:
             form = await parser.parse()
         except MultiPartException as exc:
             raise PredictionRefused("malformed_input", f"bad multipart body: {exc}") from None
-        items = []
+        items: list[Item] = []
         try:
             for _, value in form.multi_items():
                 if isinstance(value, UploadFile):
