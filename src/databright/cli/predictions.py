@@ -40,6 +40,7 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port.")] = 8700,
     max_body: Annotated[str, typer.Option("--max-body", help="Largest request body (K, M, G).")] = "8M",
     max_items: Annotated[int, typer.Option("--max-items", help="Most images or rows in one request.")] = 64,
+    voucher_sync: Annotated[str, typer.Option("--voucher-sync", help="full: each accepted voucher is on disk before the answer; normal: it survives a crash of the server, not of the machine (faster).")] = "full",
     no_close: Annotated[bool, typer.Option("--no-close", help="Leave channels open on shutdown (close later with `channel close`).")] = False,
     home: HomeOpt = None,
     as_: AsOpt = None,
@@ -57,7 +58,8 @@ def serve(
         owner = signer(dep, as_)
         home_path = dep.home
     service = PredictionService.load(Home(home_path.path), model, owner,
-                                     max_body_bytes=parse_size(max_body), max_items=max_items)
+                                     max_body_bytes=parse_size(max_body), max_items=max_items,
+                                     sync=voucher_sync)
     if host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: listening on {host}: reachable from other machines", file=sys.stderr)
     info = service.info

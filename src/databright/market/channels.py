@@ -7,13 +7,16 @@ the deposit back after the channel expires and a challenge window passes (``star
 then ``reclaim``).
 
 Both sides keep a book in the home (``channels.sqlite``, one SQLite transaction per change, WAL
-with ``synchronous=FULL``, so a change is on disk before the call returns):
+with ``synchronous=FULL`` by default, so a change is on disk before the call returns):
 
 - the **payer's book** (``payer_channels``): per channel, the highest amount ever signed
   (``signed``, written *before* a voucher leaves the process) and the highest the server
   confirmed (``accepted``); the next voucher is ``accepted + price × n``.
 - the **payee's book** (``received_vouchers``): per channel, the highest voucher the prediction
-  server accepted, and whether it is closing or closed. The server raises it only through
+  server accepted, and whether it is closing or closed. A server may trade the fsync of each
+  commit (about 4 ms on a cloud disk) for speed with ``sync="normal"``: a voucher then survives
+  a crash or kill of the server but may be lost with the machine (the payee's risk only: the
+  previous voucher, also cumulative, stays valid). The server raises it only through
   :meth:`PayeeBook.raise_to`; closing (by the server or ``databright channel close``) marks it
   ``closing`` first, so no process accepts a voucher for a channel being settled.
 """
@@ -95,17 +98,24 @@ class ReceivedVoucher:
     status: str  # open | closing | closed
 
 
-class _Book:
-    """One SQLite file under the home; each write is one durable transaction."""
+#: ``full``: a commit is on disk (fsync) before it returns, so it survives a power loss;
+#: ``normal``: it is in the OS (survives a crash or kill of the process, not of the machine)
+SYNC_MODES = ("full", "normal")
 
-    def __init__(self, path: Path) -> None:
+
+class _Book:
+    """One SQLite file under the home; each write is one transaction, durable per ``sync``."""
+
+    def __init__(self, path: Path, sync: str = "full") -> None:
+        if sync not in SYNC_MODES:
+            raise UsageError(f"the voucher book's sync mode is one of {SYNC_MODES}, not {sync!r}")
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
                                    timeout=30.0)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")  # a commit is on disk when it returns
+        self._db.execute(f"PRAGMA synchronous={sync.upper()}")
         self._db.executescript(_SCHEMA)
 
     @contextmanager

@@ -176,6 +176,7 @@ class PredictionService:
     require_payment: bool = True
     max_body_bytes: int = MAX_BODY_BYTES
     max_items: int = MAX_ITEMS
+    sync: str = "full"
     _channels: dict[int, ChannelView] = field(default_factory=dict)
     _clock_offset: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -184,16 +185,19 @@ class PredictionService:
     @classmethod
     def load(cls, home: Home | str, model_id: int, payee: Signer | None, *,
              require_payment: bool = True, max_body_bytes: int = MAX_BODY_BYTES,
-             max_items: int = MAX_ITEMS) -> PredictionService:
+             max_items: int = MAX_ITEMS, sync: str = "full") -> PredictionService:
         """Read the model and its best checkpoint from the chain, the checkpoint from the store.
 
         Raises:
             UsageError: the model has no attested checkpoint, or ``payee`` is not its owner.
             CheckpointIntegrityError: the stored bytes do not match the chain's sha256.
         """
+        from databright.market.channels import SYNC_MODES
         from databright.training.checkpoint import load_checkpoint
         from databright.training.families import get_family
 
+        if sync not in SYNC_MODES:
+            raise UsageError(f"--voucher-sync is one of {', '.join(SYNC_MODES)}, not {sync!r}")
         home = home if isinstance(home, Home) else Home(home)
         with Deployment(home) as dep:
             model = dep.registry.get_model(model_id)
@@ -223,7 +227,7 @@ class PredictionService:
         if family.media == "table":
             info["columns"] = list(ckpt.extra.get("columns", []))
         return cls(home, model_id, chain_id, registry, info, ckpt, family, payee,
-                   require_payment, max_body_bytes, max_items)
+                   require_payment, max_body_bytes, max_items, sync)
 
     @property
     def price(self) -> int:
@@ -238,7 +242,7 @@ class PredictionService:
         if self._book is None:
             from databright.market.channels import BOOK_FILE
 
-            self._book = PayeeBook(self.home.path / BOOK_FILE)
+            self._book = PayeeBook(self.home.path / BOOK_FILE, self.sync)
         return self._book
 
     # -- inputs ---------------------------------------------------------------------------------
