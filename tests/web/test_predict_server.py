@@ -251,3 +251,23 @@ def test_the_voucher_books_survive_a_restart(world):
         assert dep.registry.get_channel(run1.channel_id).status == "closed"
         refund = dep.registry.get_channel(run1.channel_id).deposit - 3 * PRICE
     assert refund > 0
+
+
+def test_an_expired_channel_is_402(world, server):
+    mallory = world.signer("mallory")
+    with world.dep() as dep:
+        ch = channels.open_channel(dep, mallory, world.model_id, 10 * PRICE, timeout=600)
+        dep.chain.advance_time(3600)
+    r = _post(server, world.files[:1], _header(world, ch.channel_id, PRICE, mallory))
+    assert r.status_code == 402 and r.json()["error"]["code"] == "channel_expired"
+    assert _stored(server, ch.channel_id) is None
+
+
+def test_every_error_code_is_documented_with_its_status():
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "model-market.md").read_text()
+    table = dict((code, int(status)) for status, code in
+                 re.findall(r"^\| (\d{3}) \| `([a-z_]+)` \|", doc, flags=re.M))
+    assert table == {code: status for code, (status, _) in ERROR_CODES.items()}

@@ -43,6 +43,7 @@ def serve(
     voucher_sync: Annotated[str, typer.Option("--voucher-sync", help="full: each accepted voucher is on disk before the answer; normal: it survives a crash of the server, not of the machine (faster).")] = "full",
     no_close: Annotated[bool, typer.Option("--no-close", help="Leave channels open on shutdown (close later with `channel close`).")] = False,
     home: HomeOpt = None,
+    json_out: JsonOpt = False,
     as_: AsOpt = None,
 ) -> None:
     """Serve a model's best checkpoint over HTTP, paid per prediction through channels; on
@@ -63,6 +64,8 @@ def serve(
     if host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: listening on {host}: reachable from other machines", file=sys.stderr)
     info = service.info
+    if json_out:  # one line for a supervisor: where, what, at which price
+        emit({"url": f"http://{host}:{port}", **info}, True)
     print(f"serving model {model} ({info['name']}, {info['family']}) at http://{host}:{port} "
           f"for {format_wei(service.price)} a prediction; Ctrl-C stops and closes channels",
           file=sys.stderr)
