@@ -1,14 +1,17 @@
 """Paid predictions: what the voucher checks cost the server, and what a channel saves in gas.
 
-One run, one fresh home on the embedded chain: a digits dataset, a small CNN (16 × 16 grey
-images) trained on it, registered and attested. Then:
+One run, one fresh home on the embedded chain: a digits dataset, models trained on it,
+registered and attested. Then:
 
-* **Throughput.** Two prediction servers of that model, each its own process (uvicorn on
+* **Throughput.** Three prediction servers of a model, each its own process (uvicorn on
   127.0.0.1, real HTTP with keep-alive): one checking vouchers (EIP-712 recovery, the channel
   rule, a durable SQLite commit of the highest voucher per request), one with the checks off
-  (the anchor). ``--requests`` requests of 1 image each go to both, alternating blocks of 50 so
-  drift hits both alike; the vouchers are signed before the clock starts, so the figure is the
-  server's. ``voucher_overhead`` = 1 − paid rate / free rate (target ≤ 0.10).
+  (the anchor), and one checking vouchers without an fsync per voucher (``--voucher-sync
+  normal``). ``--requests`` requests of 1 image each (all different, so no embedding cache
+  helps) go to each, alternating blocks of 50 so drift hits all alike; the vouchers are signed
+  before the clock starts, so the figure is the server's. ``voucher_overhead`` = 1 − paid rate /
+  free rate (target ≤ 0.10), for the small CNN (16 × 16 inputs: the cheapest model, where the
+  checks weigh most) and, outside ``--quick``, EfficientNet-Lite0 with a trained head.
 * **Gas.** 1,000 predictions paid through one channel: ``open_channel`` + ``close`` with the
   voucher for 1,000 × price (receipts' ``gasUsed``), against 1,000 separate on-chain payments,
   each a plain ETH transfer (21,000 gas, the cheapest payment there is; ``--transfers`` of them
@@ -106,7 +109,7 @@ def build(home_dir: Path, families: list[str]) -> dict[str, Any]:
                                            result.accuracy_bps, sign(att, acc["alice"]),
                                            value=FEE)
             models[family] = model_id
-        return {"models": models, "dataset_id": ds_id, "image": min(val.rglob("*.png"))}
+        return {"models": models, "dataset_id": ds_id}
 
 
 def serve(home: str, model_id: int, port: int, mode: str) -> None:
@@ -153,7 +156,28 @@ def _start(home: Path, model_id: int, mode: str) -> tuple[subprocess.Popen[bytes
     raise RuntimeError("a prediction server did not start")
 
 
-def throughput(home: Path, model_id: int, image_path: Path, requests: int) -> dict[str, Any]:
+def distinct_images(count: int) -> list[bytes]:
+    """``count`` different PNGs (digits, two corner pixels numbering them): no server may answer
+    from its embedding cache."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    data = load_digits().data
+    out = []
+    for i in range(count):
+        pixels = (255 - data[i % len(data)].reshape(8, 8) * 255.0 / 16.0).astype(np.uint8)
+        img = np.asarray(Image.fromarray(pixels, mode="L").resize((32, 32))).copy()
+        img[0, 0], img[0, 1] = i % 256, i // 256 % 256
+        buf = io.BytesIO()
+        Image.fromarray(img, mode="L").save(buf, "PNG")
+        out.append(buf.getvalue())
+    return out
+
+
+def throughput(home: Path, model_id: int, requests: int) -> dict[str, Any]:
     import httpx
 
     from databright.chain.model_registry import Voucher, sign
@@ -173,14 +197,14 @@ def throughput(home: Path, model_id: int, image_path: Path, requests: int) -> di
         return out
 
     headers = {m: headers_for() if m != "free" else [{}] * (requests + 1) for m in MODES}
-    image = image_path.read_bytes()
-    files = [("files", ("x.png", image, "image/png"))]
+    images = distinct_images(requests + 1)
     servers = {m: _start(home, model_id, m) for m in MODES}
     clients = {m: httpx.Client(base_url=url, timeout=120) for m, (_, url) in servers.items()}
     elapsed = dict.fromkeys(MODES, 0.0)
     sent = dict.fromkeys(MODES, 0)
 
     def post(mode: str) -> None:
+        files = [("files", ("x.png", images[sent[mode]], "image/png"))]
         r = clients[mode].post("/predict", files=files, headers=headers[mode][sent[mode]])
         if r.status_code != 200:
             raise RuntimeError(f"{mode} server answered {r.status_code}: {r.text}")
@@ -275,11 +299,12 @@ def main() -> int:
         t0 = time.perf_counter()
         world = build(tmp / "home", families)
         setup = time.perf_counter() - t0
-        runs = {f: throughput(tmp / "home", m, world["image"], requests)
+        runs = {f: throughput(tmp / "home", m, requests)
                 for f, m in world["models"].items()}
         result: dict[str, Any] = {
             "throughput": runs, "gas": gas(tmp / "home", world, transfers),
-            "setup_s": round(setup, 1), "images": "16×16 grey digits, 1 per request",
+            "setup_s": round(setup, 1),
+            "images": "distinct 32×32 grey digit PNGs, 1 per request (each model resizes)",
             "anchor_payment": "plain ETH transfer (21,000 gas each)",
             "voucher_overhead_target": 0.10, "gas_ratio_target": 0.02}
     finally:

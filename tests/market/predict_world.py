@@ -31,6 +31,7 @@ class World:
     dataset_id: int
     model_id: int
     other_model_id: int
+    table_model_id: int
     files: list[Path]
     accounts: dict[str, Any] = field(default_factory=dict)
 
@@ -84,8 +85,19 @@ def build_world(root: Path, digit_folder: Any) -> World:
                 sign(att, acc["alice"]), value=FEE)
             assert cp.attested
             ids.append(model_id)
+        # a table model (logreg on the same digits as 64 pixel columns)
+        from tests.training.conftest import digit_rows
+
+        rows = train_dataset(digit_rows(0, 200), digit_rows(200, 50), "logreg", {"epochs": 20},
+                             store=dep.store)
+        table_id, _ = dep.registry.register(acc["dev"], ds_id, "digits-rows",
+                                            rows.checkpoint.program_digest, PRICE, ROYALTY_BPS,
+                                            value=FEE)
+        att = dep.registry.attestation(table_id, rows.sha256, 1, rows.accuracy_bps)
+        dep.registry.submit_checkpoint(acc["dev"], table_id, rows.cid, rows.sha256, 1,
+                                       rows.accuracy_bps, sign(att, acc["alice"]), value=FEE)
     files = sorted((root / "val").rglob("*.png"))
-    return World(root, home, ds_id, ids[0], ids[1], files, acc)
+    return World(root, home, ds_id, ids[0], ids[1], table_id, files, acc)
 
 
 def free_port() -> int:

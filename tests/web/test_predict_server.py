@@ -181,6 +181,22 @@ def test_bad_vouchers_are_refused_and_charge_nothing(world, server, paid_channel
     _refused(server, ch, _post(server, world.files[:1], headers), status, code)
 
 
+def test_the_malleable_twin_of_a_valid_voucher_is_refused_here_as_on_chain(world, server,
+                                                                          paid_channel):
+    from databright.errors import ContractRevert
+
+    mallory = world.signer("mallory")
+    good = json.loads(_header(world, paid_channel, 3 * PRICE, mallory)[VOUCHER_HEADER])
+    raw = bytes.fromhex(good["signature"][2:])
+    n = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+    twin = raw[:32] + (n - int.from_bytes(raw[32:64], "big")).to_bytes(32, "big") + bytes(
+        [55 - raw[64]])  # (r, n - s, v flipped) recovers to the same signer off chain
+    header = {VOUCHER_HEADER: json.dumps({**good, "signature": "0x" + twin.hex()})}
+    _refused(server, paid_channel, _post(server, world.files[:1], header), 401, "bad_signature")
+    with world.dep() as dep, pytest.raises(ContractRevert, match="bad voucher"):
+        dep.registry.close(world.signer("dev"), paid_channel, 3 * PRICE, twin)
+
+
 def test_a_voucher_of_another_models_channel_is_403(world, server, paid_channel):
     mallory = world.signer("mallory")
     with world.dep() as dep:
