@@ -149,7 +149,7 @@ def _build(home: Path, rng: Any, t0: float, datasets: int, proposals: int, items
             write_s += time.perf_counter() - t
             data = market.contract.encode_abi("create_dataset", args=[
                 f"ds{d:03d}", f"DS{d:03d}", card_cid, seed_cid, merkle_root(seed), len(seed),
-                2_000, 5_000, 86_400, 0, 100 * 10**18, 10 * items, "0x" + "00" * 20])
+                2_000, 5_000, 86_400, 0, 100 * 10**18, 10 * items, "0x" + "00" * 20, 0, 0])
             sent = sender.send(initiator, market.address, data, CREATE_GAS)
         sender.mine()
         _check(dep, sent, "create_dataset")

@@ -46,6 +46,7 @@ GAS_CEILING = {
     "register": 270_000,
     "submit_checkpoint": 250_000,
     "submit_checkpoint (self-reported)": 195_000,
+    "attest": 77_000,
     "open_channel": 88_000,
     "top_up": 36_000,
     "close": 138_000,
@@ -127,6 +128,18 @@ def test_python_attestation_is_accepted_and_a_changed_field_is_not(world: World)
         world.dev, model_id, "bafkreick", SHA, 3, 9_500, b"", value=FEE
     )
     world.note("submit_checkpoint (self-reported)", receipt)
+    assert world.token.total_distributed() == 4 * FEE
+    # the evaluator attests checkpoint 3 later with what it measured (9,300, not the 9,500 claimed)
+    measured = world.registry.attestation(model_id, SHA, entries=3, metric_bps=9_300)
+    with pytest.raises(PermissionDenied, match="registry: untrusted attestor"):
+        world.registry.attest(world.payer, model_id, 3, 9_500, sign(measured, world.evaluator))
+    cp, receipt = world.registry.attest(
+        world.payer, model_id, 3, 9_300, sign(measured, world.evaluator)
+    )
+    world.note("attest", receipt)
+    assert (cp.attestor, cp.metric_bps, cp.entries) == (world.evaluator.address, 9_300, 3)
+    best = world.registry.best_checkpoint(model_id)
+    assert best is not None and best.checkpoint == 3
     assert world.token.total_distributed() == 4 * FEE
 
 

@@ -375,6 +375,41 @@ def test_best_only_moves_up_with_an_attested_metric(w):
     assert w.token.total_distributed() == 8 * FEE
 
 
+def test_self_reported_checkpoint_attested_later(w):
+    """Train first, attest later: anyone delivers the evaluator's signature, no fee, once."""
+    model_id = register(w)
+    submit(w, model_id, 9_500, b"")  # 1: self-reported 95 %
+    submit(w, model_id, 6_000)  # 2: attested 60 %: the best
+    paid = w.token.total_distributed()
+    a = attestation(w, model_id, metric_bps=8_800)  # the evaluator measured 88 %, not 95 %
+    with boa.reverts("registry: untrusted attestor"), boa.env.prank(w.holder):
+        w.registry.attest(model_id, 1, 8_800, sign(a, key_account()))
+    with boa.reverts("registry: untrusted attestor"), boa.env.prank(w.holder):
+        w.registry.attest(model_id, 1, 9_500, sign(a, w.evaluator))  # signed 8,800, not 9,500
+    other_snapshot = attestation(w, model_id, metric_bps=8_800, entries=ENTRIES - 1)
+    with boa.reverts("registry: untrusted attestor"), boa.env.prank(w.holder):
+        w.registry.attest(model_id, 1, 8_800, sign(other_snapshot, w.evaluator))
+    with boa.reverts("registry: bad signature length"), boa.env.prank(w.holder):
+        w.registry.attest(model_id, 1, 8_800, b"\x01" * 64)
+    with boa.reverts("registry: unknown checkpoint"), boa.env.prank(w.holder):
+        w.registry.attest(model_id, 3, 8_800, sign(a, w.evaluator))
+    with boa.env.prank(w.holder):
+        w.registry.attest(model_id, 1, 8_800, sign(a, w.evaluator))
+    (log,) = registry_logs(w)
+    assert (type(log).__name__, log.model_id, log.checkpoint, log.metric_bps, log.attestor,
+            log.best) == ("CheckpointAttested", model_id, 1, 8_800, w.evaluator.address, True)
+    cp = w.registry.get_checkpoint(model_id, 1)
+    assert (cp.metric_bps, cp.attestor, cp.entries) == (8_800, w.evaluator.address, ENTRIES)
+    m = w.registry.get_model(model_id)
+    assert (m.best_checkpoint, m.best_metric_bps) == (1, 8_800)
+    assert w.token.total_distributed() == paid  # attesting costs the data nothing, pays nothing
+    with boa.reverts("registry: already attested"), boa.env.prank(w.holder):
+        w.registry.attest(model_id, 1, 8_800, sign(a, w.evaluator))
+    with boa.reverts("registry: already attested"), boa.env.prank(w.holder):
+        w.registry.attest(model_id, 2, 8_800, sign(attestation(w, model_id, metric_bps=8_800),
+                                                  w.evaluator))
+
+
 def test_trusted_attestor_hook(w):
     model_id = register(w)
     enclave = key_account()

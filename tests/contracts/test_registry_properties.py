@@ -74,6 +74,8 @@ class RegistryMachine(RuleBasedStateMachine):
         self.people = [*self.devs, *(p.address for p in self.payers)]
         self.models: dict[int, tuple[str, int, int]] = {}  # id -> (owner, dataset, royalty)
         self.best: dict[int, int] = {}
+        # (model, checkpoint) -> (sha256, entries, attested)
+        self.checkpoints: dict[tuple[int, int], tuple[bytes, int, bool]] = {}
         self.channels: dict[int, ChannelModel] = {}
         self.owed = {a: 0 for a in self.people}
         self.held = {1: 0, 2: 0}
@@ -153,11 +155,49 @@ class RegistryMachine(RuleBasedStateMachine):
         self._pay(dataset_id, FEES[dataset_id])
         attested = signer == "evaluator"
         assert (self.registry.get_checkpoint(model_id, number).attestor != ZERO) == attested
+        self.checkpoints[(model_id, number)] = (sha, entries, attested)
         if attested and metric > self.best[model_id]:
             self.best[model_id] = metric
         m = self.registry.get_model(model_id)
         assert m.best_metric_bps >= before
         assert m.best_metric_bps == max(self.best[model_id], 0)
+
+    @precondition(lambda self: self.checkpoints)
+    @rule(
+        data=st.data(),
+        metric=st.integers(0, BPS),
+        signer=st.sampled_from(["evaluator", "stranger", "other-snapshot"]),
+    )
+    def attest(self, data: Any, metric: int, signer: str) -> None:
+        """A self-reported checkpoint attested later: only by a trusted signer, only once, only
+        over the checkpoint's own hash and snapshot; the best metric never decreases."""
+        model_id, number = data.draw(st.sampled_from(sorted(self.checkpoints)))
+        sha, entries, attested = self.checkpoints[(model_id, number)]
+        _, dataset_id, _ = self.models[model_id]
+        signed_entries = entries % ENTRIES + 1 if signer == "other-snapshot" else entries
+        a = Attestation(
+            boa.env.evm.patch.chain_id, self.registry.address, model_id, sha, dataset_id,
+            signed_entries, metric,
+        )
+        key = self.stranger if signer == "stranger" else self.evaluator
+        before = self.registry.get_model(model_id).best_metric_bps
+        sender = self.payers[0].address  # anyone may deliver an attestation
+        if attested:
+            with boa.reverts("registry: already attested"), boa.env.prank(sender):
+                self.registry.attest(model_id, number, metric, sign(a, key))
+            return
+        if signer != "evaluator" and signed_entries != entries or signer == "stranger":
+            with boa.reverts("registry: untrusted attestor"), boa.env.prank(sender):
+                self.registry.attest(model_id, number, metric, sign(a, key))
+            assert self.registry.get_checkpoint(model_id, number).attestor == ZERO
+            return
+        with boa.env.prank(sender):
+            self.registry.attest(model_id, number, metric, sign(a, key))
+        self.checkpoints[(model_id, number)] = (sha, entries, True)
+        cp = self.registry.get_checkpoint(model_id, number)
+        assert (cp.attestor, cp.metric_bps, cp.entries) == (self.evaluator.address, metric, entries)
+        self.best[model_id] = max(self.best[model_id], metric)
+        assert self.registry.get_model(model_id).best_metric_bps >= before
 
     @precondition(lambda self: self.models)
     @rule(

@@ -96,3 +96,12 @@ def test_a_head_for_other_weights_is_refused(fitted, cache):
                                 extra={**result.checkpoint.extra, "weights_sha256": "0" * 64})
     with pytest.raises(TrainingError, match="other EfficientNet weights"):
         get_family("efficientnet-head").predict(other, val[:2], cache=cache)
+
+
+def test_loading_the_network_prints_nothing_on_stdout(capfd):
+    """`--json` commands print exactly one JSON document: the network's loader must stay quiet."""
+    from databright.training import embed
+
+    embed._network.cache_clear()
+    embed._network()
+    assert capfd.readouterr().out == ""

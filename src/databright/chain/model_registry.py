@@ -300,6 +300,17 @@ class ModelRegistry(BoundContract):
         number = int(self._event(receipt, "CheckpointSubmitted")["checkpoint"])
         return Sent(self.get_checkpoint(model_id, number), receipt)
 
+    def attest(
+        self, sender: LocalAccount, model_id: int, checkpoint: int, metric_bps: int,
+        signature: bytes,
+    ) -> Sent[CheckpointInfo]:
+        """Deliver a trusted signer's attestation of a self-reported checkpoint (anyone may
+        send it); value: the checkpoint as now stored."""
+        receipt = self._send(
+            "attest", sender, int(model_id), int(checkpoint), int(metric_bps), bytes(signature)
+        )
+        return Sent(self.get_checkpoint(model_id, checkpoint), receipt)
+
     def release_held(self, sender: LocalAccount, dataset_id: int) -> Sent[int]:
         receipt = self._send("release_held", sender, int(dataset_id))
         return Sent(int(self._event(receipt, "HeldReleased")["amount"]), receipt)

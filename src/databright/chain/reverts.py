@@ -140,6 +140,14 @@ REVERTS: dict[str, tuple[type[ContractRevert], str]] = {
         "the snapshot must be 1 to the dataset's current number of entries",
     ),
     "registry: bad signature length": (InvalidArgumentError, "a signature is 65 bytes"),
+    "registry: already attested": (
+        InvalidArgumentError,
+        "this checkpoint already carries an attested metric",
+    ),
+    "registry: untrusted attestor": (
+        PermissionDenied,
+        "not signed by the dataset's evaluator or a trusted attestor over this checkpoint",
+    ),
     "registry: nothing held": (NothingToWithdrawError, "no held dividends for this dataset"),
     # ModelRegistry: payment channels
     "registry: empty deposit": (InvalidArgumentError, "send a non-zero deposit"),

@@ -6,7 +6,17 @@ from typing import Any
 
 import typer
 
-from databright.cli import accounts, data, datasets, dev, index, money, predictions, proposals
+from databright.cli import (
+    accounts,
+    data,
+    datasets,
+    dev,
+    index,
+    models,
+    money,
+    predictions,
+    proposals,
+)
 
 app = typer.Typer(
     name="databright",
@@ -32,9 +42,11 @@ app.command("dividends")(money.dividends)
 app.command("withdraw")(money.withdraw)
 app.command("verify")(data.verify)
 app.command("export")(data.export)
+app.command("train")(models.train)
+app.add_typer(models.model_app, name="model")
 app.add_typer(dev.app, name="dev")
 app.add_typer(index.app, name="index")
-app.add_typer(predictions.model_app, name="model")
+models.model_app.command("serve")(predictions.serve)
 app.command("predict")(predictions.predict)
 app.add_typer(predictions.channel_app, name="channel")
 

@@ -25,14 +25,11 @@ from databright.market import channels as svc
 from databright.market.predict_client import DEFAULT_URL, predict_files
 from databright.market.units import format_wei, parse_duration, parse_size, parse_wei
 
-model_app = typer.Typer(help="Models trained on datasets: serve their predictions.",
-                        no_args_is_help=True)
 channel_app = typer.Typer(help="Payment channels that pay for predictions.", no_args_is_help=True)
 
 ModelArg = Annotated[int, typer.Argument(help="Model id (`databright model list`).")]
 
 
-@model_app.command("serve")
 @handles_errors
 def serve(
     model: ModelArg,
@@ -46,8 +43,10 @@ def serve(
     json_out: JsonOpt = False,
     as_: AsOpt = None,
 ) -> None:
-    """Serve a model's best checkpoint over HTTP, paid per prediction through channels; on
-    shutdown (Ctrl-C) close every channel with the highest voucher received."""
+    """Serve a model's best checkpoint over HTTP, paid per prediction through channels.
+
+    On shutdown (Ctrl-C) every channel is closed with the highest voucher received.
+    """
     import uvicorn
 
     from databright.market.predictions import PredictionService
@@ -186,7 +185,7 @@ def reclaim(
     as_: AsOpt = None,
 ) -> None:
     """Take an expired channel's deposit back: the first run starts the challenge window, a run
-    after it ends credits the deposit to your balance in the ModelRegistry."""
+    after it ends credits the deposit (then `databright withdraw` pays it out)."""
     with open_deployment(home) as dep:
         out = svc.reclaim(dep, signer(dep, as_), channel)
 

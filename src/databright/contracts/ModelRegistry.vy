@@ -144,6 +144,13 @@ event CheckpointSubmitted:
     attestor: indexed(address)
     best: bool
 
+event CheckpointAttested:
+    model_id: indexed(uint256)
+    checkpoint: uint256
+    metric_bps: uint256
+    attestor: indexed(address)
+    best: bool
+
 event DividendPaid:
     dataset_id: indexed(uint256)
     model_id: indexed(uint256)
@@ -358,6 +365,64 @@ def submit_checkpoint(
     token = self.share_token_of[dataset_id]
     self._pay_dataset(dataset_id, model_id, token, fee, SOURCE_TRAINING)
     return number
+
+
+@external
+@nonreentrant
+def attest(model_id: uint256, checkpoint: uint256, metric_bps: uint256, signature: Bytes[65]):
+    """
+    @notice Attach a trusted signer's metric to a self-reported checkpoint (anyone may send it;
+            no fee: the checkpoint paid it when submitted).
+    @dev The signature is the same EIP-712 Attestation as in `submit_checkpoint`, over the
+         checkpoint's stored sha256 and snapshot. The attested metric replaces the self-reported
+         one; the checkpoint becomes the best if the model has none or it beats the best.
+    @param model_id The model.
+    @param checkpoint The checkpoint number (1..checkpoint_count).
+    @param metric_bps The attested validation metric in basis points (0..10,000).
+    @param signature 65-byte (r, s, v) signature by the dataset's evaluator or a trusted attestor.
+    """
+    dataset_id: uint256 = self._models[model_id].dataset_id
+    assert dataset_id != 0, "registry: unknown model"
+    assert checkpoint != 0 and checkpoint <= self._models[model_id].checkpoint_count, (
+        "registry: unknown checkpoint"
+    )
+    assert metric_bps <= BPS, "registry: metric out of range"
+    assert len(signature) == 65, "registry: bad signature length"
+    word: uint256 = self._cp_word[model_id][checkpoint]
+    assert word & ADDR_MASK == 0, "registry: already attested"
+    entries: uint256 = (word >> ENTRIES_SHIFT) & TIME_MASK
+    digest: bytes32 = self._attestation_digest(
+        model_id, self._cp_sha[model_id][checkpoint], dataset_id, entries, metric_bps
+    )
+    signer: address = self._recover(digest, signature)
+    token: address = empty(address)
+    evaluator: address = empty(address)
+    fee: uint256 = 0
+    min_royalty: uint256 = 0
+    entry_count: uint256 = 0
+    token, evaluator, fee, min_royalty, entry_count = staticcall IDataTerms(data_terms).model_terms(
+        dataset_id
+    )
+    trusted: bool = signer != empty(address) and (
+        signer == evaluator or self.is_trusted_attestor[signer]
+    )
+    assert trusted, "registry: untrusted attestor"
+    best: bool = (
+        self._models[model_id].best_checkpoint == 0
+        or metric_bps > self._models[model_id].best_metric_bps
+    )
+    if best:
+        self._models[model_id].best_checkpoint = checkpoint
+        self._models[model_id].best_metric_bps = metric_bps
+    self._cp_word[model_id][checkpoint] = (
+        convert(signer, uint256)
+        | (entries << ENTRIES_SHIFT)
+        | (metric_bps << METRIC_SHIFT)
+        | ((word >> SUBMITTED_SHIFT) << SUBMITTED_SHIFT)
+    )
+    log CheckpointAttested(
+        model_id=model_id, checkpoint=checkpoint, metric_bps=metric_bps, attestor=signer, best=best
+    )
 
 
 @external

