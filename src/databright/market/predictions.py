@@ -8,7 +8,7 @@ voucher that pays for it. The acceptance rule (:func:`check_voucher`, pure) for 
 - the voucher names this chain and this registry, its channel exists, is for this model, is
   open in the book and on chain, and has not expired;
 - it is signed (EIP-712 ``Voucher(channelId, amount)``) by the channel's payer, with a
-  signature the contract accepts too (low ``s``: see :func:`canonical_signature`);
+  signature the contract accepts too (low ``s``: see :mod:`databright.chain.vouchers`);
 - ``amount > stored`` (else it is replayed or decreasing) and ``amount ≥ stored + p·n`` and
   ``amount ≤ deposit``.
 
@@ -34,6 +34,7 @@ from databright.market.context import Deployment
 
 if TYPE_CHECKING:
     from databright.chain.accounts import Signer
+    from databright.chain.vouchers import VoucherVerifier
     from databright.training.checkpoint import Checkpoint
     from databright.training.families import Family
 
@@ -122,22 +123,6 @@ class ChannelView:
     status: str
 
 
-#: half the secp256k1 group order: a higher ``s`` is the malleable twin of a valid signature
-SECP256K1N_HALF = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0
-
-
-def canonical_signature(signature: str) -> bool:
-    """Whether a 65-byte ``r || s || v`` signature is one the ModelRegistry's ``close`` can
-    accept: ``r, s ≠ 0``, ``s`` in the lower half of the curve order, ``v`` 27/28 (or 0/1). An
-    off-chain recovery also accepts the high-``s`` twin, which the contract refuses: a server
-    taking it would serve for a voucher it can never redeem."""
-    raw = bytes.fromhex(signature.removeprefix("0x"))
-    if len(raw) != 65:
-        return False
-    r, s, v = int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:64], "big"), raw[64]
-    return r != 0 and 0 < s <= SECP256K1N_HALF and v in (0, 1, 27, 28)
-
-
 def check_voucher(*, stored: int, amount: int, price: int, n: int, deposit: int) -> None:
     """The amount rule of a voucher (see the module docstring); raises PredictionRefused."""
     needed = price * n
@@ -198,6 +183,7 @@ class PredictionService:
     _clock_offset: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _book: PayeeBook | None = None
+    _verifier: VoucherVerifier | None = None
 
     @classmethod
     def load(cls, home: Home | str, model_id: int, payee: Signer | None, *,
@@ -253,6 +239,14 @@ class PredictionService:
     @property
     def media(self) -> str:
         return str(self.info["media"])
+
+    @property
+    def verifier(self) -> VoucherVerifier:
+        if self._verifier is None:
+            from databright.chain.vouchers import VoucherVerifier
+
+            self._verifier = VoucherVerifier(self.chain_id, self.registry)
+        return self._verifier
 
     @property
     def book(self) -> PayeeBook:
@@ -372,11 +366,8 @@ class PredictionService:
         if time.time() + self._clock_offset >= view.expiry:
             raise self._refusal("channel_expired", f"channel {view.channel_id} has expired", n,
                                 view, stored)
-        from databright.chain.model_registry import Voucher, signed_by
-
-        signed = Voucher(self.chain_id, self.registry, view.channel_id, voucher.amount)
-        if not (canonical_signature(voucher.signature)
-                and signed_by(signed, voucher.signature, view.payer)):
+        if not self.verifier.signed_by(view.channel_id, voucher.amount, voucher.signature,
+                                       view.payer):
             raise self._refusal("bad_signature", f"the voucher is not signed by channel "
                                 f"{view.channel_id}'s payer {view.payer}", n, view, stored)
         if voucher.amount > view.deposit >= stored:  # a top-up since the channel was read?

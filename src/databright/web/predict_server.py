@@ -31,6 +31,7 @@ from databright.market.predictions import (
 )
 
 log = logging.getLogger("databright.predict")
+MAX_PARTS = 1_000  # files parsed from one multipart body before it is refused outright
 
 
 def error_body(code: str, message: str, **details: Any) -> dict[str, Any]:
@@ -73,11 +74,15 @@ async def _items(request: Request, service: PredictionService) -> list[Item]:
         async def stream() -> AsyncGenerator[bytes, None]:
             yield body
 
-        parser = MultiPartParser(request.headers, stream(), max_files=service.max_items + 1,
+        # the body limit bounds the parts; the item limit is judged on the files found
+        parser = MultiPartParser(request.headers, stream(), max_files=MAX_PARTS,
                                  max_fields=16)
         try:
             form = await parser.parse()
         except MultiPartException as exc:
+            if "too many files" in str(exc).lower():
+                raise PredictionRefused("too_many_items", f"more than {MAX_PARTS} files: at "
+                                        f"most {service.max_items} a request") from None
             raise PredictionRefused("malformed_input", f"bad multipart body: {exc}") from None
         items: list[Item] = []
         try:
