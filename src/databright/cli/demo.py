@@ -96,8 +96,9 @@ def demo(
             f"{'all consistent with the chain' if check.ok else check.problems}")
         say("[bold]the model market[/]")
         model = demo_models.train_and_register(dep, acct, say)
-        dep.close()  # the prediction server and erin's client open the home themselves
-        sales = demo_models.buy_predictions(root, acct, model["model_id"], say)
+    # the prediction server and erin's client open the home themselves: the demo lets it go
+    sales = demo_models.buy_predictions(root, acct, model["model_id"], say)
+    with Deployment(Home(root)) as dep:
         model.update(sales, **demo_models.closed_channel(dep, sales["channel_id"], say))
         say("• everyone withdraws what the data and the model earned")
         withdrawn = demo_models.withdraw_all(dep, acct, PEOPLE, say)
