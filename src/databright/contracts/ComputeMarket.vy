@@ -336,14 +336,12 @@ def create_job(
         dataset_id
     )
     assert token != empty(address) and dataset_id <= W96, "compute: unknown dataset"
-    assert self._coordinators[coordinator].operator != empty(address), (
-        "compute: unknown coordinator"
-    )
+    known: bool = self._coordinators[coordinator].operator != empty(address)
+    assert known, "compute: unknown coordinator"
     assert program_digest != empty(bytes32), "compute: empty program digest"
     assert len(spec_cid) > 0, "compute: empty spec"
-    assert deadline > block.timestamp and deadline <= block.timestamp + MAX_JOB_DURATION, (
-        "compute: bad deadline"
-    )
+    horizon: uint256 = block.timestamp + MAX_JOB_DURATION
+    assert deadline > block.timestamp and deadline <= horizon, "compute: bad deadline"
     assert msg.value >= fee, "compute: value below training fee"
     budget: uint256 = msg.value - fee
     assert budget <= W128, "compute: budget too large"
@@ -419,9 +417,8 @@ def settle(
     digest: bytes32 = self._receipt_digest(
         job_id, part, workers, fees, liars, receipt_hash, is_final
     )
-    assert self._recover(digest, signature) == convert(route & ADDR_MASK, address), (
-        "compute: bad receipt"
-    )
+    signer: address = self._recover(digest, signature)
+    assert signer == convert(route & ADDR_MASK, address), "compute: bad receipt"
     consumer: address = convert(head & ADDR_MASK, address)
 
     slashed: uint256 = 0
