@@ -65,10 +65,16 @@ def now() -> int:
 
 
 def register_worker(
-    w: World, worker: str, min_fee: int = MIN_FEE, stake: int = MIN_STAKE
+    w: World,
+    worker: str,
+    min_fee: int = MIN_FEE,
+    stake: int = MIN_STAKE,
+    coordinator: str | None = None,
 ) -> None:
     with boa.env.prank(worker):
-        w.market.register_worker(min_fee, CLASS, value=stake)
+        w.market.register_worker(
+            min_fee, CLASS, coordinator or w.coordinator.address, value=stake
+        )
 
 
 def register_coordinator(w: World, enclave: str, kind: int = SOFTWARE) -> None:
@@ -194,7 +200,7 @@ def test_register_worker_locks_the_stake(w):
     worker = new_account()
     before = balance(w.market.address)
     with boa.env.prank(worker):
-        w.market.register_worker(7, CLASS, value=MIN_STAKE + 1)
+        w.market.register_worker(7, CLASS, w.coordinator.address, value=MIN_STAKE + 1)
     (log,) = market_logs(w)
     assert (type(log).__name__, log.worker, log.stake, log.min_fee, log.determinism_class) == (
         "WorkerRegistered",
@@ -210,6 +216,7 @@ def test_register_worker_locks_the_stake(w):
         CLASS,
         W_ACTIVE,
     )
+    assert info.coordinator == w.coordinator.address
     assert (info.release_at, info.last_job) == (0, 0)
     assert balance(w.market.address) == before + MIN_STAKE + 1
     assert w.market.get_worker(new_account()).status == W_NONE
@@ -219,14 +226,38 @@ def test_register_worker_reverts(w):
     worker = new_account()
     with boa.env.prank(worker):
         with boa.reverts("compute: stake too low"):
-            w.market.register_worker(0, CLASS, value=MIN_STAKE - 1)
+            w.market.register_worker(0, CLASS, w.coordinator.address, value=MIN_STAKE - 1)
         with boa.reverts("compute: empty determinism class"):
-            w.market.register_worker(0, b"\x00" * 32, value=MIN_STAKE)
+            w.market.register_worker(0, b"\x00" * 32, w.coordinator.address, value=MIN_STAKE)
     with boa.env.prank(w.workers[0]), boa.reverts("compute: already registered"):
-        w.market.register_worker(0, CLASS, value=MIN_STAKE)
+        w.market.register_worker(0, CLASS, w.coordinator.address, value=MIN_STAKE)
     whale = new_account(2**129)
     with boa.env.prank(whale), boa.reverts("compute: stake too large"):
-        w.market.register_worker(0, CLASS, value=2**128)
+        w.market.register_worker(0, CLASS, w.coordinator.address, value=2**128)
+    with boa.env.prank(worker), boa.reverts("compute: min fee too large"):
+        w.market.register_worker(2**96, CLASS, w.coordinator.address, value=MIN_STAKE)
+    with boa.env.prank(worker), boa.reverts("compute: unknown coordinator"):
+        w.market.register_worker(0, CLASS, new_account(), value=MIN_STAKE)
+
+
+def test_a_coordinator_cannot_touch_the_workers_of_another(w):
+    """Anyone can register a coordinator and a job; its receipts still cannot slash or pay
+    workers that serve someone else."""
+    thief = key_account()
+    register_coordinator(w, thief.address)
+    with boa.env.prank(thief.address):
+        job_id = w.market.create_job(
+            1, thief.address, PROGRAM, "bafkreispec", now() + DAY, value=FEE + BUDGET
+        )
+    r = receipt(w, job_id, 0, {}, liars=tuple(w.workers))
+    with boa.reverts("compute: liar not registered"):
+        settle(w, r, key=thief)
+    with boa.reverts("compute: worker not registered"):
+        settle(w, receipt(w, job_id, 0, {w.workers[0]: MIN_FEE}), key=thief)
+    assert all(w.market.get_worker(x).stake == MIN_STAKE for x in w.workers)
+    # and its long job does not delay the stakes of workers that do not serve it
+    with boa.env.prank(w.workers[0]):
+        assert w.market.unregister() == now() + COOLDOWN
 
 
 def test_unregister_cooldown_then_withdraw_and_register_again(w):
@@ -241,7 +272,7 @@ def test_unregister_cooldown_then_withdraw_and_register_again(w):
         with boa.reverts("compute: not active"):
             w.market.unregister()
         with boa.reverts("compute: already registered"):
-            w.market.register_worker(0, CLASS, value=MIN_STAKE)
+            w.market.register_worker(0, CLASS, w.coordinator.address, value=MIN_STAKE)
         boa.env.time_travel(seconds=COOLDOWN - 1)
         with boa.reverts("compute: stake locked"):
             w.market.withdraw_stake()
@@ -250,11 +281,12 @@ def test_unregister_cooldown_then_withdraw_and_register_again(w):
         assert w.market.withdraw_stake() == MIN_STAKE
         assert balance(worker) == before + MIN_STAKE
         assert w.market.get_worker(worker).status == W_NONE
+        assert w.market.get_worker(worker).coordinator == ZERO
         with boa.reverts("compute: not leaving"):
             w.market.withdraw_stake()
         with boa.reverts("compute: not active"):
             w.market.unregister()
-        w.market.register_worker(0, CLASS, value=MIN_STAKE)
+        w.market.register_worker(0, CLASS, w.coordinator.address, value=MIN_STAKE)
     assert w.market.get_worker(worker).status == W_ACTIVE
 
 
@@ -299,7 +331,7 @@ def test_a_leaving_liar_is_slashed_and_cannot_withdraw(w):
         with boa.reverts("compute: not leaving"):
             w.market.withdraw_stake()
         with boa.reverts("compute: worker banned"):
-            w.market.register_worker(0, CLASS, value=MIN_STAKE)
+            w.market.register_worker(0, CLASS, w.coordinator.address, value=MIN_STAKE)
 
 
 # --- coordinators ---------------------------------------------------------------------------
@@ -377,7 +409,7 @@ def test_create_job_escrows_fee_and_budget(w):
         0,
     )
     assert (j.deadline, j.next_part, j.status) == (deadline, 0, J_OPEN)
-    assert w.market.job_count() == 1 and w.market.latest_deadline() == deadline
+    assert w.market.job_count() == 1 and w.market.latest_deadline_of(w.coordinator.address) == deadline
     assert balance(w.market.address) == 4 * MIN_STAKE + FEE + BUDGET
     # exactly the fee: a job with no compute budget is allowed
     assert w.market.get_job(create_job(w, value=FEE)).budget == 0
@@ -608,7 +640,7 @@ def test_receipt_is_bound_to_its_contract(w):
     with boa.env.prank(w.operator):
         other.register_coordinator(w.coordinator.address, "bafkreievidence", SOFTWARE)
     with boa.env.prank(w.workers[0]):
-        other.register_worker(MIN_FEE, CLASS, value=MIN_STAKE)
+        other.register_worker(MIN_FEE, CLASS, w.coordinator.address, value=MIN_STAKE)
     with boa.env.prank(w.consumer):
         other.create_job(1, w.coordinator.address, PROGRAM, "s", now() + DAY, value=FEE + BUDGET)
     job_id = create_job(w)
@@ -657,9 +689,9 @@ def test_settle_names_at_most_64_workers(w):
     r = receipt(w, job_id, 0, {x: 1 for x in many[:64]}, liars=tuple(many[64:]))
     settle(w, r)
     assert w.market.get_job(job_id).spent == 64
-    with pytest.raises(Exception):  # noqa: B017 - the ABI itself refuses a 65th entry
-        with boa.env.prank(w.consumer):
-            w.market.settle(job_id, 1, many, [1] * 65, [], RESULT, False, b"\x00" * 65)
+    # the ABI itself refuses a 65th entry: settle larger jobs in parts
+    with pytest.raises(Exception), boa.env.prank(w.consumer):  # noqa: B017
+        w.market.settle(job_id, 1, many, [1] * 65, [], RESULT, False, b"\x00" * 65)
 
 
 # --- cancel, withdraw, held fees ------------------------------------------------------------
@@ -744,21 +776,23 @@ REENTER = """
 interface IMarket:
     def withdraw() -> uint256: nonpayable
     def withdraw_stake() -> uint256: nonpayable
-    def register_worker(min_fee: uint256, c: bytes32): payable
+    def register_worker(min_fee: uint256, c: bytes32, coordinator: address): payable
     def unregister() -> uint256: nonpayable
 
 market: IMarket
+coordinator: address
 tried: public(uint256)
 reentered: public(bool)
 
 @deploy
-def __init__(m: address):
+def __init__(m: address, c: address):
     self.market = IMarket(m)
+    self.coordinator = c
 
 @external
 @payable
 def join():
-    extcall self.market.register_worker(1, keccak256("class"), value=msg.value)
+    extcall self.market.register_worker(1, keccak256("class"), self.coordinator, value=msg.value)
 
 @external
 def leave():
@@ -788,7 +822,7 @@ def __default__():
 
 
 def test_no_reentry_while_paying(w):
-    attacker = boa.loads(REENTER, w.market.address)
+    attacker = boa.loads(REENTER, w.market.address, w.coordinator.address)
     boa.env.set_balance(boa.env.eoa, 10 * ETHER)
     attacker.join(value=MIN_STAKE)
     job_id = create_job(w)

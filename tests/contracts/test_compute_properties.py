@@ -48,6 +48,7 @@ class WorkerModel:
     release_at: int = 0
     last_job: int = 0
     left_at: int = 0
+    coordinator: int = -1
 
 
 @dataclass
@@ -91,13 +92,16 @@ class ComputeMachine(RuleBasedStateMachine):
         self.owed = {a: 0 for a in [*self.pool, *self.consumers]}
         self.held = 0
         self.dividends = {1: 0, 2: 0}
-        self.latest_deadline = 0
+        self.latest_deadline = {0: 0, 1: 0}  # per coordinator
         self.last_accepted: tuple[Receipt, bytes] | None = None
         # a pool that already works, so most runs reach settlements early
         for i, account in enumerate(self.pool[:4]):
+            enclave = self.coordinators[i // 3].address  # three workers of 0, one of 1
             with boa.env.prank(account):
-                self.market.register_worker(i * MIN_FEE_UNIT, CLASS, value=MIN_STAKE)
-            self.workers[account] = WorkerModel(ACTIVE, MIN_STAKE, i * MIN_FEE_UNIT)
+                self.market.register_worker(i * MIN_FEE_UNIT, CLASS, enclave, value=MIN_STAKE)
+            self.workers[account] = WorkerModel(
+                ACTIVE, MIN_STAKE, i * MIN_FEE_UNIT, coordinator=i // 3
+            )
         self.create_job(0, 0, 1, 20, 86400)
         self.watched = [
             *self.pool,
@@ -119,6 +123,8 @@ class ComputeMachine(RuleBasedStateMachine):
 
     def _may_name(self, worker: str, job_id: int) -> bool:
         w = self.workers.get(worker, WorkerModel())
+        if w.coordinator != self.jobs[job_id].coordinator:
+            return False
         return w.status == ACTIVE or (w.status == LEAVING and job_id <= w.last_job)
 
     def _expected_settle(self, job_id: int, r: Receipt, signed_ok: bool) -> str | None:
@@ -161,22 +167,30 @@ class ComputeMachine(RuleBasedStateMachine):
 
     # --- workers ------------------------------------------------------------------------------
 
-    @rule(who=st.integers(0, POOL - 1), fee_units=st.integers(0, 3), extra=st.integers(0, 5))
-    def register_worker(self, who: int, fee_units: int, extra: int) -> None:
+    @rule(
+        who=st.integers(0, POOL - 1),
+        fee_units=st.integers(0, 3),
+        extra=st.integers(0, 5),
+        coordinator=st.integers(0, 1),
+    )
+    def register_worker(self, who: int, fee_units: int, extra: int, coordinator: int) -> None:
         account = self.pool[who]
         w = self.workers[account]
         stake = MIN_STAKE + extra * 10**16
         min_fee = fee_units * MIN_FEE_UNIT
+        enclave = self.coordinators[coordinator].address
         with boa.env.prank(account):
             if w.status == BANNED:
                 with boa.reverts("compute: worker banned"):
-                    self.market.register_worker(min_fee, CLASS, value=stake)
+                    self.market.register_worker(min_fee, CLASS, enclave, value=stake)
             elif w.status != NONE:
                 with boa.reverts("compute: already registered"):
-                    self.market.register_worker(min_fee, CLASS, value=stake)
+                    self.market.register_worker(min_fee, CLASS, enclave, value=stake)
             else:
-                self.market.register_worker(min_fee, CLASS, value=stake)
-                self.workers[account] = WorkerModel(ACTIVE, stake, min_fee)
+                self.market.register_worker(min_fee, CLASS, enclave, value=stake)
+                self.workers[account] = WorkerModel(
+                    ACTIVE, stake, min_fee, coordinator=coordinator
+                )
 
     @rule(who=st.integers(0, POOL - 1))
     def unregister(self, who: int) -> None:
@@ -188,7 +202,7 @@ class ComputeMachine(RuleBasedStateMachine):
                     self.market.unregister()
                 return
             release_at = self.market.unregister()
-        assert release_at == max(self._now() + COOLDOWN, self.latest_deadline)
+        assert release_at == max(self._now() + COOLDOWN, self.latest_deadline[w.coordinator])
         w.status, w.release_at, w.last_job, w.left_at = (
             LEAVING,
             release_at,
@@ -215,7 +229,8 @@ class ComputeMachine(RuleBasedStateMachine):
         assert self._now() >= w.left_at + COOLDOWN
         for job_id in range(1, w.last_job + 1):
             j = self.jobs[job_id]
-            assert j.status != OPEN or self._now() >= j.deadline
+            if j.coordinator == w.coordinator:
+                assert j.status != OPEN or self._now() >= j.deadline
         self.workers[account] = WorkerModel()
 
     # --- jobs ---------------------------------------------------------------------------------
@@ -246,7 +261,7 @@ class ComputeMachine(RuleBasedStateMachine):
         self.jobs[job_id] = JobModel(
             account, coordinator, dataset_id, FEES[dataset_id], budget, deadline
         )
-        self.latest_deadline = max(self.latest_deadline, deadline)
+        self.latest_deadline[coordinator] = max(self.latest_deadline[coordinator], deadline)
 
     @precondition(lambda self: self.jobs)
     @rule(data=st.data())
@@ -263,21 +278,29 @@ class ComputeMachine(RuleBasedStateMachine):
     def _settle(self, data: Any, honest: bool) -> None:
         # everything is drawn here, not as rule arguments: hypothesis favours rules with
         # fewer arguments, and settling is the rule that matters most
+        live = sorted(i for i, j in self.jobs.items() if j.status == OPEN)
+        job_id = data.draw(st.sampled_from(live or sorted(self.jobs)))
+        j = self.jobs[job_id]
+        # mostly the workers of the job's coordinator, sometimes anyone in the pool
+        mine = [
+            i
+            for i, a in enumerate(self.pool)
+            if self.workers[a].coordinator == j.coordinator
+            and self.workers[a].status in (ACTIVE, LEAVING)
+        ] or [0]
+        anyone = st.integers(0, POOL - 1)
         paid: set[int] = data.draw(
-            st.one_of(
-                st.sets(st.integers(0, 3), max_size=3),
-                st.sets(st.integers(0, POOL - 1), max_size=4),
-            )
+            st.one_of(st.sets(st.sampled_from(mine), max_size=3), st.sets(anyone, max_size=4))
         )
         liars: set[int] = data.draw(
             st.one_of(
                 st.just(set()),
-                st.sets(st.integers(0, 3), max_size=1),
-                st.sets(st.integers(0, POOL - 1), max_size=2),
+                st.sets(st.sampled_from(mine), max_size=1),
+                st.sets(anyone, max_size=2),
             )
         )
         offsets = data.draw(st.lists(st.integers(-1, 2 * MIN_FEE_UNIT), min_size=4, max_size=4))
-        final = data.draw(st.booleans())
+        final = data.draw(st.integers(0, 3)) == 0  # most jobs settle in several parts
         variant = "valid"
         if not honest and data.draw(st.integers(0, 3)) == 0:  # one in four is wrong somehow
             variant = data.draw(
@@ -286,9 +309,6 @@ class ComputeMachine(RuleBasedStateMachine):
                      "skip-part"]
                 )
             )
-        live = sorted(i for i, j in self.jobs.items() if j.status == OPEN)
-        job_id = data.draw(st.sampled_from(live or sorted(self.jobs)))
-        j = self.jobs[job_id]
         payouts = {}
         for i, who in enumerate(sorted(paid)):
             account = self.pool[who]
@@ -459,6 +479,8 @@ class ComputeMachine(RuleBasedStateMachine):
         for account, w in self.workers.items():
             info = self.market.get_worker(account)
             assert (info.status, info.stake) == (w.status, w.stake)
+            if w.status in (ACTIVE, LEAVING):
+                assert info.coordinator == self.coordinators[w.coordinator].address
             if w.status == LEAVING:
                 assert (info.release_at, info.last_job) == (w.release_at, w.last_job)
         for job_id, j in self.jobs.items():

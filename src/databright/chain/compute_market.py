@@ -183,13 +183,15 @@ def receipt_signed_by(receipt: Receipt, signature: bytes | str, signer: str) -> 
 
 @dataclass(frozen=True)
 class WorkerInfo:
-    """A worker; ``status`` is ``none|active|leaving|banned``; ``release_at`` and ``last_job``
-    (the last job that may still name it) are set when it unregisters."""
+    """A worker; ``status`` is ``none|active|leaving|banned``; ``coordinator`` is the enclave
+    address whose receipts alone may name it; ``release_at`` and ``last_job`` (the last job
+    that may still name it) are set when it unregisters."""
 
     worker: str
     stake: int
     min_fee: int
     determinism_class: bytes
+    coordinator: str
     status: str
     release_at: int
     last_job: int
@@ -274,11 +276,22 @@ class ComputeMarket(BoundContract):
 
     # -- workers and coordinators ---------------------------------------------------------------
     def register_worker(
-        self, sender: LocalAccount, min_fee: int, determinism_class: bytes | str, stake: int
+        self,
+        sender: LocalAccount,
+        min_fee: int,
+        determinism_class: bytes | str,
+        coordinator: str,
+        stake: int,
     ) -> Sent[WorkerInfo]:
-        """Register ``sender`` as a worker locking ``stake`` wei; value: its record."""
+        """Register ``sender`` as a worker of ``coordinator`` locking ``stake`` wei; value: its
+        record."""
         receipt = self._send(
-            "register_worker", sender, int(min_fee), as_bytes32(determinism_class), value=stake
+            "register_worker",
+            sender,
+            int(min_fee),
+            as_bytes32(determinism_class),
+            checksum(coordinator),
+            value=int(stake),
         )
         return Sent(self.get_worker(sender.address), receipt)
 
@@ -397,8 +410,9 @@ class ComputeMarket(BoundContract):
     def job_count(self) -> int:
         return int(self._call("job_count"))
 
-    def latest_deadline(self) -> int:
-        return int(self._call("latest_deadline"))
+    def latest_deadline_of(self, coordinator: str) -> int:
+        """The latest deadline of ``coordinator``'s jobs (a leaving worker waits until then)."""
+        return int(self._call("latest_deadline_of", checksum(coordinator)))
 
     def owed_of(self, account: str) -> int:
         """Wei ``account`` can pull with ``withdraw``."""
@@ -410,6 +424,7 @@ class ComputeMarket(BoundContract):
     def get_worker(self, worker: str) -> WorkerInfo:
         raw = dict(zip(_WORKER, self._call("get_worker", checksum(worker)), strict=True))
         raw["determinism_class"] = bytes(raw["determinism_class"])
+        raw["coordinator"] = checksum(raw["coordinator"])
         raw["status"] = WORKER_STATUS.get(int(raw["status"]), str(raw["status"]))
         return WorkerInfo(worker=checksum(worker), **raw)
 

@@ -189,6 +189,7 @@ REVERTS: dict[str, tuple[type[ContractRevert], str]] = {
     "compute: already registered": (ContractRevert, "this account is already a worker"),
     "compute: stake too low": (WrongStakeError, "the stake is below the market's minimum"),
     "compute: stake too large": (InvalidArgumentError, "the stake exceeds 2**128 wei"),
+    "compute: min fee too large": (InvalidArgumentError, "the minimum fee exceeds 2**96 wei"),
     "compute: empty determinism class": (
         InvalidArgumentError,
         "the worker must name its determinism class",

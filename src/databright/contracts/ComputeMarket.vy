@@ -14,11 +14,15 @@
      Receipt(uint256 jobId,uint256 part,address[] workers,uint256[] fees,address[] liars,
              bytes32 receiptHash,bool final).
      A job settles in parts 0, 1, 2, ... in order, each once, and only before its deadline;
-     after the deadline only its consumer's `cancel` can close it. A leaving worker's stake is
-     locked until its cool-down has passed and every job created before it left is past its
-     deadline, so no receipt that may name it can still be settled when it withdraws.
+     after the deadline only its consumer's `cancel` can close it. A worker serves one
+     coordinator per registration and only that coordinator's receipts may name it, so a
+     coordinator anyone registers cannot touch the stakes of workers that never chose it. A
+     leaving worker's stake is locked until its cool-down has passed and every job of its
+     coordinator created before it left is past its deadline, so no receipt that may name it
+     can still be settled when it withdraws.
      Hot fields are packed by hand:
      - `_w_head[a]`  = stake (128) | status (8) | release_at (40) | last job id (64).
+     - `_w_terms[a]` = coordinator (160) | min fee (96).
      - `_j_head[j]`  = consumer (160) | deadline (40) | next part (40) | status (8).
      - `_j_route[j]` = coordinator (160) | dataset id (96).
      - `_j_funds[j]` = budget (128) | spent (128).
@@ -60,6 +64,7 @@ W8: constant(uint256) = 255
 W_STATUS_SHIFT: constant(uint256) = 128
 W_RELEASE_SHIFT: constant(uint256) = 136
 W_LAST_JOB_SHIFT: constant(uint256) = 176
+W_FEE_SHIFT: constant(uint256) = 160
 J_DEADLINE_SHIFT: constant(uint256) = 160
 J_PART_SHIFT: constant(uint256) = 200
 J_STATUS_SHIFT: constant(uint256) = 240
@@ -81,6 +86,7 @@ struct Worker:
     stake: uint256
     min_fee: uint256
     determinism_class: bytes32
+    coordinator: address
     status: uint256
     release_at: uint256
     last_job: uint256
@@ -110,15 +116,15 @@ data_terms: public(immutable(address))
 min_stake: public(immutable(uint256))
 cooldown: public(immutable(uint256))
 job_count: public(uint256)
-# the latest deadline of any job created so far: a leaving worker waits at least until then
-latest_deadline: public(uint256)
+# per coordinator, the latest deadline of its jobs: a leaving worker waits at least until then
+latest_deadline_of: public(HashMap[address, uint256])
 owed_of: public(HashMap[address, uint256])
 held_of: public(HashMap[uint256, uint256])
 share_token_of: public(HashMap[uint256, address])
 
 _w_head: HashMap[address, uint256]
-_w_min_fee: HashMap[address, uint256]
 _w_class: HashMap[address, bytes32]
+_w_terms: HashMap[address, uint256]
 _coordinators: HashMap[address, Coordinator]
 _j_head: HashMap[uint256, uint256]
 _j_route: HashMap[uint256, uint256]
@@ -130,6 +136,7 @@ _j_spec: HashMap[uint256, String[100]]
 
 event WorkerRegistered:
     worker: indexed(address)
+    coordinator: indexed(address)
     stake: uint256
     min_fee: uint256
     determinism_class: bytes32
@@ -222,12 +229,15 @@ def __init__(terms: address, stake_minimum: uint256, cooldown_seconds: uint256):
 
 @external
 @payable
-def register_worker(min_fee: uint256, determinism_class: bytes32):
+def register_worker(min_fee: uint256, determinism_class: bytes32, coordinator: address):
     """
-    @notice Register the caller as a worker, locking `msg.value` as its stake.
+    @notice Register the caller as a worker of `coordinator`, locking `msg.value` as its stake.
+    @dev Only that coordinator's receipts can credit or slash the worker until it withdraws
+         its stake: a worker chooses whom it trusts by verifying the coordinator's evidence.
     @param min_fee The least fee (wei) a receipt may credit the worker per entry (per task).
     @param determinism_class Digest of the worker's determinism class (torch build, CPU
            capability or GPU model, threads, dtype): replicas of one class agree bit for bit.
+    @param coordinator The enclave address of the registered coordinator it serves.
     """
     head: uint256 = self._w_head[msg.sender]
     status: uint256 = (head >> W_STATUS_SHIFT) & W8
@@ -235,25 +245,36 @@ def register_worker(min_fee: uint256, determinism_class: bytes32):
     assert status == W_NONE, "compute: already registered"
     assert msg.value >= min_stake, "compute: stake too low"
     assert msg.value <= W128, "compute: stake too large"
+    assert min_fee <= W96, "compute: min fee too large"
     assert determinism_class != empty(bytes32), "compute: empty determinism class"
+    known: bool = self._coordinators[coordinator].operator != empty(address)
+    assert known, "compute: unknown coordinator"
     self._w_head[msg.sender] = msg.value | (W_ACTIVE << W_STATUS_SHIFT)
-    self._w_min_fee[msg.sender] = min_fee
+    self._w_terms[msg.sender] = convert(coordinator, uint256) | (min_fee << W_FEE_SHIFT)
     self._w_class[msg.sender] = determinism_class
     log WorkerRegistered(
-        worker=msg.sender, stake=msg.value, min_fee=min_fee, determinism_class=determinism_class
+        worker=msg.sender,
+        coordinator=coordinator,
+        stake=msg.value,
+        min_fee=min_fee,
+        determinism_class=determinism_class,
     )
 
 
 @external
 def unregister() -> uint256:
     """
-    @notice Leave the pool: the stake unlocks after the cool-down and after every job created
-            so far is past its deadline (jobs created later can no longer name the worker).
+    @notice Leave the pool: the stake unlocks after the cool-down and after every job of the
+            worker's coordinator created so far is past its deadline (jobs created later can
+            no longer name the worker).
     @return The time from which `withdraw_stake` is allowed.
     """
     head: uint256 = self._w_head[msg.sender]
     assert (head >> W_STATUS_SHIFT) & W8 == W_ACTIVE, "compute: not active"
-    release_at: uint256 = max(block.timestamp + cooldown, self.latest_deadline)
+    release_at: uint256 = max(
+        block.timestamp + cooldown,
+        self.latest_deadline_of[convert(self._w_terms[msg.sender] & ADDR_MASK, address)],
+    )
     last_job: uint256 = self.job_count
     self._w_head[msg.sender] = (
         (head & W128)
@@ -278,6 +299,7 @@ def withdraw_stake() -> uint256:
     assert block.timestamp >= (head >> W_RELEASE_SHIFT) & W40, "compute: stake locked"
     amount: uint256 = head & W128
     self._w_head[msg.sender] = 0
+    self._w_terms[msg.sender] = 0
     log StakeWithdrawn(worker=msg.sender, amount=amount)
     raw_call(msg.sender, b"", value=amount)
     return amount
@@ -347,8 +369,8 @@ def create_job(
     assert budget <= W128, "compute: budget too large"
     job_id: uint256 = self.job_count + 1
     self.job_count = job_id
-    if deadline > self.latest_deadline:
-        self.latest_deadline = deadline
+    if deadline > self.latest_deadline_of[coordinator]:
+        self.latest_deadline_of[coordinator] = deadline
     self._j_head[job_id] = (
         convert(msg.sender, uint256)
         | (deadline << J_DEADLINE_SHIFT)
@@ -420,6 +442,7 @@ def settle(
     signer: address = self._recover(digest, signature)
     assert signer == convert(route & ADDR_MASK, address), "compute: bad receipt"
     consumer: address = convert(head & ADDR_MASK, address)
+    coordinator: address = convert(route & ADDR_MASK, address)
 
     slashed: uint256 = 0
     previous: uint256 = 0
@@ -431,7 +454,9 @@ def settle(
         status: uint256 = (w >> W_STATUS_SHIFT) & W8
         if status == W_BANNED:
             continue  # caught already (another job or part): nothing left to slash
-        assert self._may_name(w, status, job_id), "compute: liar not registered"
+        assert self._may_name(self._w_terms[liar], w, status, job_id, coordinator), (
+            "compute: liar not registered"
+        )
         amount: uint256 = w & W128
         self._w_head[liar] = W_BANNED << W_STATUS_SHIFT
         slashed += amount
@@ -451,8 +476,11 @@ def settle(
         w: uint256 = self._w_head[worker]
         status: uint256 = (w >> W_STATUS_SHIFT) & W8
         assert status != W_BANNED, "compute: worker banned"
-        assert self._may_name(w, status, job_id), "compute: worker not registered"
-        assert fee >= self._w_min_fee[worker], "compute: fee below minimum"
+        terms: uint256 = self._w_terms[worker]
+        assert self._may_name(terms, w, status, job_id, coordinator), (
+            "compute: worker not registered"
+        )
+        assert fee >= terms >> W_FEE_SHIFT, "compute: fee below minimum"
         assert fee <= budget - spent - paid, "compute: over budget"
         paid += fee
         if fee != 0:
@@ -546,16 +574,18 @@ def release_held(dataset_id: uint256) -> uint256:
 @view
 def get_worker(worker: address) -> Worker:
     """
-    @notice A worker's stake, minimum fee, class and status (0 none, 1 active, 2 leaving,
-            3 banned); `release_at` and `last_job` are set by `unregister`.
+    @notice A worker's stake, minimum fee, class, coordinator and status (0 none, 1 active,
+            2 leaving, 3 banned); `release_at` and `last_job` are set by `unregister`.
     @param worker The worker's account.
     @return The Worker record (all zero for an unknown account).
     """
     head: uint256 = self._w_head[worker]
+    terms: uint256 = self._w_terms[worker]
     return Worker(
         stake=head & W128,
-        min_fee=self._w_min_fee[worker],
+        min_fee=terms >> W_FEE_SHIFT,
         determinism_class=self._w_class[worker],
+        coordinator=convert(terms & ADDR_MASK, address),
         status=(head >> W_STATUS_SHIFT) & W8,
         release_at=(head >> W_RELEASE_SHIFT) & W40,
         last_job=head >> W_LAST_JOB_SHIFT,
@@ -640,10 +670,15 @@ def receipt_digest(
 
 
 @internal
-@view
-def _may_name(head: uint256, status: uint256, job_id: uint256) -> bool:
-    # active, or leaving and the job was created before it left (its stake is still locked)
-    return status == W_ACTIVE or (status == W_LEAVING and job_id <= head >> W_LAST_JOB_SHIFT)
+@pure
+def _may_name(
+    terms: uint256, head: uint256, status: uint256, job_id: uint256, coordinator: address
+) -> bool:
+    # a worker of this coordinator: active, or leaving and the job was created before it left
+    # (its stake is then still locked)
+    if status != W_ACTIVE and (status != W_LEAVING or job_id > head >> W_LAST_JOB_SHIFT):
+        return False
+    return convert(terms & ADDR_MASK, address) == coordinator
 
 
 @internal
