@@ -57,6 +57,7 @@ GAS_CEILING = {
     "settle (3 workers)": 161_000,
     "settle (final, 2 workers + 1 liar)": 163_000,
     "settle (64 workers)": 2_270_000,
+    "settle (64 workers paid before)": 1_020_000,
     "cancel": 43_000,
     "unregister": 40_000,
     "withdraw_stake": 37_000,
@@ -271,6 +272,11 @@ def test_settle_64_workers(world: World) -> None:
     world.note("settle (64 workers)", receipt)
     assert part.paid == 64 * 10**12
     assert all(world.market.owed_of(a.address) == 10**12 for a in many[:3])
+    # the same pool again: every owed_of slot is non-zero already
+    again = world.market.receipt(job_id, 1, {a.address: 10**12 for a in many})
+    part, receipt = world.market.settle(world.operator, again, sign_receipt(again, world.enclave))
+    world.note("settle (64 workers paid before)", receipt)
+    assert part.paid == 64 * 10**12 and world.market.get_job(job_id).spent == 128 * 10**12
 
 
 def test_gas(world: World, capsys: pytest.CaptureFixture[str]) -> None:
