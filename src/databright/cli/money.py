@@ -79,7 +79,7 @@ def distribute(
 
 @handles_errors
 def dividends(home: HomeOpt = None, json_out: JsonOpt = False, as_: AsOpt = None) -> None:
-    """What you can withdraw now: dividends per dataset and refunded stakes."""
+    """What you can withdraw now: dividends per dataset, refunded stakes, model revenue."""
     with open_deployment(home) as dep:
         out = svc.pending(dep, dep.keystore.address_of(account_name(dep, as_)))
 
@@ -89,6 +89,9 @@ def dividends(home: HomeOpt = None, json_out: JsonOpt = False, as_: AsOpt = None
                           f"({format_wei(r['withdrawn_wei'])} withdrawn before)")
         if d["refund_wei"]:
             console.print(f"refunded stakes: {format_wei(d['refund_wei'])}")
+        if d["registry_wei"]:
+            console.print(f"model registry (prediction revenue, channel refunds): "
+                          f"{format_wei(d['registry_wei'])}")
         console.print(f"total withdrawable: {format_wei(d['total_wei'])}")
 
     emit(out, json_out, human)
@@ -101,7 +104,8 @@ def withdraw(
     json_out: JsonOpt = False,
     as_: AsOpt = None,
 ) -> None:
-    """Withdraw every dividend and refunded stake owed to you (or one dataset's dividends)."""
+    """Withdraw every dividend, refunded stake and model-registry credit owed to you (or one
+    dataset's dividends)."""
     with open_deployment(home) as dep:
         sender = signer(dep, as_)
         out: svc.Withdrawal | dict[str, object]

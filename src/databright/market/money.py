@@ -107,7 +107,8 @@ def withdraw_dividends(dep: Deployment, sender: Signer, dataset: str) -> Dividen
 
 @dataclass(frozen=True)
 class Payout:
-    """One withdrawal: ``kind`` is ``dividends`` (of ``dataset``) or ``refunded stake``."""
+    """One withdrawal: ``kind`` is ``dividends`` (of ``dataset``), ``refunded stake``, or
+    ``model registry`` (prediction revenue of a model's owner, a channel's unspent deposit)."""
 
     dataset: str | None
     kind: str
@@ -139,7 +140,15 @@ class Withdrawable:
     account: str
     dividends: list[DividendsWaiting]
     refund_wei: int
+    registry_wei: int
     total_wei: int
+
+
+def _registry_owed(dep: Deployment, address: str) -> int:
+    """Wei the home's ModelRegistry credits ``address`` (0 for a home without a registry)."""
+    if not dep.config.contracts.get("ModelRegistry"):
+        return 0
+    return dep.registry.owed_of(address)
 
 
 def withdraw(dep: Deployment, sender: Any) -> Withdrawal:
@@ -158,6 +167,10 @@ def withdraw(dep: Deployment, sender: Any) -> Withdrawal:
     if refund:
         dep.market.withdraw_refund(sender)
         paid.append(Payout(None, "refunded stake", refund))
+    credited = _registry_owed(dep, sender.address)
+    if credited:
+        amount, _ = dep.registry.withdraw(sender)
+        paid.append(Payout(None, "model registry", amount))
     return Withdrawal(sender.address, paid, sum(p.amount_wei for p in paid))
 
 
@@ -183,4 +196,6 @@ def pending(dep: Deployment, address: str) -> Withdrawable:
         if held.balance or owed:
             rows.append(DividendsWaiting(held.dataset, owed, held.withdrawn_wei))
     refund = dep.market.refund_of(address)
-    return Withdrawable(address, rows, refund, refund + sum(r.dividends_wei for r in rows))
+    credited = _registry_owed(dep, address)
+    return Withdrawable(address, rows, refund, credited,
+                        refund + credited + sum(r.dividends_wei for r in rows))
