@@ -21,7 +21,7 @@ from databright.errors import (
     NotFoundError,
 )
 
-REASON = re.compile(r'"((?:market|shares|registry): [^"]+)"')
+REASON = re.compile(r'"((?:market|shares|registry|compute): [^"]+)"')
 
 
 def _reasons_in_sources() -> set[str]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 CONTRACTS = Path(__file__).resolve().parents[2] / "src" / "databright" / "contracts"
 TESTS = Path(__file__).resolve().parent
-REASON = re.compile(r'"((?:market|shares|registry): [^"]+)"')
+REASON = re.compile(r'"((?:market|shares|registry|compute): [^"]+)"')
 
 
 def _sources() -> dict[str, str]:
@@ -29,12 +29,16 @@ def test_every_assert_has_a_prefixed_reason():
         "DataMarket.vy": "market: ",
         "ShareToken.vy": "shares: ",
         "ModelRegistry.vy": "registry: ",
+        "ComputeMarket.vy": "compute: ",
     }
     for name, src in _sources().items():
-        for line in src.splitlines():
+        lines = src.splitlines()
+        for i, line in enumerate(lines):
             stripped = line.strip()
             if stripped.startswith("assert "):
-                match = REASON.search(stripped)
+                # a long assert puts its reason on the next line, inside parentheses
+                statement = stripped + (lines[i + 1].strip() if stripped.endswith("(") else "")
+                match = REASON.search(statement)
                 assert match, f"{name}: assert without a reason: {stripped}"
                 assert match.group(1).startswith(prefix[name]), f"{name}: {stripped}"
             assert "raise" not in stripped.split("#")[0].split(), f"{name}: bare raise: {stripped}"
@@ -50,8 +54,12 @@ def test_every_reason_is_tested():
 
 def test_reasons_are_documented():
     docs = CONTRACTS.parents[2] / "docs"
-    doc = (docs / "contracts.md").read_text() + (docs / "model-market.md").read_text()
+    doc = "".join(
+        (docs / name).read_text()
+        for name in ("contracts.md", "model-market.md", "compute-market.md")
+    )
     missing = sorted(r for rs in reasons().values() for r in rs if f"`{r}`" not in doc)
     assert not missing, (
-        f"revert reasons missing from docs/contracts.md or model-market.md: {missing}"
+        f"revert reasons missing from docs/contracts.md, model-market.md, compute-market.md: "
+        f"{missing}"
     )

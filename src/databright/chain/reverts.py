@@ -177,6 +177,98 @@ REVERTS: dict[str, tuple[type[ContractRevert], str]] = {
     # ModelRegistry: administration
     "registry: only owner": (PermissionDenied, "only the registry's owner may do this"),
     "registry: zero address": (InvalidArgumentError, "the zero address is not allowed here"),
+    # ComputeMarket: deployment
+    "compute: terms not a contract": (InvalidArgumentError, "the terms address holds no contract"),
+    "compute: bad min stake": (InvalidArgumentError, "the minimum stake must be 1 to 2**128 wei"),
+    "compute: bad cooldown": (InvalidArgumentError, "the cool-down must be 1 second to 1 year"),
+    # ComputeMarket: workers
+    "compute: worker banned": (
+        PermissionDenied,
+        "this worker was caught returning a wrong result and is banned",
+    ),
+    "compute: already registered": (ContractRevert, "this account is already a worker"),
+    "compute: stake too low": (WrongStakeError, "the stake is below the market's minimum"),
+    "compute: stake too large": (InvalidArgumentError, "the stake exceeds 2**128 wei"),
+    "compute: min fee too large": (InvalidArgumentError, "the minimum fee exceeds 2**96 wei"),
+    "compute: empty determinism class": (
+        InvalidArgumentError,
+        "the worker must name its determinism class",
+    ),
+    "compute: not active": (ContractRevert, "this account is not an active worker"),
+    "compute: not leaving": (ContractRevert, "unregister first: the worker is not leaving"),
+    "compute: stake locked": (
+        TooEarlyError,
+        "the stake is locked until the cool-down and every job that may name the worker end",
+    ),
+    # ComputeMarket: coordinators
+    "compute: zero address": (InvalidArgumentError, "the zero address is not an enclave key"),
+    "compute: empty evidence": (InvalidArgumentError, "the coordinator names no evidence CID"),
+    "compute: bad kind": (InvalidArgumentError, "the kind is 1 (software) or 2 (sgx-dcap)"),
+    "compute: coordinator exists": (
+        NameTakenError,
+        "this enclave key is already registered as a coordinator",
+    ),
+    "compute: unknown coordinator": (ContractNotFoundError, "no such coordinator"),
+    # ComputeMarket: jobs
+    "compute: unknown dataset": (ContractNotFoundError, "no such dataset"),
+    "compute: unknown job": (ContractNotFoundError, "no such job"),
+    "compute: empty program digest": (InvalidArgumentError, "the job names no program digest"),
+    "compute: empty spec": (InvalidArgumentError, "the job names no spec CID"),
+    "compute: bad deadline": (
+        InvalidArgumentError,
+        "the deadline must be in the future and at most 90 days away",
+    ),
+    "compute: value below training fee": (
+        WrongStakeError,
+        "the value sent must cover the dataset's training fee (the rest is the budget)",
+    ),
+    "compute: budget too large": (InvalidArgumentError, "the compute budget exceeds 2**128 wei"),
+    "compute: job closed": (ContractRevert, "the job is already final or cancelled"),
+    "compute: job expired": (
+        TooEarlyError,
+        "the job's deadline has passed: it can no longer settle, only be cancelled",
+    ),
+    "compute: wrong part": (
+        InvalidArgumentError,
+        "receipt parts settle in order, each once: this is not the job's next part",
+    ),
+    "compute: length mismatch": (InvalidArgumentError, "one fee per worker"),
+    "compute: bad signature length": (InvalidArgumentError, "a signature is 65 bytes"),
+    "compute: bad receipt": (
+        PermissionDenied,
+        "the receipt is not signed by the job's coordinator over exactly these fields",
+    ),
+    "compute: liars not sorted": (
+        InvalidArgumentError,
+        "liars must be listed once each, by ascending address",
+    ),
+    "compute: liar not registered": (
+        InvalidArgumentError,
+        "a liar is not a worker this job may name",
+    ),
+    "compute: workers not sorted": (
+        InvalidArgumentError,
+        "workers must be listed once each, by ascending address",
+    ),
+    "compute: worker not registered": (
+        InvalidArgumentError,
+        "a worker is not registered, or left before this job was created",
+    ),
+    "compute: fee below minimum": (
+        InvalidArgumentError,
+        "a worker's fee is below its registered minimum fee",
+    ),
+    "compute: over budget": (
+        InvalidArgumentError,
+        "the fees exceed the job's remaining compute budget",
+    ),
+    "compute: only consumer": (PermissionDenied, "only the job's consumer may cancel it"),
+    "compute: deadline not passed": (
+        TooEarlyError,
+        "the job's deadline has not passed: it cannot be cancelled yet",
+    ),
+    "compute: nothing to withdraw": (NothingToWithdrawError, "nothing credited to withdraw"),
+    "compute: nothing held": (NothingToWithdrawError, "no held training fees for this dataset"),
 }
 
 _INVALID_WORDS = ("zero", "invalid", "out of range", "too long", "empty", "bad ")
