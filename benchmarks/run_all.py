@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["gas.py", "ingest.py", "valuation.py", "index.py", "predict.py"]
+SCRIPTS = ["gas.py", "ingest.py", "valuation.py", "evaluation.py", "index.py", "predict.py"]
 
 
 def main() -> int:

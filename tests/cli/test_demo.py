@@ -22,6 +22,31 @@ def test_demo_plays_the_market(tmp_path):
     people = {p["name"]: p for p in summary["participants"]}
     assert people["mallory"]["shares"] == 0 and people["bob"]["shares"] > 0
     assert all(people[n]["withdrawn_wei"] > 0 for n in ("alice", "bob", "carol", "dave"))
+    # the data earns from its uses only: mallory's rejected stake, frank's training fees and
+    # the royalty of erin's 100 predictions — no manual payment
+    model = summary["model"]
+    fee, price, royalty_bps = 10**17, 5 * 10**15, 3_000
+    assert model["training_fees_wei"] == 2 * fee  # the model and its checkpoint
+    assert model["predictions"] == 100 and model["charged_wei"] == 100 * price
+    assert model["royalty_wei"] == -(-100 * price * royalty_bps // 10_000)
+    assert model["royalty_wei"] + model["owner_wei"] == model["charged_wei"]
+    assert model["attested_bps"] == model["accuracy_bps"] and model["correct"] >= 80
+    holders = [people[n] for n in ("alice", "bob", "carol", "dave")]
+    # the token carries what a distribution cannot split evenly (under supply / 2**32 wei) into
+    # the next one: each source reaches the holders to within that
+    carry = summary["dataset"]["total_supply"] // 2**32 + len(people)
+    for source, total in (("training_fee", 2 * fee), ("prediction_royalty", model["royalty_wei"]),
+                          ("rejected_stake", 5 * 10**16)):
+        paid = sum(p["dividends_wei"][source] for p in people.values())
+        assert abs(paid - total) <= carry, (source, paid, total, carry)
+    # everyone who held shares when the model was used earns from it
+    assert all(p["dividends_wei"][s] > 0 for p in holders
+               for s in ("training_fee", "prediction_royalty"))
+    # mallory's stake went to those who held shares when it was rejected: alice and bob
+    assert people["alice"]["dividends_wei"]["rejected_stake"] > 0
+    assert people["bob"]["dividends_wei"]["rejected_stake"] > 0
+    assert people["frank"]["withdrawn_wei"] == model["owner_wei"]
+    assert people["erin"]["withdrawn_wei"] == model["refund_wei"] == 0  # deposit fully used
     assert summary["verify_ok"] is True
     # the home is left to explore
     assert (tmp_path / "demo" / "config.json").is_file()

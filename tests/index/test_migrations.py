@@ -19,7 +19,7 @@ def test_from_empty_to_head_matches_the_models(db_url):
             assert {c["name"] for c in found.get_columns(name)} == set(table.columns.keys()), name
         assert "ix_items_dataset_cid" in {i["name"] for i in found.get_indexes("items")}
         with index.engine.connect() as conn:
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0003"
     finally:
         index.close()
     open_index(db_url).close()  # again: a no-op
@@ -63,5 +63,33 @@ def test_big_amounts_are_exact(db_url):
         with index.session() as s:
             row = s.get(RefundRow, "0x" + "12" * 20)
             assert (row.credited, row.withdrawn) == (huge, 10**18 + 1)
+    finally:
+        index.close()
+
+
+def test_upgrade_from_0002_empties_the_chain_cache_for_a_rebuild(db_url):
+    old = Index(db_url)
+    old.migrate("0002")
+    with old.engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO sync_state (id, chain_id, market, last_block, last_block_hash)"
+            " VALUES (1, 1337, '0x" + "11" * 20 + "', 40, '0xab')"))
+        conn.execute(text(
+            "INSERT INTO refunds (account, credited, withdrawn) VALUES ('0x" + "12" * 20
+            + "', '5', '0')"))
+        conn.execute(text(
+            "INSERT INTO evaluations (proposal_id, manifest_cid, report_cid, report, score_bps,"
+            " created_at) VALUES (7, 'bafkreimanifest', 'bafkreieval', '{}', 9000,"
+            " CURRENT_TIMESTAMP)"))
+    old.close()
+    index = open_index(db_url)
+    try:
+        with index.engine.connect() as conn:
+            # without a sync state the next sync starts from block 0 with the registry's events
+            assert conn.execute(text("SELECT count(*) FROM sync_state")).scalar() == 0
+            assert conn.execute(text("SELECT count(*) FROM refunds")).scalar() == 0
+            assert conn.execute(text("SELECT score_bps FROM evaluations")).scalar() == 9000
+        assert {"models", "checkpoints", "channels", "dividend_sources",
+                "holder_dividends"} <= set(index.tables())
     finally:
         index.close()

@@ -85,3 +85,51 @@ def test_featurizer_for_and_near_duplicates() -> None:
     new = np.vstack([ref[3] + 0.01, 1 - ref[0]])
     assert near_duplicates(new, ref).tolist() == [3, -1]
     assert near_duplicates(new, ref[:0]).tolist() == [-1, -1]
+
+
+def test_precomputed_featurizer_looks_rows_up_by_cid_and_scales_them() -> None:
+    from databright.valuation import PrecomputedFeaturizer, embedding_name
+
+    table = {"bafk-a": [3.0, 4.0], "bafk-b": [0.0, 2.0], "bafk-zero": [0.0, 0.0]}
+    seen: list[list[str]] = []
+
+    def embed(pairs):
+        seen.append([cid for cid, _ in pairs])
+        return [table[cid] for cid, _ in pairs]
+
+    f = PrecomputedFeaturizer(embed, name="toy-net", identity="v1")
+    assert isinstance(f, Featurizer) and embedding_name(f) == "toy-net"
+    items = [(b"a", "image/png"), (b"b", "image/png"), (b"z", "image/png")]
+    x = f.fit(items).transform(items, names=["bafk-a", "bafk-b", "bafk-zero"])
+    assert seen == [["bafk-a", "bafk-b", "bafk-zero"]]
+    np.testing.assert_allclose(x, [[0.6, 0.8], [0.0, 1.0], [0.0, 0.0]])  # unit rows; 0 stays 0
+    raw = PrecomputedFeaturizer(embed, name="toy-net", normalize=False)
+    np.testing.assert_allclose(raw.transform(items[:1], names=["bafk-a"]), [[3.0, 4.0]])
+    with pytest.raises(ValuationError, match="by CID"):
+        f.transform(items)  # no names: nothing to look up
+    bad = PrecomputedFeaturizer(lambda pairs: [[1.0]], name="short")
+    with pytest.raises(ValuationError, match="one row per item"):
+        bad.transform(items[:2], names=["bafk-a", "bafk-b"])
+    nan = PrecomputedFeaturizer(lambda pairs: [[float("nan")]], name="nan")
+    with pytest.raises(ValuationError, match="finite"):
+        nan.transform(items[:1], names=["bafk-a"])
+    assert embedding_name(ImageFeaturizer()) == "pixels"
+    assert embedding_name(TabularFeaturizer()) == "tabular"
+
+
+def test_precomputed_featurizer_whitens_along_the_fit_items_axes() -> None:
+    from databright.valuation import PrecomputedFeaturizer
+
+    rng = np.random.default_rng(0)
+    # 3 informative directions, one of them 100× louder, embedded in 8 dimensions
+    table = {f"c{i}": row for i, row in enumerate(
+        (rng.normal(size=(200, 3)) * [100.0, 1.0, 1.0]) @ rng.normal(size=(3, 8)))}
+    names = list(table)
+    items = [(b"", "image/png")] * len(names)
+    f = PrecomputedFeaturizer(lambda pairs: [table[c] for c, _ in pairs], name="toy",
+                              whiten=5, normalize=False).fit(items, names=names)
+    x = f.transform(items, names=names)
+    assert x.shape == (200, 3)  # the rank caps the axes kept
+    np.testing.assert_allclose(np.cov(x, rowvar=False), np.eye(3), atol=1e-9)
+    with pytest.raises(ValuationError, match="by CID"):
+        f.fit(items)  # whitening embeds the fit items: it needs their CIDs too

@@ -157,3 +157,29 @@ def test_pluggable_featurizer(digits_blobs) -> None:
     report = evaluate_proposal(blobs[300:400], blobs[400:420], blobs[:100], LABELS,
                                featurizer=Embedding())
     assert report.params["featurizer"] == "Embedding" and report.new == 20
+
+
+def test_report_names_its_embedding_and_finds_near_duplicates_in_pixels(digits_blobs) -> None:
+    from databright.valuation import ImageFeaturizer, PrecomputedFeaturizer
+
+    blobs, imgs = digits_blobs
+    by_cid = {b.cid: b for b in blobs}
+    pixels = ImageFeaturizer(size=4)
+
+    def embed(pairs):  # a stand-in network: coarse pixels, scaled to unit rows by the featurizer
+        return pixels.transform([(d, "image/png") for _, d in pairs])
+
+    net = PrecomputedFeaturizer(embed, name="toy-net")
+    near = _blob(np.clip(imgs[5] + 3, 0, 255), blobs[5].label)  # same picture, new bytes
+    report = evaluate_proposal(blobs[300:400], [near, blobs[400]], blobs[:100], LABELS,
+                               featurizer=net)
+    assert report.embedding == "toy-net" and report.to_dict()["embedding"] == "toy-net"
+    assert report.params["duplicate_featurizer"] == "ImageFeaturizer"
+    assert "toy-net features" in report.summary()
+    assert near.cid not in by_cid
+    # blobs[5] is not in the base: add it, and the near copy is found by its pixels
+    with_it = evaluate_proposal([*blobs[300:400], blobs[5]], [near], blobs[:100], LABELS,
+                                featurizer=net)
+    assert with_it.items[0]["near_duplicate_of"] == blobs[5].cid
+    assert evaluate_proposal(blobs[300:400], blobs[400:410], blobs[:100],
+                             LABELS).embedding == "pixels"

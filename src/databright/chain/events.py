@@ -1,4 +1,5 @@
-"""Every DataMarket and ShareToken log in a block range, decoded by the compiled ABIs.
+"""Every DataMarket, ShareToken and ModelRegistry log in a block range, decoded by the compiled
+ABIs.
 
 The index (``databright.market.sync``) is rebuilt from these alone. Decoding goes through the
 ABI of the packaged contracts, so a field added to an event appears in :attr:`ChainEvent.args`
@@ -30,7 +31,7 @@ class ChainEvent:
     """One decoded log.
 
     Attributes:
-        contract: ``"DataMarket"`` or ``"ShareToken"``.
+        contract: ``"DataMarket"``, ``"ShareToken"`` or ``"ModelRegistry"``.
         name: the event's name in the contract (``ProposalCreated``, ``Transfer``, ...).
         address: checksum address of the emitting contract.
         block_number, log_index: the log's place in the chain (the order events apply in).
@@ -52,7 +53,7 @@ class ChainEvent:
 
 
 class EventDecoder:
-    """Decodes the logs of both contracts by topic, from their compiled ABIs."""
+    """Decodes the logs of the packaged contracts by topic, from their compiled ABIs."""
 
     def __init__(self, chain: Chain) -> None:
         self.chain = chain
@@ -60,7 +61,7 @@ class EventDecoder:
     @cached_property
     def _by_topic(self) -> dict[tuple[str, bytes], dict[str, Any]]:
         table: dict[tuple[str, bytes], dict[str, Any]] = {}
-        for contract in ("DataMarket", "ShareToken"):
+        for contract in ("DataMarket", "ShareToken", "ModelRegistry"):
             for item in compile_contract(contract).abi:
                 if item.get("type") == "event":
                     topic = event_abi_to_log_topic(item)  # type: ignore[arg-type]

@@ -64,26 +64,50 @@ def evaluate(
     post: Annotated[bool, typer.Option("--post", help="Post the suggested score on chain (the dataset's evaluator only).")] = False,
     refresh: Annotated[bool, typer.Option("--refresh", help="Recompute even if a report is stored.")] = False,
     k: Annotated[int, typer.Option("-k", help="Neighbours of the KNN utility.")] = 5,
+    featurizer: Annotated[str, typer.Option(
+        "--featurizer", help="auto (efficientnet-lite0 for images when installed, else pixels; "
+        "tabular for rows), pixels, efficientnet-lite0 or tabular.")] = "auto",
+    model: Annotated[int | None, typer.Option(
+        "--model", help="Also fine-tune this model's attested best checkpoint on the batch and "
+        "report its validation accuracy before and after.")] = None,
+    epochs: Annotated[int | None, typer.Option(
+        "--epochs", help="Fine-tuning epochs with --model (default: the checkpoint's).")] = None,
     home: HomeOpt = None,
     json_out: JsonOpt = False,
     as_: AsOpt = None,
 ) -> None:
-    """Evaluate a proposal: accuracy gain, per-item values, suspect labels."""
+    """Evaluate a proposal: accuracy gain, per-item values, suspect labels (and, with --model,
+    the gain of fine-tuning the model's best checkpoint on it)."""
     with open_deployment(home) as dep:
-        evaluated = evaluation.evaluate(dep, proposal_id, refresh=refresh, k=k)
+        evaluated = evaluation.evaluate(dep, proposal_id, refresh=refresh, k=k,
+                                        featurizer=featurizer)
+        measured = (evaluation.evaluate_model(dep, proposal_id, model, epochs=epochs)
+                    if model is not None else None)
         posted = (evaluation.post_score(dep, signer(dep, as_), proposal_id,
                                         int(evaluated.report.score_bps)) if post else None)
-    emit({"evaluation": evaluated, "posted": posted}, json_out, _human)
+    emit({"evaluation": evaluated, "embedding": evaluated.embedding, "model": measured,
+          "posted": posted}, json_out, _human)
 
 
 def _human(d: dict) -> None:
     ev, r = d["evaluation"], d["evaluation"]["report"]
     console.print(f"[bold]evaluation of proposal #{ev['proposal_id']}[/] (report "
                   f"{ev['report_cid']}{', stored earlier' if ev['cached'] else ''})")
+    console.print(f"embedding: {d['embedding']} ({ev['params']['featurizer']})")
     console.print(f"items: {r['new']} new, {r['duplicates']} duplicates, {r['near_duplicates']} "
                   f"near-duplicates, {r['unknown_labels']} unknown labels")
-    console.print(f"accuracy on the validation split: {r['accuracy_before']:.4f} → "
+    console.print(f"KNN accuracy on the validation split: {r['accuracy_before']:.4f} → "
                   f"{r['accuracy_after']:.4f} (gain {r['gain']:+.4f})")
+    m = d["model"]
+    if m:
+        which = f"model #{m['model_id']}" if m["model_id"] is not None else "the checkpoint"
+        console.print(
+            f"{which} ({m['family']} on {m['embedding']}, best checkpoint "
+            f"{m['checkpoint_cid'] or m['checkpoint_sha256'][:16]}, {m['checkpoint_entries']} "
+            f"entries) fine-tuned on {m['batch_items']} items for {m['epochs']} epochs: "
+            f"{m['before_bps']} → {m['after_bps']} bps (gain {m['gain_bps']:+d} bps) on "
+            f"{m['validation_items']} validation items"
+            + (f"; {m['skipped']} items not trained on" if m["skipped"] else ""))
     console.print(f"suspected wrong labels: {len(r['suspects'])}; suggested score "
                   f"{r['score_bps']} bps")
     worst = sorted((it for it in r["items"] if it["value"] is not None),

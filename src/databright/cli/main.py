@@ -11,6 +11,7 @@ from databright.cli import (
     data,
     datasets,
     dev,
+    impact,
     index,
     models,
     money,
@@ -46,6 +47,9 @@ app.command("train")(models.train)
 app.add_typer(models.model_app, name="model")
 app.add_typer(dev.app, name="dev")
 app.add_typer(index.app, name="index")
+app.command("impact")(impact.impact)
+models.model_app.command("list")(impact.list_models)
+models.model_app.command("show")(impact.show_model)
 models.model_app.command("serve")(predictions.serve)
 app.command("predict")(predictions.predict)
 app.add_typer(predictions.channel_app, name="channel")

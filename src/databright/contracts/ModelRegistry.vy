@@ -383,9 +383,8 @@ def attest(model_id: uint256, checkpoint: uint256, metric_bps: uint256, signatur
     """
     dataset_id: uint256 = self._models[model_id].dataset_id
     assert dataset_id != 0, "registry: unknown model"
-    assert checkpoint != 0 and checkpoint <= self._models[model_id].checkpoint_count, (
-        "registry: unknown checkpoint"
-    )
+    count: uint256 = self._models[model_id].checkpoint_count
+    assert checkpoint != 0 and checkpoint <= count, "registry: unknown checkpoint"
     assert metric_bps <= BPS, "registry: metric out of range"
     assert len(signature) == 65, "registry: bad signature length"
     word: uint256 = self._cp_word[model_id][checkpoint]

@@ -1,4 +1,4 @@
-"""The chain-event cache: tables derived from DataMarket and ShareToken logs alone.
+"""The chain-event cache: tables derived from DataMarket, ShareToken and ModelRegistry logs alone.
 
 Every row here can be dropped and rebuilt from the chain (``databright index rebuild``) and the
 manifests in the blob store (the ``items`` table). Amounts of wei and shares can pass 2**63, so
@@ -46,6 +46,8 @@ class SyncState(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)  # always 1
     chain_id: Mapped[int] = mapped_column(BigInteger)
     market: Mapped[str] = mapped_column(String(42))
+    #: the ModelRegistry synced beside the market (``None``: the home names none)
+    model_registry: Mapped[str | None] = mapped_column(String(42), nullable=True)
     last_block: Mapped[int] = mapped_column(BigInteger)
     last_block_hash: Mapped[str] = mapped_column(String(66))
 
@@ -77,6 +79,8 @@ class DatasetRow(Base):
     reward_r0: Mapped[int] = mapped_column(Uint)
     reward_n0: Mapped[int] = mapped_column(Uint)
     evaluator: Mapped[str] = mapped_column(String(42))
+    training_fee: Mapped[int] = mapped_column(Uint, default=0)
+    min_royalty_bps: Mapped[int] = mapped_column(Integer, default=0)
     item_count: Mapped[int] = mapped_column(Uint, default=0)
     entry_count: Mapped[int] = mapped_column(Integer, default=0)
     total_supply: Mapped[int] = mapped_column(Uint, default=0)
@@ -193,6 +197,105 @@ class ItemRow(Base):
     state: Mapped[str] = mapped_column(String(16))  # pending | accepted | validation
 
 
+#: Where a dataset's dividends come from (``dividend_sources.source``, ``holder_dividends.source``).
+SOURCES = ("training_fee", "prediction_royalty", "rejected_stake", "direct_payment")
+
+
+class ModelRow(Base):
+    """A model registered on the ModelRegistry (``ModelRegistered``) and its best checkpoint."""
+
+    __tablename__ = "models"
+
+    model_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(Integer, index=True)
+    owner: Mapped[str] = mapped_column(String(42), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    program_digest: Mapped[str] = mapped_column(String(66))
+    price_per_prediction: Mapped[int] = mapped_column(Uint)
+    royalty_bps: Mapped[int] = mapped_column(Integer)
+    checkpoint_count: Mapped[int] = mapped_column(Integer, default=0)
+    #: 0 until a checkpoint with an attested metric is submitted (or attested later)
+    best_checkpoint: Mapped[int] = mapped_column(Integer, default=0)
+    best_metric_bps: Mapped[int] = mapped_column(Integer, default=0)
+    registered_block: Mapped[int] = mapped_column(BigInteger)
+
+
+class CheckpointRow(Base):
+    """A checkpoint of a model. ``metric_bps`` is the metric as submitted; ``attestor`` is
+    ``None`` while it is only self-reported, and ``attested_metric_bps`` the metric its attestor
+    signed (at submission, or later with ``attest``: the chain then stores that one)."""
+
+    __tablename__ = "checkpoints"
+
+    model_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    checkpoint: Mapped[int] = mapped_column(Integer, primary_key=True)
+    cid: Mapped[str] = mapped_column(String(100))
+    file_sha256: Mapped[str] = mapped_column(String(66))
+    #: the dataset snapshot trained on: its first ``entries`` registry entries
+    entries: Mapped[int] = mapped_column(Integer)
+    metric_bps: Mapped[int] = mapped_column(Integer)
+    attestor: Mapped[str | None] = mapped_column(String(42), nullable=True)
+    attested_metric_bps: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    block_number: Mapped[int] = mapped_column(BigInteger)
+
+
+class ChannelRow(Base):
+    """A payment channel for a model's predictions (``status``: open|reclaiming|closed|reclaimed);
+    the split of a close (``amount`` = ``royalty`` + ``payee_amount``) once settled."""
+
+    __tablename__ = "channels"
+
+    channel_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(Integer, index=True)
+    payer: Mapped[str] = mapped_column(String(42), index=True)
+    deposit: Mapped[int] = mapped_column(Uint)
+    expiry: Mapped[int] = mapped_column(Uint)
+    reclaim_at: Mapped[int | None] = mapped_column(Uint, nullable=True)
+    status: Mapped[str] = mapped_column(String(16))
+    amount: Mapped[int] = mapped_column(Uint, default=0)
+    royalty: Mapped[int] = mapped_column(Uint, default=0)
+    payee_amount: Mapped[int] = mapped_column(Uint, default=0)
+    refund: Mapped[int] = mapped_column(Uint, default=0)
+    opened_block: Mapped[int] = mapped_column(BigInteger)
+    settled_block: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class DividendSourceRow(Base):
+    """A dataset's dividends from one source: wei paid to its token, wei held by the payer
+    because the token refused them, and the token's per-share growth those payments made.
+
+    Summed over the sources, ``per_share`` is the dataset's ``per_share`` (each distribution's
+    growth belongs to exactly one source; a release of held wei of two sources is split in
+    proportion to their amounts).
+    """
+
+    __tablename__ = "dividend_sources"
+
+    dataset_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String(24), primary_key=True)
+    distributed: Mapped[int] = mapped_column(Uint, default=0)
+    held: Mapped[int] = mapped_column(Uint, default=0)
+    payments: Mapped[int] = mapped_column(Integer, default=0)
+    #: magnified by ``ShareToken.MAG``, like ``datasets.per_share``
+    per_share: Mapped[int] = mapped_column(Uint, default=0)
+
+
+class HolderDividendRow(Base):
+    """What one holder of a dataset's shares has earned from one source, settled the way the
+    token settles (on every balance change and withdrawal): ``settled`` wei, and the source's
+    per-share total at that settlement. Summed over the sources, ``settled`` is the holder's
+    withdrawn plus owed wei in ``holders`` to the wei."""
+
+    __tablename__ = "holder_dividends"
+
+    dataset_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account: Mapped[str] = mapped_column(String(42), primary_key=True)
+    source: Mapped[str] = mapped_column(String(24), primary_key=True)
+    settled: Mapped[int] = mapped_column(Uint, default=0)
+    per_share_paid: Mapped[int] = mapped_column(Uint, default=0)
+
+
 #: Dropped and rebuilt by ``index rebuild``; every other table (reports, evaluations) survives.
 CHAIN_TABLES = (SyncState, SyncedBlock, DatasetRow, ProposalRow, VoteRow, EntryRow, HolderRow,
-                RefundRow, ItemRow)
+                RefundRow, ItemRow, ModelRow, CheckpointRow, ChannelRow, DividendSourceRow,
+                HolderDividendRow)

@@ -5,12 +5,17 @@ Algorithm (see ``docs/index.md``):
 1. Check the last synced block: if the chain no longer has it with the stored hash (a
    reorganisation, or another chain behind the same URL), the cache is cleared and rebuilt.
 2. From the last synced block + 1 to the head, in ranges of ``range_size`` blocks: read the
-   DataMarket's logs, learn the share tokens of datasets created in the range, read every share
-   token's logs, and apply all of them in chain order in ONE database transaction that also
+   DataMarket's logs (and the ModelRegistry's, when the home names one), learn the share tokens
+   of datasets created in the range, read every share token's logs, and apply all of them in
+   chain order in ONE database transaction that also
    moves the sync state. A range is applied at most once: the transaction starts by moving the
    state forward only if it still names the range's first block - 1 (another process that synced
    it first wins, this one starts again from there).
 3. Record the hashes of the last ``confirmations`` blocks, to report how deep a reorg went.
+
+Dividends are kept by source (training fee, prediction royalty, rejected stake, direct
+payment) per dataset and per holder, settled with the token's own integer arithmetic, so the
+sources of a holder add up to what the token says it earned, to the wei.
 
 Manifests are read once, when the event that names them is applied: a proposal's items go to
 the ``items`` table as pending, become accepted when it is accepted, and are deleted when it is
@@ -42,15 +47,16 @@ from databright.index.cache import (
     VoteRow,
 )
 from databright.market.context import Deployment
+from databright.market.sync_models import (
+    DIVIDEND_MAG,
+    ZERO,
+    ModelMarketEvents,
+    as_hex,
+)
 
 RANGE_SIZE = 2_000
 CONFIRMATIONS = 12
-ZERO = "0x" + "00" * 20
 STATUS = {1: "open", 2: "accepted", 3: "rejected", 4: "expired"}
-#: ShareToken's magnification of the per-share dividend total (its ``MAG``); the cache settles
-#: dividends on every balance change exactly as the token does, so ``dividends_of`` can be
-#: answered without a call (tests compare both for every holder)
-DIVIDEND_MAG = 2**32
 
 
 @dataclass(frozen=True)
@@ -80,9 +86,14 @@ def ensure_synced(dep: Deployment) -> SyncResult:
     return sync(dep)
 
 
+def registry_address(dep: Deployment) -> str | None:
+    """The home's ModelRegistry, or ``None`` (a home without one syncs the market alone)."""
+    return dep.config.contracts.get("ModelRegistry") or None
+
+
 def sync(dep: Deployment, *, range_size: int = RANGE_SIZE, confirmations: int = CONFIRMATIONS,
          rebuild: bool = False) -> SyncResult:
-    """Apply every new DataMarket and ShareToken log to the index.
+    """Apply every new DataMarket, ShareToken and ModelRegistry log to the index.
 
     Args:
         dep: the open deployment.
@@ -131,11 +142,12 @@ def _check_state(dep: Deployment, rebuild: bool) -> tuple[int, int | None]:
     """
     from databright.chain.events import block_hash
 
-    market, chain_id = dep.market.address, dep.chain.chain_id
+    market, chain_id, registry = dep.market.address, dep.chain.chain_id, registry_address(dep)
     with dep.index.session() as s:
         state = s.get(SyncState, 1)
     depth: int | None = None
-    if state is not None and (rebuild or state.market != market or state.chain_id != chain_id):
+    if state is not None and (rebuild or state.market != market or state.chain_id != chain_id
+                              or state.model_registry != registry):
         depth = 0
     elif (state is not None and state.last_block >= 0
           and block_hash(dep.chain, state.last_block) != state.last_block_hash):
@@ -144,7 +156,7 @@ def _check_state(dep: Deployment, rebuild: bool) -> tuple[int, int | None]:
         clear(dep)
         state = None
     if state is None:
-        _start(dep, chain_id, market)
+        _start(dep, chain_id, market, registry)
         return -1, depth if depth is not None else (0 if rebuild else None)
     return state.last_block, None
 
@@ -156,11 +168,11 @@ def clear(dep: Deployment) -> None:
             s.execute(delete(table))
 
 
-def _start(dep: Deployment, chain_id: int, market: str) -> None:
+def _start(dep: Deployment, chain_id: int, market: str, registry: str | None) -> None:
     try:
         with dep.index.session() as s:
-            s.add(SyncState(id=1, chain_id=chain_id, market=market, last_block=-1,
-                            last_block_hash=""))
+            s.add(SyncState(id=1, chain_id=chain_id, market=market, model_registry=registry,
+                            last_block=-1, last_block_hash=""))
     except DbIntegrityError:
         pass  # another process started the cache at the same moment
 
@@ -201,13 +213,15 @@ def _apply_range(dep: Deployment, start: int, end: int) -> int | None:
     decoder = _decoder(dep)
     end_hash = block_hash(dep.chain, end)
     market_events = decoder.read("DataMarket", [dep.market.address], start, end)
+    registry = registry_address(dep)
+    registry_events = decoder.read("ModelRegistry", [registry], start, end) if registry else []
     with dep.index.session() as s:
         tokens = list(s.execute(select(DatasetRow.share_token)).scalars())
     tokens += [e.args["share_token"] for e in market_events if e.name == "DatasetCreated"]
     token_events = decoder.read("ShareToken", tokens, start, end)
     if block_hash(dep.chain, end) != end_hash:
         return None  # the chain reorganised while the range was read
-    events = in_order(market_events + token_events)
+    events = in_order(market_events + registry_events + token_events)
     with dep.index.session() as s:
         moved = s.execute(
             update(SyncState)
@@ -220,6 +234,7 @@ def _apply_range(dep: Deployment, start: int, end: int) -> int | None:
         applier = _Applier(dep, s)
         for event in events:
             applier.apply(event)
+        applier.finish()
     return len(events)
 
 
@@ -231,7 +246,7 @@ def _decoder(dep: Deployment) -> Any:
     return dep.__dict__["_event_decoder"]
 
 
-class _Applier:
+class _Applier(ModelMarketEvents):
     """Applies decoded events to the rows of one transaction."""
 
     def __init__(self, dep: Deployment, session: Session) -> None:
@@ -239,6 +254,9 @@ class _Applier:
         self.s = session
         self.by_token = {t: d for t, d in session.execute(
             select(DatasetRow.share_token, DatasetRow.dataset_id))}
+        self.market = dep.market.address.lower()
+        self.registry = (registry_address(dep) or "").lower()
+        self._init_model_market()
 
     def apply(self, event: Any) -> None:
         handler = getattr(self, f"on_{event.name}", None)
@@ -253,7 +271,8 @@ class _Applier:
             initiator=a["initiator"], card_cid=a["card_cid"], quorum_bps=int(a["quorum_bps"]),
             approval_bps=int(a["approval_bps"]), voting_period=int(a["voting_period"]),
             stake=int(a["stake"]), reward_r0=int(a["reward_r0"]), reward_n0=int(a["reward_n0"]),
-            evaluator=a["evaluator"], item_count=0, entry_count=0, total_supply=0,
+            evaluator=a["evaluator"], training_fee=int(a["training_fee"]),
+            min_royalty_bps=int(a["min_royalty_bps"]), item_count=0, entry_count=0, total_supply=0,
             total_distributed=0, total_withdrawn=0, dividends_held=0, per_share=0,
             validation_manifest_cid=None, items_loaded=False, created_block=ev.block_number,
         )
@@ -266,7 +285,7 @@ class _Applier:
         pid = int(a["proposal_id"])
         entry = EntryRow(
             dataset_id=ds.dataset_id, index=int(a["index"]), manifest_cid=a["manifest_cid"],
-            merkle_root=_hex(a["merkle_root"]), item_count=int(a["item_count"]),
+            merkle_root=as_hex(a["merkle_root"]), item_count=int(a["item_count"]),
             contributor=a["contributor"], proposal_id=pid, shares_minted=int(a["shares_minted"]),
             first_item=int(a["first_item"]), items_loaded=False, block_number=ev.block_number,
         )
@@ -284,7 +303,7 @@ class _Applier:
         pid, ds_id = int(a["proposal_id"]), int(a["dataset_id"])
         row = ProposalRow(
             proposal_id=pid, dataset_id=ds_id, proposer=a["proposer"],
-            manifest_cid=a["manifest_cid"], merkle_root=_hex(a["merkle_root"]),
+            manifest_cid=a["manifest_cid"], merkle_root=as_hex(a["merkle_root"]),
             item_count=int(a["item_count"]), stake=int(a["stake"]), snapshot=int(a["snapshot"]),
             snapshot_supply=None, deadline=int(a["deadline"]),
             position=None if a.get("position") is None else int(a["position"]),
@@ -327,11 +346,14 @@ class _Applier:
         self._refund(a["account"]).withdrawn += int(a["amount"])
 
     def on_DividendsHeld(self, ev: Any, a: dict[str, Any]) -> None:
-        self._dataset(int(a["dataset_id"])).dividends_held += int(a["amount"])
+        ds = self._dataset(int(a["dataset_id"]))
+        ds.dividends_held += int(a["amount"])
+        self._source(ds.dataset_id, "rejected_stake").held += int(a["amount"])
 
     def on_DividendsReleased(self, ev: Any, a: dict[str, Any]) -> None:
-        self._dataset(int(a["dataset_id"])).dividends_held -= int(a["amount"])
-
+        ds = self._dataset(int(a["dataset_id"]))
+        ds.dividends_held -= int(a["amount"])
+        self._source(ds.dataset_id, "rejected_stake").held -= int(a["amount"])
     # -- ShareToken -------------------------------------------------------------------------------
     def on_Transfer(self, ev: Any, a: dict[str, Any]) -> None:
         ds = self._dataset(self.by_token[ev.address])
@@ -348,24 +370,39 @@ class _Applier:
 
     def on_DividendsDistributed(self, ev: Any, a: dict[str, Any]) -> None:
         ds = self._dataset(self.by_token[ev.address])
-        ds.total_distributed += int(a["amount"])
+        amount = int(a["amount"])
         # the token's own per-share total after this distribution (its rounding carry included)
+        growth = int(a["per_share"]) - ds.per_share
+        ds.total_distributed += amount
         ds.per_share = int(a["per_share"])
+        payer = str(a["payer"]).lower()
+        if payer == self.market:  # a rejected proposal's stake (or its release)
+            self._paid(ds.dataset_id, "rejected_stake", amount, growth)
+        elif payer and payer == self.registry:
+            if self._releasing is not None and self._releasing[0] == ds.dataset_id:
+                self._paid_release(ds.dataset_id, self._releasing[1], amount, growth)
+                self._releasing = None
+            else:
+                self._unnamed = (ds.dataset_id, amount, growth)
+        else:  # `distribute` by anyone
+            self._paid(ds.dataset_id, "direct_payment", amount, growth)
 
     def on_DividendsWithdrawn(self, ev: Any, a: dict[str, Any]) -> None:
         ds = self._dataset(self.by_token[ev.address])
-        holder = self._holder(ev.address, a["account"], ds.dataset_id)
+        holder = self._settled(ev.address, a["account"], ds)
         ds.total_withdrawn += int(a["amount"])
         holder.withdrawn += int(a["amount"])
-        holder.owed, holder.per_share_paid = 0, ds.per_share
+        holder.owed = 0
 
     def _settled(self, token: str, account: str, ds: DatasetRow) -> HolderRow:
         """The holder with its dividends since the last settlement credited, as the token does
-        before every balance change."""
+        before every balance change and withdrawal (``DIVIDEND_MAG`` arithmetic, so
+        ``dividends_of`` is answered without a call), and split by source."""
         holder = self._holder(token, account, ds.dataset_id)
         if holder.per_share_paid != ds.per_share:
             holder.owed += holder.balance * (ds.per_share - holder.per_share_paid) // DIVIDEND_MAG
             holder.per_share_paid = ds.per_share
+            self._settle_sources(ds.dataset_id, account, holder.balance)
         return holder
 
     # -- rows -------------------------------------------------------------------------------------
@@ -397,10 +434,6 @@ class _Applier:
         return row
 
 
-
-
-def _hex(value: Any) -> str:
-    return "0x" + bytes(value).hex() if isinstance(value, (bytes, bytearray)) else str(value)
 
 
 def _load_items(dep: Deployment, s: Session, ds_id: int, manifest_cid: str,

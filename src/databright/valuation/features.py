@@ -3,12 +3,17 @@
 A featurizer is anything with ``fit(items)`` and ``transform(items) -> ndarray`` over a list of
 ``(bytes, media_type)``; a pretrained embedding drops in by implementing the same two methods.
 An item that cannot be read raises :class:`~databright.errors.ValuationError` naming it.
+
+This package never imports torch: a pretrained network's embeddings are computed by the caller
+(the market layer uses ``databright.training``) and handed in as a :class:`PrecomputedFeaturizer`,
+which looks them up by CID. A featurizer's ``name`` (``pixels``, ``tabular``,
+``efficientnet-lite0``, ...) is the embedding an evaluation report states.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
@@ -24,7 +29,9 @@ __all__ = [
     "Featurizer",
     "ImageFeaturizer",
     "Item",
+    "PrecomputedFeaturizer",
     "TabularFeaturizer",
+    "embedding_name",
     "featurizer_for",
     "near_duplicates",
 ]
@@ -59,12 +66,14 @@ class ImageFeaturizer:
         mode: ``"L"`` (grayscale) or ``"RGB"``.
     """
 
+    name = "pixels"
+
     def __init__(self, size: int = 8, mode: Literal["L", "RGB"] = "L") -> None:
         if size < 1 or mode not in ("L", "RGB"):
             raise ValueError("size must be positive and mode 'L' or 'RGB'")
         self.size, self.mode = int(size), mode
 
-    def fit(self, items: Sequence[Item]) -> ImageFeaturizer:
+    def fit(self, items: Sequence[Item], names: Sequence[str] | None = None) -> ImageFeaturizer:
         """Nothing to learn; returns self."""
         return self
 
@@ -96,6 +105,8 @@ class TabularFeaturizer:
     encoded, other non-numeric columns are dropped. Missing or unparsable cells become the
     column's fit mean (0 after standardising).
     """
+
+    name = "tabular"
 
     def __init__(self, max_categories: int = 20, exclude: Sequence[str] = ("label",)) -> None:
         self.max_categories, self.exclude = int(max_categories), set(exclude)
@@ -166,6 +177,93 @@ class TabularFeaturizer:
             for k, vals in self.categories.items()
         ]
         return np.concatenate([num, *hots], axis=1) if hots else num
+
+
+#: ``embed(pairs)`` of a :class:`PrecomputedFeaturizer`: one row per ``(cid, bytes)`` pair.
+Embed = Callable[[Sequence[tuple[str, bytes]]], Any]
+
+
+class PrecomputedFeaturizer:
+    """Features computed outside this package (a pretrained network), looked up by CID.
+
+    ``embed`` receives ``(cid, bytes)`` pairs and returns one row per pair (any array-like);
+    the caller typically caches rows by CID, so an item is embedded once.
+
+    Two optional steps shape the rows for KNN distances. ``whiten=c`` learns, at ``fit``, the
+    first ``c`` principal axes of the fit items' rows (the dataset) and rescales each to unit
+    variance: a few high-variance directions of an ImageNet embedding otherwise dominate every
+    distance (PCA-whitening, the usual step before nearest-neighbour search over CNN features).
+    ``normalize`` then scales every row to unit length, so distances compare directions (cosine
+    geometry) and not how bright or busy an image is overall.
+
+    Args:
+        embed: computes the rows.
+        name: the embedding's name, stated in reports (e.g. ``efficientnet-lite0``).
+        identity: what else identifies the rows (e.g. the weight file's sha256), for cache keys.
+        whiten: principal axes to keep and whiten (0: none); at most the fit items' rank.
+        normalize: scale every row to unit Euclidean length.
+    """
+
+    def __init__(self, embed: Embed, name: str, identity: str = "", whiten: int = 0,
+                 normalize: bool = True) -> None:
+        if whiten < 0:
+            raise ValueError("whiten must be ≥ 0")
+        self._embed = embed
+        self.name, self.identity = str(name), str(identity)
+        self.whiten, self.normalize = int(whiten), bool(normalize)
+        self._mean: NDArray[np.float64] | None = None
+        self._axes: NDArray[np.float64] | None = None  # (c, d), rows scaled by 1 / sd
+
+    def _rows(self, items: Sequence[Item], names: Sequence[str] | None) -> NDArray[np.float64]:
+        if names is None or len(names) != len(items):
+            raise ValuationError(f"{self.name}: features are looked up by CID; pass names=")
+        try:
+            out = np.asarray(self._embed(list(zip(names, (d for d, _ in items), strict=True))),
+                             dtype=np.float64)
+        except ValuationError:
+            raise
+        except (TypeError, ValueError) as exc:
+            raise ValuationError(f"{self.name} returned no feature matrix: {exc}") from exc
+        if out.ndim != 2 or out.shape[0] != len(items) or not np.isfinite(out).all():
+            raise ValuationError(f"{self.name} returned no finite matrix of one row per item")
+        return out
+
+    def fit(self, items: Sequence[Item], names: Sequence[str] | None = None
+            ) -> PrecomputedFeaturizer:
+        """Learn the whitening axes from ``items`` (nothing to learn without ``whiten``)."""
+        self._mean = self._axes = None
+        if not self.whiten or not items:
+            return self
+        rows = self._rows(items, names)
+        mean = rows.mean(axis=0)
+        _, sv, vt = np.linalg.svd(rows - mean, full_matrices=False)
+        sd = sv / np.sqrt(max(len(rows) - 1, 1))
+        keep = min(self.whiten, int((sd > 1e-9 * max(float(sd[0]), 1e-300)).sum()))
+        if keep:
+            self._mean, self._axes = mean, vt[:keep] / sd[:keep, None]
+        return self
+
+    def transform(
+        self, items: Sequence[Item], names: Sequence[str] | None = None
+    ) -> NDArray[np.float64]:
+        """The rows of ``items`` (whitened, then unit length, as configured); ``names`` (their
+        CIDs) are required."""
+        if not items:
+            return np.zeros((0, 0))
+        out = self._rows(items, names)
+        if self._axes is not None and self._mean is not None:
+            out = (out - self._mean) @ self._axes.T
+        if self.normalize:
+            norms = np.linalg.norm(out, axis=1, keepdims=True)
+            out = out / np.where(norms > 0, norms, 1.0)
+        return out
+
+
+def embedding_name(featurizer: object) -> str:
+    """The embedding a featurizer computes, as a report states it (its ``name``, else its
+    class name)."""
+    name = getattr(featurizer, "name", None)
+    return name if isinstance(name, str) and name else type(featurizer).__name__
 
 
 def featurizer_for(media_types: Sequence[str]) -> ImageFeaturizer | TabularFeaturizer:

@@ -21,6 +21,9 @@ from databright.errors import ValuationError
 from databright.valuation.features import (
     NEAR_DUPLICATE_THRESHOLD,
     Featurizer,
+    ImageFeaturizer,
+    TabularFeaturizer,
+    embedding_name,
     featurizer_for,
     near_duplicates,
 )
@@ -59,7 +62,9 @@ class EvaluationReport:
     ``utility_*`` fields from the KNN utility the values are computed for (soft accuracy).
     ``items`` keeps batch order; ``status`` is ``new``, ``duplicate`` or ``unknown_label``
     (near-duplicates are new items with ``near_duplicate_of`` set). ``value`` is None for
-    items that would not join the dataset (duplicates, unknown labels).
+    items that would not join the dataset (duplicates, unknown labels). ``embedding`` names the
+    features the values and the KNN figures were computed on (``pixels``, ``tabular``,
+    ``efficientnet-lite0``, ...).
     """
 
     new: int
@@ -79,6 +84,7 @@ class EvaluationReport:
     runtime_s: float
     method: str
     params: dict[str, Any] = field(default_factory=dict)
+    embedding: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dictionary of every field."""
@@ -91,6 +97,7 @@ class EvaluationReport:
             f"{self.unknown_labels} unknown label; accuracy {self.accuracy_before:.1%} → "
             f"{self.accuracy_after:.1%} (gain {100 * self.gain:+.2f} pts); "
             f"{len(self.suspects)} suspect; score {self.score_bps} bps"
+            + (f" ({self.embedding} features)" if self.embedding else "")
         )
 
 
@@ -158,6 +165,7 @@ def evaluate_proposal(
     label_set: Sequence[str],
     *,
     featurizer: Featurizer | None = None,
+    duplicate_featurizer: Featurizer | None = None,
     method: Method = "knn",
     k: int = 5,
     seed: int = 0,
@@ -172,7 +180,12 @@ def evaluate_proposal(
         batch: the proposal's items, in order.
         validation: the dataset's fixed validation split, never trained on.
         label_set: the dataset's labels; other labels count as unknown.
-        featurizer: default: chosen from the media types (:func:`featurizer_for`).
+        featurizer: the features of the values and the KNN figures; default: chosen from the
+            media types (:func:`featurizer_for`, raw pixels for images).
+        duplicate_featurizer: the features near-duplicates are found in. Default: the
+            ``featurizer`` when it is one of ours (pixels, tabular), else the media types'
+            default: the threshold is calibrated in pixel (or standardised column) units, and
+            "the same picture re-encoded" is a pixel-level notion, not an embedding one.
         method: ``"knn"`` (exact KNN-Shapley), ``"data_oob"``, ``"tmc"`` or ``"loo"``.
         k: neighbours of the KNN classifier and utility.
         seed: seeds the sampling methods.
@@ -191,11 +204,21 @@ def evaluate_proposal(
         raise ValuationError("the dataset has no validation split to evaluate on")
     if not batch:
         raise ValuationError("the proposal has no items")
-    featurizer = featurizer or featurizer_for([b.media_type for b in (*base, *batch, *validation)])
+    media_types = [b.media_type for b in (*base, *batch, *validation)]
+    featurizer = featurizer or featurizer_for(media_types)
+    if duplicate_featurizer is None and not isinstance(
+        featurizer, ImageFeaturizer | TabularFeaturizer
+    ):
+        duplicate_featurizer = featurizer_for(media_types)
     fit_on = list(base) if base else list(validation)
     feats = _features(featurizer, [*base, *batch, *validation], fit_on)
     nb, nbatch = len(base), len(batch)
     x_base, x_batch, x_val = feats[:nb], feats[nb : nb + nbatch], feats[nb + nbatch :]
+    if duplicate_featurizer is None:
+        d_base, d_batch = x_base, x_batch
+    else:
+        dup = _features(duplicate_featurizer, [*base, *batch], fit_on)
+        d_base, d_batch = dup[:nb], dup[nb:]
     y_base = np.array([b.label for b in base], dtype=str)
     y_val = np.array([b.label for b in validation], dtype=str)
 
@@ -212,15 +235,16 @@ def evaluate_proposal(
         seen.add(item.cid)
     joining = np.array([i for i, s in enumerate(status) if s == "new"], dtype=np.intp)
     x_join = x_batch[joining]
+    d_join = d_batch[joining]
     y_join = np.array([batch[i].label for i in joining], dtype=str)
     # Near-duplicates: of a dataset item first, else of an earlier joining item.
     near_of: dict[int, str] = {}
-    hit_base = near_duplicates(x_join, x_base, near_duplicate_threshold)
+    hit_base = near_duplicates(d_join, d_base, near_duplicate_threshold)
     for pos, i in enumerate(joining):
         if hit_base[pos] >= 0:
             near_of[int(i)] = base[int(hit_base[pos])].cid
         elif pos:
-            hit = near_duplicates(x_join[pos : pos + 1], x_join[:pos], near_duplicate_threshold)[0]
+            hit = near_duplicates(d_join[pos : pos + 1], d_join[:pos], near_duplicate_threshold)[0]
             if hit >= 0:
                 near_of[int(i)] = batch[int(joining[hit])].cid
 
@@ -245,7 +269,8 @@ def evaluate_proposal(
         values = stderr = np.zeros(0)
         neutral, params_m = 0.0, {}
     base_vals = values[:nb]
-    threshold = float(np.quantile(base_vals, alpha)) if nb else neutral
+    # never above neutral: an item whose value says it helps is not called mislabeled
+    threshold = min(float(np.quantile(base_vals, alpha)), neutral) if nb else neutral
     significant = values + SUSPECT_Z * stderr < neutral
     flagged = (values < threshold) | significant
 
@@ -292,10 +317,12 @@ def evaluate_proposal(
             "near_duplicate_threshold": near_duplicate_threshold,
             "budget_s": budget_s if method == "tmc" else None,
             "featurizer": type(featurizer).__name__,
+            "duplicate_featurizer": type(duplicate_featurizer or featurizer).__name__,
             "n_base": nb,
             "n_validation": len(validation),
             "valuation": params_m,
         },
+        embedding=embedding_name(featurizer),
     )
     report.score_bps = score_to_bps(report)
     report.runtime_s = time.perf_counter() - start
