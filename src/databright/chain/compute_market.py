@@ -15,11 +15,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from eth_account import Account
-from eth_account.messages import SignableMessage, encode_typed_data
 from eth_account.signers.local import LocalAccount
 from web3.logs import DISCARD
 
+from databright.chain import eip712
+from databright.chain.eip712 import DOMAIN_FIELDS, Key, domain
 from databright.chain.wrapper import BoundContract, Sent, as_bytes32, checksum
 from databright.errors import UsageError
 
@@ -31,12 +31,6 @@ KIND_OF = {name: number for number, name in COORDINATOR_KIND.items()}
 WORKER_STATUS = {0: "none", 1: "active", 2: "leaving", 3: "banned"}
 JOB_STATUS = {1: "open", 2: "final", 3: "cancelled"}
 
-_DOMAIN_FIELDS = [
-    {"name": "name", "type": "string"},
-    {"name": "version", "type": "string"},
-    {"name": "chainId", "type": "uint256"},
-    {"name": "verifyingContract", "type": "address"},
-]
 _RECEIPT_FIELDS = [
     {"name": "jobId", "type": "uint256"},
     {"name": "part", "type": "uint256"},
@@ -47,7 +41,8 @@ _RECEIPT_FIELDS = [
     {"name": "final", "type": "bool"},
 ]
 
-Key = LocalAccount | bytes | str
+__all__ = ["ComputeMarket", "Key", "Receipt", "receipt_digest", "receipt_signed_by",
+           "recover_receipt", "sign_receipt", "signable"]
 
 
 def _sorted_addresses(addresses: Sequence[str]) -> tuple[str, ...]:
@@ -115,14 +110,9 @@ class Receipt:
     def typed_data(self) -> dict[str, Any]:
         """The EIP-712 ``full_message`` (``eth_account.messages.encode_typed_data``)."""
         return {
-            "types": {"EIP712Domain": _DOMAIN_FIELDS, "Receipt": _RECEIPT_FIELDS},
+            "types": {"EIP712Domain": DOMAIN_FIELDS, "Receipt": _RECEIPT_FIELDS},
             "primaryType": "Receipt",
-            "domain": {
-                "name": DOMAIN_NAME,
-                "version": DOMAIN_VERSION,
-                "chainId": int(self.chain_id),
-                "verifyingContract": checksum(self.market),
-            },
+            "domain": domain(DOMAIN_NAME, DOMAIN_VERSION, self.chain_id, self.market),
             "message": {
                 "jobId": int(self.job_id),
                 "part": int(self.part),
@@ -135,47 +125,15 @@ class Receipt:
         }
 
 
-def signable(receipt: Receipt) -> SignableMessage:
-    """The EIP-712 message of a receipt."""
-    return encode_typed_data(full_message=receipt.typed_data())
-
-
-def receipt_digest(receipt: Receipt) -> bytes:
-    """The 32-byte hash that gets signed (equals the contract's ``receipt_digest`` view)."""
-    from eth_utils import keccak
-
-    message = signable(receipt)
-    return bytes(keccak(b"\x19" + message.version + message.header + message.body))
-
-
-def sign_receipt(receipt: Receipt, key: Key) -> bytes:
-    """A 65-byte ``r || s || v`` signature (low s, v 27/28) as the contract expects."""
-    private_key = key.key if isinstance(key, LocalAccount) else key
-    signed = Account.sign_typed_data(private_key, full_message=receipt.typed_data())
-    return bytes(signed.signature)
-
-
-def recover_receipt(receipt: Receipt, signature: bytes | str) -> str:
-    """The checksum address that signed ``receipt``.
-
-    Raises:
-        UsageError: the signature is not 65 bytes or cannot be recovered.
-    """
-    raw = bytes.fromhex(signature.removeprefix("0x")) if isinstance(signature, str) else signature
-    if len(raw) != 65:
-        raise UsageError(f"a signature is 65 bytes, got {len(raw)}")
-    try:
-        return str(Account.recover_message(signable(receipt), signature=raw))
-    except Exception as exc:  # eth_keys raises several types for bad signatures
-        raise UsageError(f"cannot recover a signer from this signature ({exc})") from exc
-
-
-def receipt_signed_by(receipt: Receipt, signature: bytes | str, signer: str) -> bool:
-    """Whether ``signature`` over ``receipt`` is by ``signer`` (False when malformed)."""
-    try:
-        return recover_receipt(receipt, signature) == checksum(signer)
-    except UsageError:
-        return False
+signable = eip712.signable
+#: the 32-byte hash that gets signed (equals the contract's ``receipt_digest`` view)
+receipt_digest = eip712.digest
+#: a 65-byte ``r || s || v`` signature (low s, v 27/28) as the contract expects
+sign_receipt = eip712.sign
+#: the checksum address that signed a receipt (UsageError when malformed)
+recover_receipt = eip712.recover
+#: whether a signature over a receipt is by a given signer (False when malformed)
+receipt_signed_by = eip712.signed_by
 
 
 # -- the contract --------------------------------------------------------------------------------

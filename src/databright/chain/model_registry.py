@@ -13,12 +13,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from eth_account import Account
-from eth_account.messages import SignableMessage, encode_typed_data
 from eth_account.signers.local import LocalAccount
 
+from databright.chain.eip712 import (  # re-exported: the registry's signing helpers
+    DOMAIN_FIELDS,
+    Key,
+    digest,
+    domain,
+    recover,
+    sign,
+    signable,
+    signed_by,
+)
 from databright.chain.wrapper import BoundContract, Sent, as_bytes32, checksum
-from databright.errors import UsageError
 
 DOMAIN_NAME = "DataBright ModelRegistry"
 DOMAIN_VERSION = "1"
@@ -26,12 +33,6 @@ BPS = 10_000
 CHANNEL_STATUS = {1: "open", 2: "reclaiming", 3: "closed", 4: "reclaimed"}
 DIVIDEND_SOURCE = {1: "training_fee", 2: "prediction_royalty"}
 
-_DOMAIN_FIELDS = [
-    {"name": "name", "type": "string"},
-    {"name": "version", "type": "string"},
-    {"name": "chainId", "type": "uint256"},
-    {"name": "verifyingContract", "type": "address"},
-]
 _ATTESTATION_FIELDS = [
     {"name": "registry", "type": "address"},
     {"name": "modelId", "type": "uint256"},
@@ -45,16 +46,12 @@ _VOUCHER_FIELDS = [
     {"name": "amount", "type": "uint256"},
 ]
 
-Key = LocalAccount | bytes | str
+__all__ = ["Attestation", "Key", "ModelRegistry", "Voucher", "digest", "recover", "sign",
+           "signable", "signed_by", "split_royalty"]
 
 
 def _domain(chain_id: int, registry: str) -> dict[str, Any]:
-    return {
-        "name": DOMAIN_NAME,
-        "version": DOMAIN_VERSION,
-        "chainId": int(chain_id),
-        "verifyingContract": checksum(registry),
-    }
+    return domain(DOMAIN_NAME, DOMAIN_VERSION, chain_id, registry)
 
 
 @dataclass(frozen=True)
@@ -73,7 +70,7 @@ class Attestation:
     def typed_data(self) -> dict[str, Any]:
         """The EIP-712 ``full_message`` (``eth_account.messages.encode_typed_data``)."""
         return {
-            "types": {"EIP712Domain": _DOMAIN_FIELDS, "Attestation": _ATTESTATION_FIELDS},
+            "types": {"EIP712Domain": DOMAIN_FIELDS, "Attestation": _ATTESTATION_FIELDS},
             "primaryType": "Attestation",
             "domain": _domain(self.chain_id, self.registry),
             "message": {
@@ -99,54 +96,11 @@ class Voucher:
     def typed_data(self) -> dict[str, Any]:
         """The EIP-712 ``full_message`` (``eth_account.messages.encode_typed_data``)."""
         return {
-            "types": {"EIP712Domain": _DOMAIN_FIELDS, "Voucher": _VOUCHER_FIELDS},
+            "types": {"EIP712Domain": DOMAIN_FIELDS, "Voucher": _VOUCHER_FIELDS},
             "primaryType": "Voucher",
             "domain": _domain(self.chain_id, self.registry),
             "message": {"channelId": int(self.channel_id), "amount": int(self.amount)},
         }
-
-
-def signable(item: Attestation | Voucher) -> SignableMessage:
-    """The EIP-712 message of an attestation or voucher."""
-    return encode_typed_data(full_message=item.typed_data())
-
-
-def digest(item: Attestation | Voucher) -> bytes:
-    """The 32-byte hash that gets signed (equals the contract's ``*_digest`` views)."""
-    from eth_utils import keccak
-
-    message = signable(item)
-    return bytes(keccak(b"\x19" + message.version + message.header + message.body))
-
-
-def sign(item: Attestation | Voucher, key: Key) -> bytes:
-    """A 65-byte ``r || s || v`` signature (low s, v 27/28) as the contract expects."""
-    private_key = key.key if isinstance(key, LocalAccount) else key
-    signed = Account.sign_typed_data(private_key, full_message=item.typed_data())
-    return bytes(signed.signature)
-
-
-def recover(item: Attestation | Voucher, signature: bytes | str) -> str:
-    """The checksum address that signed ``item``.
-
-    Raises:
-        UsageError: the signature is not 65 bytes or cannot be recovered.
-    """
-    raw = bytes.fromhex(signature.removeprefix("0x")) if isinstance(signature, str) else signature
-    if len(raw) != 65:
-        raise UsageError(f"a signature is 65 bytes, got {len(raw)}")
-    try:
-        return str(Account.recover_message(signable(item), signature=raw))
-    except Exception as exc:  # eth_keys raises several types for bad signatures
-        raise UsageError(f"cannot recover a signer from this signature ({exc})") from exc
-
-
-def signed_by(item: Attestation | Voucher, signature: bytes | str, signer: str) -> bool:
-    """Whether ``signature`` over ``item`` is by ``signer`` (False for a malformed signature)."""
-    try:
-        return recover(item, signature) == checksum(signer)
-    except UsageError:
-        return False
 
 
 def split_royalty(amount: int, royalty_bps: int) -> tuple[int, int]:
