@@ -20,7 +20,8 @@ from web3.logs import DISCARD
 
 from databright.chain import eip712
 from databright.chain.eip712 import DOMAIN_FIELDS, Key, domain
-from databright.chain.wrapper import BoundContract, Sent, as_bytes32, checksum
+from databright.chain.pull_payments import PullPayments
+from databright.chain.wrapper import Sent, as_bytes32, checksum
 from databright.errors import UsageError
 
 DOMAIN_NAME = "DataBright ComputeMarket"
@@ -208,16 +209,12 @@ _COORDINATOR = ("operator", "kind", "evidence_cid", "registered_at")
 _JOB = tuple(f for f in JobInfo.__dataclass_fields__ if f != "job_id")
 
 
-class ComputeMarket(BoundContract):
+class ComputeMarket(PullPayments):
     """The ComputeMarket at ``address`` on ``chain``."""
 
     contract_name = "ComputeMarket"
 
     # -- EIP-712 helpers bound to this market ---------------------------------------------------
-    def chain_id(self) -> int:
-        with self.chain.translating():
-            return int(self.chain.w3.eth.chain_id)
-
     def receipt(
         self,
         job_id: int,
@@ -347,18 +344,7 @@ class ComputeMarket(BoundContract):
         receipt = self._send("cancel", sender, int(job_id))
         return Sent(int(self._event(receipt, "JobCancelled")["refund"]), receipt)
 
-    def withdraw(self, sender: LocalAccount) -> Sent[int]:
-        receipt = self._send("withdraw", sender)
-        return Sent(int(self._event(receipt, "Withdrawn")["amount"]), receipt)
-
-    def release_held(self, sender: LocalAccount, dataset_id: int) -> Sent[int]:
-        receipt = self._send("release_held", sender, int(dataset_id))
-        return Sent(int(self._event(receipt, "HeldReleased")["amount"]), receipt)
-
     # -- views ----------------------------------------------------------------------------------
-    def data_terms(self) -> str:
-        return checksum(self._call("data_terms"))
-
     def min_stake(self) -> int:
         return int(self._call("min_stake"))
 
@@ -371,13 +357,6 @@ class ComputeMarket(BoundContract):
     def latest_deadline_of(self, coordinator: str) -> int:
         """The latest deadline of ``coordinator``'s jobs (a leaving worker waits until then)."""
         return int(self._call("latest_deadline_of", checksum(coordinator)))
-
-    def owed_of(self, account: str) -> int:
-        """Wei ``account`` can pull with ``withdraw``."""
-        return int(self._call("owed_of", checksum(account)))
-
-    def held_of(self, dataset_id: int) -> int:
-        return int(self._call("held_of", int(dataset_id)))
 
     def get_worker(self, worker: str) -> WorkerInfo:
         raw = dict(zip(_WORKER, self._call("get_worker", checksum(worker)), strict=True))

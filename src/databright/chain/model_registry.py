@@ -25,7 +25,8 @@ from databright.chain.eip712 import (  # re-exported: the registry's signing hel
     signable,
     signed_by,
 )
-from databright.chain.wrapper import BoundContract, Sent, as_bytes32, checksum
+from databright.chain.pull_payments import PullPayments
+from databright.chain.wrapper import Sent, as_bytes32, checksum
 
 DOMAIN_NAME = "DataBright ModelRegistry"
 DOMAIN_VERSION = "1"
@@ -177,16 +178,12 @@ _CHECKPOINT = tuple(
 _CHANNEL = tuple(f for f in ChannelInfo.__dataclass_fields__ if f != "channel_id")
 
 
-class ModelRegistry(BoundContract):
+class ModelRegistry(PullPayments):
     """The ModelRegistry at ``address`` on ``chain``."""
 
     contract_name = "ModelRegistry"
 
     # -- EIP-712 helpers bound to this registry -------------------------------------------------
-    def chain_id(self) -> int:
-        with self.chain.translating():
-            return int(self.chain.w3.eth.chain_id)
-
     def attestation(
         self, model_id: int, checkpoint_sha256: bytes | str, entries: int, metric_bps: int
     ) -> Attestation:
@@ -265,10 +262,6 @@ class ModelRegistry(BoundContract):
         )
         return Sent(self.get_checkpoint(model_id, checkpoint), receipt)
 
-    def release_held(self, sender: LocalAccount, dataset_id: int) -> Sent[int]:
-        receipt = self._send("release_held", sender, int(dataset_id))
-        return Sent(int(self._event(receipt, "HeldReleased")["amount"]), receipt)
-
     def open_channel(
         self, sender: LocalAccount, model_id: int, timeout: int, deposit: int
     ) -> Sent[int]:
@@ -304,19 +297,11 @@ class ModelRegistry(BoundContract):
         receipt = self._send("reclaim", sender, int(channel_id))
         return Sent(int(self._event(receipt, "ChannelReclaimed")["refund"]), receipt)
 
-    def withdraw(self, sender: LocalAccount) -> Sent[int]:
-        receipt = self._send("withdraw", sender)
-        return Sent(int(self._event(receipt, "Withdrawn")["amount"]), receipt)
-
     def set_attestor(self, sender: LocalAccount, attestor: str, trusted: bool) -> Sent[bool]:
         receipt = self._send("set_attestor", sender, checksum(attestor), bool(trusted))
         return Sent(bool(self._event(receipt, "AttestorSet")["trusted"]), receipt)
 
     # -- views ----------------------------------------------------------------------------------
-    def data_terms(self) -> str:
-        """The contract the registry reads dataset terms from (the DataMarket)."""
-        return checksum(self._call("data_terms"))
-
     def challenge_period(self) -> int:
         return int(self._call("challenge_period"))
 
@@ -325,14 +310,6 @@ class ModelRegistry(BoundContract):
 
     def channel_count(self) -> int:
         return int(self._call("channel_count"))
-
-    def owed_of(self, account: str) -> int:
-        """Wei ``account`` can pull with ``withdraw``."""
-        return int(self._call("owed_of", checksum(account)))
-
-    def held_of(self, dataset_id: int) -> int:
-        """Dividends the dataset's ShareToken refused, waiting for ``release_held``."""
-        return int(self._call("held_of", int(dataset_id)))
 
     def is_trusted_attestor(self, account: str) -> bool:
         return bool(self._call("is_trusted_attestor", checksum(account)))
