@@ -1,0 +1,204 @@
+"""A training job run by this home's coordinator under triple modular redundancy.
+
+One job, from escrow to settlement:
+
+1. the coordinator (enclave key, evidence) is registered; the pool is the workers registered for
+   it in one determinism class (the local executor registers and stakes its identities first);
+2. the scheduler cuts the dataset's items into shards under the exposure cap and gives each shard
+   three distinct accounts (sticky across jobs); a pool too small is refused with how many more
+   workers it needs, before any money moves;
+3. ``create_job`` escrows the dataset's training fee plus a compute budget;
+4. every optimiser step becomes one task per shard the batch touches; each task goes to its
+   three accounts through the lease board; equal result digests are accepted, otherwise the
+   coordinator recomputes the task and names every account whose result differs a liar (banned
+   from the job, replaced by a spare, slashed at settlement); the coordinator sums the accepted
+   gradients and steps, so the checkpoint is the program's own bits;
+5. the receipt (program, dataset root and snapshot, model digests, the verdict chain, per-worker
+   exposure and payout, the liars) is signed by the enclave key and settled in parts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from databright.errors import UsageError
+from databright.market.compute.coordinator import open_coordinator
+from databright.market.compute.executor import LocalExecutor
+from databright.market.compute.identities import compute_dir
+from databright.market.compute.pool import ensure_local_pool, pool_of
+from databright.market.compute.receipts import ReceiptFile
+from databright.market.compute.run import _Run
+from databright.market.context import Deployment
+from databright.market.datasets import dataset_id, entries_of
+from databright.market.model_data import training_records, validation_records
+
+if TYPE_CHECKING:
+    from databright.chain.accounts import Signer
+
+__all__ = ["DEFAULT_WORKERS", "JobOutcome", "run_train_job"]
+
+DEFAULT_WORKERS = 60  # 20 shards of at most 5% each, 3 replicas per shard
+JOB_SECONDS = 86_400  # a job's deadline on chain: a coordinator that never settles is cancelled
+LEASE_SECONDS = 60.0
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class JobOutcome:
+    """A finished job: its id, receipt (and file), checkpoint and what each worker did."""
+
+    job_id: int
+    receipt: ReceiptFile
+    receipt_path: Path
+    cid: str
+    sha256: str
+    accuracy_bps: int
+    liars: list[str]
+    exposure: dict[str, float]
+    seconds: float
+    fees_paid: int
+    trained: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def dataset_root(dep: Deployment, ds_id: int, snapshot: int) -> str:
+    """sha256 over the Merkle roots of the dataset's first ``snapshot`` entries, in order."""
+    h = hashlib.sha256()
+    for entry in entries_of(dep, ds_id, upto=snapshot):
+        h.update(bytes(entry.merkle_root))
+    return "0x" + h.hexdigest()
+
+
+def run_train_job(
+    dep: Deployment,
+    consumer: Signer,
+    dataset: str,
+    family: str,
+    *,
+    config: Mapping[str, Any] | None = None,
+    workers: int = DEFAULT_WORKERS,
+    faults: Mapping[int, str] | None = None,
+    cap_bps: int | None = None,
+    progress: Progress | None = None,
+) -> JobOutcome:
+    """Train ``family`` on ``dataset`` with the local executor (``workers`` identities).
+
+    Args:
+        faults: ``{identity index: fault mode}``: identities that lie (tests and benchmarks).
+        cap_bps: exposure cap per account (default and maximum: 500 = 5 %).
+    """
+    from databright.compute.exposure import MAX_CAP_BPS, ExposureLedger
+    from databright.compute.grad import determinism_class_digest
+    from databright.compute.scheduler import WorkerInfo, plan
+    from databright.compute.trainer import Trainer
+    from databright.training import get_family, save_checkpoint
+
+    start = time.perf_counter()
+    cap = MAX_CAP_BPS if cap_bps is None else int(cap_bps)
+    fam = get_family(family)
+    cfg = fam.config(dict(config) if config is not None else None)
+    ds_id = dataset_id(dep, dataset)
+    info = dep.market.get_dataset(ds_id)
+    train = _distinct(training_records(dep, ds_id))
+    val = validation_records(dep, ds_id)
+    snapshot = info.entry_count
+    coordinator = open_coordinator(dep, consumer)
+    klass = determinism_class_digest(cfg.threads)
+    identities = ensure_local_pool(dep, consumer, coordinator.address, workers, klass)
+    mine = {s.address.lower() for s in identities}
+    pool = [WorkerInfo(w.account.lower(), w.determinism_class.removeprefix("0x"), w.min_fee)
+            for w in pool_of(dep, coordinator.address) if w.account.lower() in mine]
+    ledger = ExposureLedger(compute_dir(dep.home) / "exposure.sqlite")
+    ledger_key = f"{dep.market.address.lower()}:{ds_id}"
+    the_plan = plan(ledger_key, len(train), pool, ledger, cap_bps=cap, seed=cfg.seed)
+    shard_of = {train[i].cid: s.index for s in the_plan.shards for i in s.items}
+    namespace = f"job-{secrets.token_hex(8)}"
+    trainer = Trainer(fam, cfg, train, val, shard_of, snapshot=snapshot, job=namespace,
+                      progress=progress)
+    fee_of = {w.account: w.min_fee for w in pool}
+    spec = {"kind": "train", "namespace": namespace, "dataset_id": ds_id, "snapshot": snapshot,
+            "dataset_root": dataset_root(dep, ds_id, snapshot), "family": fam.name,
+            "config": trainer.cfg.to_dict(), "program_digest": "0x" + trainer.program_digest,
+            "plan": the_plan.as_dict()}
+    spec_cid = dep.store.put_bytes(_canonical(spec))
+    bound = trainer.total_steps * min(len(the_plan.shards), trainer.cfg.batch_size)
+    budget = _budget(bound, max(fee_of.values()))
+    deadline = dep.chain.now() + JOB_SECONDS
+    job_id = dep.compute.create_job(
+        consumer, ds_id, coordinator.address, "0x" + trainer.program_digest, spec_cid, deadline,
+        info.training_fee + budget).value
+    run = _Run(dep, coordinator, the_plan, ledger, ledger_key, len(train), cap, train)
+    executor = LocalExecutor(sorted(mine), _honest, dep.store.get,
+                             {identities[i].address: m for i, m in (faults or {}).items()})
+    for step in trainer.steps():
+        weights_cid = dep.store.put_bytes(step.weights)
+        specs = step.tasks(weights_cid)
+        accepted = run.step(specs, executor)
+        trainer.apply(step, accepted)
+    result = trainer.finish()
+    stored = save_checkpoint(dep.store, result.checkpoint)
+    body = run.body(job_id=job_id, kind="train", spec_cid=spec_cid, spec=spec,
+                    model_in=None, model_out="0x" + stored.sha256,
+                    metric_bps=result.accuracy_bps, fees=fee_of)
+    receipt = ReceiptFile.sign(dep.compute, body, coordinator.enclave)
+    path = compute_dir(dep.home) / "receipts" / f"job-{job_id}.json"
+    _write_atomic(path, receipt.dumps())
+    for part, signature in receipt.receipts():
+        dep.compute.settle(consumer, part, signature)
+    exposure = {w["account"]: w["exposure"] for w in body["workers"]}
+    return JobOutcome(
+        job_id=job_id, receipt=receipt, receipt_path=path, cid=stored.cid,
+        sha256=stored.sha256, accuracy_bps=result.accuracy_bps, liars=list(body["liars"]),
+        exposure=exposure, seconds=time.perf_counter() - start,
+        fees_paid=sum(int(w["fee"]) for w in body["workers"]), trained=result,
+        extra={"tasks": body["tasks"], "recomputed": run.recomputed,
+               "training_fee": info.training_fee, "budget": budget},
+    )
+
+
+def _honest(spec_bytes: bytes, fetch: Callable[[str], bytes]) -> bytes:
+    from databright.compute.grad import run_task
+    from databright.compute.spec import TaskSpec
+
+    return run_task(TaskSpec.from_bytes(spec_bytes), fetch)
+
+
+def _distinct(records: list[Any]) -> list[Any]:
+    """The records with each CID once (first occurrence): exposure counts distinct items."""
+    seen: set[str] = set()
+    out = []
+    for r in records:
+        if r.cid not in seen:
+            seen.add(r.cid)
+            out.append(r)
+    return out
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    import os
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _canonical(value: Any) -> bytes:
+    from databright.market.compute.receipts import canonical
+
+    return canonical(value)
+
+
+def _budget(tasks: int, fee: int) -> int:
+    """Escrow for ``tasks`` tasks at three replicas and a spare for each, at ``fee`` a task."""
+    return tasks * 4 * fee
