@@ -48,6 +48,8 @@ _HEX32 = re.compile(r"[0-9a-f]{64}")
 _HEX64 = re.compile(r"[0-9a-f]{128}")
 _ADVISORY = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _ADDRESS = re.compile(r"(0x)?[0-9a-fA-F]{40}")
+_TOKENS = re.compile(r'\\.|["\[\]{}]', re.DOTALL)
+_MAX_DEPTH = 8
 
 
 def canonical_json(value: Any) -> bytes:
@@ -180,8 +182,9 @@ class Evidence:
             raise EvidenceError(f"evidence is {len(raw)} bytes, over the {MAX_EVIDENCE_BYTES} "
                                 "byte limit")
         try:
-            data = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates,
-                              parse_constant=_no_constant)
+            text = raw.decode("utf-8")
+            _shallow(text)
+            data = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:
             raise EvidenceError(f"evidence is not JSON: {_one_line(exc)}") from None
         obj = _exact_object(data, "evidence",
@@ -215,6 +218,23 @@ def _exact_object(data: object, what: str, keys: set[str]) -> dict[str, Any]:
     if extra:
         raise EvidenceError(f"{what} has unknown fields: {', '.join(sorted(extra))[:80]}")
     return data
+
+
+def _shallow(text: str, limit: int = _MAX_DEPTH) -> None:
+    # Deeply nested arrays can exhaust the C stack of the json module under a raised recursion
+    # limit; evidence is a few levels deep, so refuse depth before parsing. One linear pass over
+    # the tokens that matter (an escape pair is one token, so quotes inside strings are skipped).
+    depth, in_string = 0, False
+    for match in _TOKENS.finditer(text):
+        token = match.group()
+        if token == '"':
+            in_string = not in_string
+        elif not in_string and token in "[{":
+            depth += 1
+            if depth > limit:
+                raise ValueError(f"nested deeper than {limit} levels")
+        elif not in_string and token in "]}":
+            depth -= 1
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
