@@ -34,6 +34,7 @@ __all__ = [
     "Progress",
     "TrainResult",
     "check_split",
+    "context",
     "epoch_perms",
     "evaluate_network",
     "init_prep",
@@ -105,6 +106,11 @@ class Context:
 
 
 _DEFAULT_CACHE = EmbeddingCache()  # one per process: an image is embedded once a process
+
+
+def context(cache: EmbeddingCache | None = None, progress: Progress | None = None) -> Context:
+    """A fit's resources: ``cache`` (default: the process-wide memory cache) and ``progress``."""
+    return Context(cache if cache is not None else _DEFAULT_CACHE, progress)
 
 
 class Family(ABC):
@@ -186,7 +192,7 @@ class Family(ABC):
         """
         cfg = self.resolve_config(cfg, init)
         check_split(train, val)
-        ctx = Context(cache if cache is not None else _DEFAULT_CACHE, progress)
+        ctx = context(cache, progress)
         start = time.perf_counter()
         with deterministic(cfg.seed, cfg.threads):
             ordered, labels = self.order_and_labels(train, cfg, init)
