@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -27,7 +27,20 @@ from databright.training.embed import EmbeddingCache
 from databright.training.errors import MalformedCheckpointError, TrainingError
 from databright.training.records import Record, canonical_order, label_list
 
-__all__ = ["Evaluation", "Family", "Progress", "TrainResult"]
+__all__ = [
+    "Context",
+    "Evaluation",
+    "Family",
+    "Progress",
+    "TrainResult",
+    "check_split",
+    "context",
+    "epoch_perms",
+    "evaluate_network",
+    "init_prep",
+    "network_tensors",
+    "optimizer",
+]
 
 #: ``progress(stage, done, total)``: stage is "embed" (images embedded) or "epoch".
 Progress = Callable[[str, int, int], None]
@@ -93,6 +106,11 @@ class Context:
 
 
 _DEFAULT_CACHE = EmbeddingCache()  # one per process: an image is embedded once a process
+
+
+def context(cache: EmbeddingCache | None = None, progress: Progress | None = None) -> Context:
+    """A fit's resources: ``cache`` (default: the process-wide memory cache) and ``progress``."""
+    return Context(cache if cache is not None else _DEFAULT_CACHE, progress)
 
 
 class Family(ABC):
@@ -172,48 +190,25 @@ class Family(ABC):
             progress: called as ``progress(stage, done, total)``.
             cache: embedding cache (default: one in memory per process).
         """
-        if init is not None:
-            self.validate(init)
-            base = self.config_type.from_dict(init.config)
-            if isinstance(cfg, Mapping):  # fields given override the checkpoint's own
-                cfg = self.config_type.from_dict({**base.to_dict(), **cfg})
-            cfg = base if cfg is None else self.config(cfg)
-            if cfg.arch() != base.arch():
-                raise UsageError(f"a fine-tune keeps the architecture {base.arch()}, "
-                                 f"not {cfg.arch()}")
-        cfg = self.config(cfg)
-        if not train or not val:
-            raise TrainingError("training needs at least one training and one validation item")
-        shared = {r.cid for r in train} & {r.cid for r in val}
-        if shared:  # a model measured on what it was trained on would report a false metric
-            raise TrainingError(f"{len(shared)} item(s) are both training and validation items, "
-                                f"e.g. {min(shared)}")
-        ctx = Context(cache if cache is not None else _DEFAULT_CACHE, progress)
+        cfg = self.resolve_config(cfg, init)
+        check_split(train, val)
+        ctx = context(cache, progress)
         start = time.perf_counter()
         with deterministic(cfg.seed, cfg.threads):
-            ordered = canonical_order(train, cfg.seed)
-            labels = init.labels if init is not None else label_list(ordered)
+            ordered, labels = self.order_and_labels(train, cfg, init)
             index = {label: i for i, label in enumerate(labels)}
-            unknown = sorted({r.label for r in ordered} - set(index))
-            if unknown:
-                raise TrainingError(f"labels {unknown} are not among the checkpoint's {list(labels)}")
             if init is not None:
-                prep = {k[5:]: v for k, v in init.tensors.items() if k.startswith("prep.")}
-                extra = dict(init.extra)
+                prep, extra = init_prep(init)
                 x = self.inputs(cfg, ordered, prep, extra, ctx)
             else:
                 x, prep, extra = self.fit_inputs(cfg, ordered, ctx)
             y = torch.tensor([index[r.label] for r in ordered], dtype=torch.int64)
             xv = self.inputs(cfg, val, prep, extra, ctx)
             yv = torch.tensor([index.get(r.label, -1) for r in val], dtype=torch.int64)
-            net = self.network(cfg, extra, len(labels))
-            if init is not None:
-                net.load_state_dict({k[4:]: v for k, v in init.tensors.items()
-                                     if k.startswith("net.")})
+            net = self.initial_network(cfg, extra, labels, init)
             history = self._loop(net, cfg, x, y, xv, yv, progress)
-            evaluation = _evaluate(net, xv, yv)
-            tensors = {f"net.{k}": v.detach().clone() for k, v in net.state_dict().items()}
-            tensors.update({f"prep.{k}": v.clone() for k, v in prep.items()})
+            evaluation = evaluate_network(net, xv, yv)
+            tensors = network_tensors(net, prep)
         extra = {**extra, "determinism": determinism_class(cfg.threads)}
         ckpt = Checkpoint(
             family=self.name, config=cfg.to_dict(), labels=labels,
@@ -224,24 +219,72 @@ class Family(ABC):
         return TrainResult(ckpt, evaluation, cfg.epochs, time.perf_counter() - start,
                            tuple(history))
 
+    # -- the pieces of fit, shared with data-parallel training (databright.compute) ----------
+
+    def resolve_config(
+        self, cfg: TrainConfig | Mapping[str, Any] | None, init: Checkpoint | None
+    ) -> TrainConfig:
+        """The config a fit runs with: ``cfg``, or with ``init`` the checkpoint's config with
+        ``cfg``'s JSON fields over it (the architecture kept)."""
+        if init is not None:
+            self.validate(init)
+            base = self.config_type.from_dict(init.config)
+            if isinstance(cfg, Mapping):  # fields given override the checkpoint's own
+                cfg = self.config_type.from_dict({**base.to_dict(), **cfg})
+            cfg = base if cfg is None else self.config(cfg)
+            if cfg.arch() != base.arch():
+                raise UsageError(f"a fine-tune keeps the architecture {base.arch()}, "
+                                 f"not {cfg.arch()}")
+        return self.config(cfg)
+
+    def order_and_labels(
+        self, train: Sequence[Record], cfg: TrainConfig, init: Checkpoint | None
+    ) -> tuple[list[Record], tuple[str, ...]]:
+        """The training records in canonical order and the class labels (the checkpoint's
+        when fine-tuning; refuses training labels it does not know)."""
+        ordered = canonical_order(train, cfg.seed)
+        labels = init.labels if init is not None else label_list(ordered)
+        unknown = sorted({r.label for r in ordered} - set(labels))
+        if unknown:
+            raise TrainingError(f"labels {unknown} are not among the checkpoint's {list(labels)}")
+        return ordered, labels
+
+    def fit_prep(
+        self, cfg: TrainConfig, records: Sequence[Record], ctx: Context
+    ) -> tuple[Prep, dict[str, Any]]:
+        """The preprocessing tensors and extra JSON ``fit_inputs`` learns, without the inputs
+        when the family can (a data-parallel coordinator needs only these)."""
+        _, prep, extra = self.fit_inputs(cfg, records, ctx)
+        return prep, extra
+
+    def initial_network(
+        self, cfg: TrainConfig, extra: dict[str, Any], labels: Sequence[str],
+        init: Checkpoint | None,
+    ) -> nn.Module:
+        """The network a fit starts from: fresh under the current (seeded) RNG, then with
+        ``init``'s weights when fine-tuning."""
+        net = self.network(cfg, extra, len(labels))
+        if init is not None:
+            net.load_state_dict({k[4:]: v for k, v in init.tensors.items()
+                                 if k.startswith("net.")})
+        return net
+
     def _loop(
         self, net: nn.Module, cfg: TrainConfig, x: torch.Tensor, y: torch.Tensor,
         xv: torch.Tensor, yv: torch.Tensor, progress: Progress | None,
     ) -> list[int]:
-        opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        gen = torch.Generator().manual_seed(cfg.seed)
+        opt = optimizer(net, cfg)
         loss_fn = nn.CrossEntropyLoss()
         history: list[int] = []
-        for epoch in range(cfg.epochs):
+        for epoch, perm in enumerate(epoch_perms(x.shape[0], cfg)):
             net.train()
-            perm = torch.randperm(x.shape[0], generator=gen)
             for s in range(0, x.shape[0], cfg.batch_size):
                 idx = perm[s : s + cfg.batch_size]
                 opt.zero_grad(set_to_none=True)
                 loss = loss_fn(net(x[idx]), y[idx])
                 loss.backward()  # type: ignore[no-untyped-call]
                 opt.step()
-            history.append(_evaluate(net, xv, yv).accuracy_bps)
+            history.append(evaluate_network(net, xv, yv).accuracy_bps)
             if progress is not None:
                 progress("epoch", epoch + 1, cfg.epochs)
         return history
@@ -318,7 +361,44 @@ class Family(ABC):
                 raise MalformedCheckpointError(f"tensor {name} holds NaN or infinite values")
 
 
-def _evaluate(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Evaluation:
+def check_split(train: Sequence[Record], val: Sequence[Record]) -> None:
+    """Refuse an empty split, or an item both trained and validated on."""
+    if not train or not val:
+        raise TrainingError("training needs at least one training and one validation item")
+    shared = {r.cid for r in train} & {r.cid for r in val}
+    if shared:  # a model measured on what it was trained on would report a false metric
+        raise TrainingError(f"{len(shared)} item(s) are both training and validation items, "
+                            f"e.g. {min(shared)}")
+
+
+def init_prep(init: Checkpoint) -> tuple[Prep, dict[str, Any]]:
+    """A checkpoint's preprocessing tensors and extra JSON (kept by a fine-tune)."""
+    prep = {k[5:]: v for k, v in init.tensors.items() if k.startswith("prep.")}
+    return prep, dict(init.extra)
+
+
+def optimizer(net: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The optimiser of every fit: AdamW with the config's learning rate and weight decay."""
+    return torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def epoch_perms(n: int, cfg: TrainConfig) -> Iterator[torch.Tensor]:
+    """One permutation of ``n`` items per epoch, from a generator seeded by ``cfg.seed``: the
+    order of the minibatches ``perm[s : s + batch_size]``."""
+    gen = torch.Generator().manual_seed(cfg.seed)
+    for _ in range(cfg.epochs):
+        yield torch.randperm(n, generator=gen)
+
+
+def network_tensors(net: nn.Module, prep: Prep) -> dict[str, torch.Tensor]:
+    """A checkpoint's tensors: ``net.*`` (the network's state) and ``prep.*``."""
+    tensors = {f"net.{k}": v.detach().clone() for k, v in net.state_dict().items()}
+    tensors.update({f"prep.{k}": v.clone() for k, v in prep.items()})
+    return tensors
+
+
+def evaluate_network(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Evaluation:
+    """Accuracy of ``net`` on inputs ``x`` with label indices ``y`` (−1: unknown, wrong)."""
     net.eval()
     with torch.inference_mode():
         pred = net(x).argmax(dim=1)

@@ -40,6 +40,11 @@ class EfficientNetHead(Family):
     ) -> tuple[torch.Tensor, Prep, dict[str, Any]]:
         return self._embed(records, ctx), {}, Embedder.identity()
 
+    def fit_prep(
+        self, cfg: TrainConfig, records: Sequence[Record], ctx: Context
+    ) -> tuple[Prep, dict[str, Any]]:
+        return {}, Embedder.identity()  # the weights are named; nothing is embedded here
+
     def inputs(
         self, cfg: TrainConfig, records: Sequence[Record], prep: Prep, extra: dict[str, Any],
         ctx: Context,

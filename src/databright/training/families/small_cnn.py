@@ -32,6 +32,11 @@ class SmallCnn(Family):
     ) -> tuple[torch.Tensor, Prep, dict[str, Any]]:
         return self.inputs(cfg, records, {}, {}, ctx), {}, {}
 
+    def fit_prep(
+        self, cfg: TrainConfig, records: Sequence[Record], ctx: Context
+    ) -> tuple[Prep, dict[str, Any]]:
+        return {}, {}  # nothing is learnt from the records: no need to decode them
+
     def inputs(
         self, cfg: TrainConfig, records: Sequence[Record], prep: Prep, extra: dict[str, Any],
         ctx: Context,
