@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from os import PathLike
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 from databright.errors import DataBrightError, UsageError
 
@@ -199,7 +200,7 @@ class ExposureLedger:
         with self._lock:
             self._db.close()
 
-    def __enter__(self) -> ExposureLedger:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
