@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from databright.compute.exposure import CapExceededError, ExposureLedger, cap_items
-from databright.compute.scheduler import Plan, PoolTooSmall, WorkerInfo, plan
+from databright.compute.scheduler import Plan, PoolTooSmall, WorkerInfo, _assign, _needed, plan
 
 CLASSES = ["cpu-avx2-t1", "cpu-avx512-t1", "cpu-avx2-t2"]
 
@@ -240,3 +240,66 @@ def test_spare_prefers_an_account_that_already_holds_the_items() -> None:
     ledger.record(holder, 2, p.shards[3].items[:10], n_items=1000, cap_bps=500)  # an earlier job
     assert p.spare(p.shards[3]) == holder
     assert p.projected_exposure(holder) == len(p.shards[3].items)
+
+
+def max_flow_deficit(n_items: int, accounts: list[str], held: dict[str, set[int]], cap: int,
+                     replicas: int = 3) -> int:
+    """The replica slots no assignment can place, by networkx's maximum flow."""
+    g = nx.DiGraph()
+    g.add_nodes_from(["s", "t"])
+    for i in range(n_items):
+        g.add_edge("s", ("i", i), capacity=replicas)
+    for a in accounts:
+        h = held.get(a, set())
+        if len(h) > cap:
+            continue
+        g.add_edge(("a", a), "t", capacity=cap - len(h))
+        g.add_edge(("held", a), "t", capacity=len(h))
+        for i in range(n_items):
+            g.add_edge(("i", i), ("held", a) if i in h else ("a", a), capacity=1)
+    return replicas * n_items - int(nx.maximum_flow_value(g, "s", "t"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(n_items=st.integers(1, 9), cap=st.integers(1, 5), workers=st.integers(0, 9),
+       data=st.data())
+def test_the_assignment_is_a_maximum_flow_and_needed_is_the_fewest(
+        n_items: int, cap: int, workers: int, data: st.DataObject) -> None:
+    # Small instances with caps far above 5 % of the items: the geometry in which filling
+    # account by account gets stuck and only moving earlier items makes room.
+    accounts = [f"w{k}" for k in range(workers)]
+    held = {a: data.draw(st.sets(st.integers(0, n_items - 1), max_size=cap + 1)) for a in accounts}
+    got = _assign(n_items, accounts, held, cap, 3)
+    assert got.deficit == max_flow_deficit(n_items, accounts, held, cap)
+    for i, accs in enumerate(got.accounts):
+        assert len(set(accs)) == len(accs) <= 3
+        assert all(len(held[a]) <= cap for a in accs)
+    for a in accounts:  # an account already past the cap gets nothing, others stay within it
+        new = sum(a in accs and i not in held[a] for i, accs in enumerate(got.accounts))
+        assert new == 0 or len(held[a]) + new <= cap
+    if got.deficit:
+        k = _needed(n_items, accounts, held, cap, 3, got)
+        fresh = [f"fresh{m}" for m in range(k)]
+        assert max_flow_deficit(n_items, accounts + fresh, held, cap) == 0
+        assert max_flow_deficit(n_items, accounts + fresh[:-1], held, cap) > 0
+
+
+def test_filling_gets_stuck_and_moving_an_earlier_item_makes_room() -> None:
+    # w4 already holds items 2 and 4; filled account by account, one slot finds only accounts
+    # that already serve its item, yet an assignment exists: the augmenting path finds it.
+    accounts = [f"w{k}" for k in range(5)]
+    held = {"w4": {2, 4}}
+    got = _assign(5, accounts, held, 3, 3)
+    assert max_flow_deficit(5, accounts, held, 3) == got.deficit == 0
+    assert all(len(set(accs)) == 3 for accs in got.accounts)
+
+
+def test_needed_counts_the_room_that_moving_items_onto_new_workers_frees() -> None:
+    # Three slots cannot be placed, two of them item 3's, yet one more worker is enough: it
+    # takes other items and frees room for item 3 on accounts that do not serve it yet.
+    accounts = ["w0", "w1", "w2"]
+    held = {"w2": {3}}
+    got = _assign(4, accounts, held, 3, 3)
+    assert max(got.unmet) == 2
+    assert _needed(4, accounts, held, 3, 3, got) == 1
+    assert max_flow_deficit(4, [*accounts, "fresh"], held, 3) == 0
