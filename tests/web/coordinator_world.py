@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +38,19 @@ def payload(value: float = 1.0, name: str = "grad.w") -> bytes:
     return save({name: np.full((2, 3), value, dtype=np.float32)})
 
 
+def fake_compute(spec: bytes, fetch: Any) -> bytes:
+    """A deterministic stand-in for a gradient: a digest of the spec and every blob it names."""
+    h = hashlib.sha256(spec)
+    for cid in json.loads(spec)["cids"]:
+        h.update(fetch(cid))
+    return save({"grad.w": np.frombuffer(h.digest(), dtype=np.uint8).astype(np.float32)})
+
+
+def task_spec(task_id: str, cids: list[str], **extra: Any) -> bytes:
+    doc = {"task": task_id, "cids": cids, "threads": 1, "determinism_class": "cls", **extra}
+    return json.dumps(doc, sort_keys=True).encode()
+
+
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -50,6 +64,9 @@ class World:
     registered: set[str] = field(default_factory=set)
     spares: list[str] = field(default_factory=list)
     fetched: list[str] = field(default_factory=list)
+    corrupt: set[str] = field(default_factory=set)
+    callers: list[str] = field(default_factory=list)
+    app: Any = None
 
     def call(self, who: str, method: str, path: str, body: bytes = b"", *,
              key: str | None = None, **sign: Any) -> httpx.Response:
@@ -71,7 +88,8 @@ class World:
         return self.call(who, "POST", f"/v1/reveal?lease={lease_id}", data)
 
 
-def build_world(limits: Limits | None = None, max_payload: int = 1 << 20) -> World:
+def build_world(limits: Limits | None = None, max_payload: int = 1 << 20,
+                real_clock: bool = False) -> World:
     clock = Clock()
     world: World  # the callbacks below close over it
 
@@ -79,6 +97,7 @@ def build_world(limits: Limits | None = None, max_payload: int = 1 << 20) -> Wor
         return world.spares.pop(0) if world.spares else None
 
     def authorize(address: str) -> str | None:
+        world.callers.append(address)
         if address in world.banned:
             return "banned from this job for a wrong result"
         if address not in world.registered:
@@ -87,12 +106,14 @@ def build_world(limits: Limits | None = None, max_payload: int = 1 << 20) -> Wor
 
     def fetch(cid: str) -> bytes:
         world.fetched.append(cid)
-        return BLOBS[cid]
+        return b"tampered" if cid in world.corrupt else BLOBS[cid]
 
-    board = TaskBoard(clock, spare=spare, max_payload_bytes=max_payload)
-    app = create_app(board, fetch, authorize, limits=limits, board_clock=clock,
+    board_clock = time.monotonic if real_clock else clock
+    board = TaskBoard(board_clock, spare=spare, max_payload_bytes=max_payload)
+    app = create_app(board, fetch, authorize, limits=limits, board_clock=board_clock,
                      attestation=lambda nonce: (b"evidence:" + nonce, ADDR["alice"]))
     world = World(board, clock, TestClient(app, raise_server_exceptions=True))
+    world.app = app
     world.registered = {ADDR[n] for n in ("alice", "bob", "carol", "dave", "erin", "mallory")}
     return world
 
