@@ -218,3 +218,39 @@ def test_post_refuses_repeated_or_empty_replicas_and_reused_ids():
     with pytest.raises(BoardError) as e:
         board.results("t")
     assert code_of(e) == "unknown_task"
+
+
+def test_concurrent_workers_each_get_their_tasks_once():
+    import threading
+
+    board = TaskBoard()
+    accounts = [f"0x{i}" for i in range(6)]
+    tasks = {f"t{i}": tuple(accounts[(i + k) % 6] for k in range(3)) for i in range(60)}
+    for tid, replicas in tasks.items():
+        board.post(tid, tid.encode(), CIDS, replicas, lease_seconds=60)
+    got: dict[str, list[str]] = {a: [] for a in accounts}
+    pending: dict[str, list] = {a: [] for a in accounts}
+
+    def work(account: str) -> None:
+        while (lease := board.lease(account)) is not None:
+            got[account].append(lease.task_id)
+            board.commit(account, lease.lease_id, sha(lease.spec))
+            pending[account].append(lease)
+        # reveal once everyone has committed (retrying the early ones)
+        while pending[account]:
+            lease = pending[account].pop(0)
+            try:
+                board.reveal(account, lease.lease_id, lease.spec)
+            except BoardError as exc:
+                assert exc.code == "reveal_too_early"
+                pending[account].append(lease)
+
+    threads = [threading.Thread(target=work, args=(a,)) for a in accounts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    for account in accounts:
+        assert sorted(got[account]) == sorted(t for t, r in tasks.items() if account in r)
+    for tid, replicas in tasks.items():
+        assert board.results(tid) == {a: tid.encode() for a in replicas}

@@ -110,7 +110,7 @@ def build_world(limits: Limits | None = None, max_payload: int = 1 << 20,
 
     board_clock = time.monotonic if real_clock else clock
     board = TaskBoard(board_clock, spare=spare, max_payload_bytes=max_payload)
-    app = create_app(board, fetch, authorize, limits=limits, board_clock=board_clock,
+    app = create_app(board, fetch, authorize, limits=limits,
                      attestation=lambda nonce: (b"evidence:" + nonce, ADDR["alice"]))
     world = World(board, clock, TestClient(app, raise_server_exceptions=True))
     world.app = app

@@ -173,6 +173,8 @@ def test_malformed_requests_are_refused(world):
     expect(world.commit("alice", lid, "XYZ"), "malformed")
     expect(world.reveal("alice", "not-a-lease", payload()), "malformed")
     expect(world.client.get("/attestation?nonce=xyz"), "malformed")
+    expect(world.call("bob", "POST", "/v1/lease", b'{"threads": "4"}'), "malformed")
+    expect(world.call("bob", "POST", "/v1/lease", b'{"threads": 0}'), "malformed")
 
 
 def test_a_pickle_is_refused_and_never_unpickled(world, tmp_path):

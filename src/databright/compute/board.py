@@ -136,6 +136,11 @@ class TaskBoard:
         self._leases: dict[str, tuple[str, str]] = {}  # lease id -> (task id, account)
         self._expired: dict[str, tuple[str, str]] = {}  # dropped leases, for a clear refusal
 
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The clock deadlines are measured in (servers turn them into seconds left)."""
+        return self._clock
+
     # -- posting -------------------------------------------------------------------------
 
     def post(self, task_id: str, spec: bytes, cids: frozenset[str], replicas: tuple[str, ...],

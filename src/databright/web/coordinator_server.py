@@ -136,6 +136,14 @@ def _json_object(body: bytes) -> dict[str, Any]:
     return doc
 
 
+def _describe(doc: dict[str, Any]) -> None:
+    """Check a worker's self-description (informational: its registration on chain decides)."""
+    cls, threads = doc.get("determinism_class", ""), doc.get("threads", 1)
+    if not isinstance(cls, str) or len(cls) > 128 or type(threads) is not int or not (
+            1 <= threads <= 1024):
+        raise Refused("malformed", 'send {"determinism_class": "<hex>", "threads": <1..1024>}')
+
+
 def _lease_json(lease: Lease, now: float, max_payload: int) -> dict[str, Any]:
     return {"lease_id": lease.lease_id, "task_id": lease.task_id,
             "spec_b64": base64.b64encode(lease.spec).decode(),
@@ -146,8 +154,7 @@ def _lease_json(lease: Lease, now: float, max_payload: int) -> dict[str, Any]:
 
 def create_app(board: TaskBoard, fetch_blob: FetchBlob, authorize: Authorize, *,
                attestation: Attest | None = None, limits: Limits | None = None,
-               now: Callable[[], float] = time.time,
-               board_clock: Callable[[], float] = time.monotonic) -> FastAPI:
+               now: Callable[[], float] = time.time) -> FastAPI:
     """The workers' API over ``board``.
 
     Args:
@@ -159,7 +166,6 @@ def create_app(board: TaskBoard, fetch_blob: FetchBlob, authorize: Authorize, *,
         attestation: ``attestation(nonce) -> (evidence bytes, enclave address)``.
         limits: see :class:`Limits`; the reveal limit is also capped by the board's.
         now: wall-clock seconds, for request timestamps.
-        board_clock: the board's clock, to turn its deadlines into seconds left.
     """
     limits = limits or Limits()
     max_payload = min(limits.max_payload_bytes, board.max_payload_bytes)
@@ -210,11 +216,11 @@ def create_app(board: TaskBoard, fetch_blob: FetchBlob, authorize: Authorize, *,
     @app.post("/v1/lease")
     async def lease(request: Request) -> dict[str, Any]:
         address, body = await authenticated(request, limits.max_json_bytes, "request_too_large")
-        _json_object(body)  # the worker's self-description; the chain's registration decides
+        _describe(_json_object(body))
         got = await run_in_threadpool(board.lease, address)
         if got is None:
             return {"lease": None, "retry_after_seconds": limits.retry_after_seconds}
-        return {"lease": _lease_json(got, board_clock(), max_payload)}
+        return {"lease": _lease_json(got, board.clock(), max_payload)}
 
     @app.get("/v1/blobs/{cid}")
     async def blob(cid: str, request: Request) -> Response:
@@ -258,7 +264,7 @@ def create_app(board: TaskBoard, fetch_blob: FetchBlob, authorize: Authorize, *,
         address, _ = await authenticated(request, limits.max_json_bytes, "request_too_large")
         tasks = await run_in_threadpool(board.status)
         mine = await run_in_threadpool(board.leases_of, address)
-        clock = board_clock()
+        clock = board.clock()
         return {
             "tasks": {"open": sum(not t.done for t in tasks), "done": sum(t.done for t in tasks),
                       "short_of_replicas": sum(t.missing > 0 for t in tasks)},
