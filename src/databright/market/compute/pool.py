@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from databright.errors import UsageError
-from databright.market.compute.identities import local_workers
+from databright.market.compute.identities import local_worker
 from databright.market.context import Deployment
 
 if TYPE_CHECKING:
@@ -77,22 +77,30 @@ def ensure_local_pool(
     market's minimum stake plus gas money (the operator's ether becomes their stake, returned
     to them, not to the operator, when they leave).
 
+    Identities that were slashed (banned), are leaving or serve another coordinator are
+    skipped: the pool is the first ``count`` usable ones.
+
     Raises:
-        UsageError: ``count`` below 3, or an identity is banned or serves another coordinator.
+        UsageError: ``count`` below 3.
     """
     if count < 3:
         raise UsageError("a TMR job needs at least 3 workers")
     stake = dep.compute.min_stake()
-    signers = local_workers(dep.home, count)
-    for signer in signers:
+    signers: list[Signer] = []
+    index = 0
+    while len(signers) < count:
+        signer = local_worker(dep.home, index)
+        index += 1
         w = dep.compute.get_worker(signer.address)
-        if w.status == "active" and w.coordinator.lower() == coordinator.lower():
+        if w.status == "banned" or (w.status != "none" and
+                                    w.coordinator.lower() != coordinator.lower()):
+            continue  # slashed, or serving another coordinator: the next identity is fresh
+        signers.append(signer)
+        if w.status == "active":
             continue
-        if w.status == "banned":
-            raise UsageError(f"local worker {signer.address} was slashed and banned; "
-                             "use more --workers (the next identities are fresh)")
-        if w.status != "none":
-            raise UsageError(f"local worker {signer.address} is {w.status} for {w.coordinator}")
+        if w.status == "leaving":
+            signers.pop()
+            continue
         need = stake + _GAS_FUNDS - dep.chain.balance(signer.address)
         if need > 0:
             if dep.chain.supports_time_travel:

@@ -22,13 +22,9 @@ if TYPE_CHECKING:
     from databright.market.compute.executor import LocalExecutor
     from databright.market.context import Deployment
 
-__all__ = ["LEASE_SECONDS", "StuckJobError"]
+__all__ = ["LEASE_SECONDS"]
 
 LEASE_SECONDS = 60.0
-
-
-class StuckJobError(DataBrightError):
-    """A task can no longer get three replicas under the exposure cap."""
 
 
 class _Clock:
@@ -57,6 +53,7 @@ class _Run:
         self.correct: dict[str, int] = {}
         self.tasks = 0
         self.recomputed = 0
+        self.stand_ins = 0  # replica slots the coordinator fills itself (no spare under the cap)
         self.chain = VerdictChain()
         self.clock = _Clock()
         self.board = TaskBoard(self.clock, spare=self._spare)
@@ -79,6 +76,9 @@ class _Run:
         exclude = self.banned | self._failed[shard] | set(self.replicas[shard])
         account = self.plan.spare(shard, exclude=exclude)
         if account is None:
+            if failed in self.replicas[shard]:  # no headroom: the coordinator stands in
+                self.replicas[shard].remove(failed)
+                self.stand_ins += 1
             return None
         self._send(account, shard)
         if failed in self.replicas[shard]:  # a silent worker: the spare takes its place
@@ -88,15 +88,19 @@ class _Run:
     # -- one step ---------------------------------------------------------------------------
     def step(self, specs: Mapping[int, TaskSpec], executor: LocalExecutor) -> dict[int, bytes]:
         """Run one step's tasks to their verdicts; the accepted payload per shard."""
+        accepted: dict[int, bytes] = {}
         for shard, spec in specs.items():
             reps = self.replicas[shard]
+            if not reps:  # every replica lied and none can be replaced: the coordinator computes
+                accepted[shard] = self._judge(spec, shard, {})
+                continue
             for account in reps:
                 self._send(account, shard)
             cids = frozenset({spec.weights.cid, *(i.cid for i in spec.items)})
             self._shard_of_task[spec.task] = shard
             self.board.post(spec.task, spec.to_bytes(), cids, tuple(reps), LEASE_SECONDS)
-        pending = {spec.task: (shard, spec) for shard, spec in specs.items()}
-        accepted: dict[int, bytes] = {}
+        pending = {spec.task: (shard, spec) for shard, spec in specs.items()
+                   if shard not in accepted}
         while pending:
             answered = executor.pump(self.board)
             for task_id, (shard, spec) in list(pending.items()):
@@ -107,10 +111,6 @@ class _Run:
                 self.board.remove(task_id)
                 del pending[task_id]
             if pending and answered == 0:
-                waiting = [s for s in self.board.status(list(pending)) if s.missing]
-                if waiting and all(not s.replicas for s in waiting):
-                    raise StuckJobError(f"task {waiting[0].task_id} has no replica left under "
-                                        "the exposure cap: register more workers")
                 self.clock.now += LEASE_SECONDS + 1  # let silent leases expire
         return accepted
 
@@ -121,13 +121,13 @@ class _Run:
 
         shapes = self._shapes(spec)
         digests: dict[str, str | None] = {}
+        valid = True
         for account, payload in results.items():
+            digests[account] = result_digest(payload)
             try:
                 check_result(payload, spec.job, spec.task, shapes)
             except DataBrightError:
-                digests[account] = "invalid:" + result_digest(payload)
-            else:
-                digests[account] = result_digest(payload)
+                valid = False  # a malformed answer is a wrong answer: never accepted unchecked
         mine: dict[str, bytes] = {}
 
         def recompute() -> str:
@@ -135,11 +135,8 @@ class _Run:
             self.recomputed += 1
             return result_digest(mine["payload"])
 
-        if len(digests) < 3 or any(d is None or d.startswith("invalid:") for d in digests.values()):
-            forced = recompute()  # fewer than three valid answers: the coordinator decides
-            verdict = decide(spec.task, digests, lambda: forced)
-        else:
-            verdict = decide(spec.task, digests, recompute)
+        # fewer than three answers, or a malformed one: the coordinator decides by recomputing
+        verdict = decide(spec.task, digests, recompute, replicas=3 if valid else len(digests) + 1)
         self.chain.append(verdict)
         self.tasks += 1
         for account, digest in digests.items():
@@ -161,10 +158,10 @@ class _Run:
         for shard, reps in self.replicas.items():
             if account in reps:
                 spare = self.plan.spare(shard, exclude=self.banned | set(reps))
-                if spare is None:
-                    raise StuckJobError(
-                        f"liar {account} cannot be replaced in shard {shard} under the exposure "
-                        "cap: register more workers")
+                if spare is None:  # no headroom left: the coordinator stands in for the liar
+                    reps.remove(account)
+                    self.stand_ins += 1
+                    continue
                 self._send(spare, shard)
                 reps[reps.index(account)] = spare
 
@@ -205,7 +202,7 @@ class _Run:
             "dataset_id": int(spec["dataset_id"]), "dataset_root": spec["dataset_root"],
             "snapshot": int(spec["snapshot"]), "model_in": model_in, "model_out": model_out,
             "metric_bps": int(metric_bps), "tasks": self.tasks, "recomputed": self.recomputed,
-            "verdicts_head": self.chain.head, "cap_bps": self.cap_bps,
+            "verdicts_head": self.chain.head, "stand_ins": self.stand_ins, "cap_bps": self.cap_bps,
             "items": self.n_items, "workers": workers,
             "liars": [checksum(a) for a in sorted(self.banned)],
         }

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_WORKERS", "JobOutcome", "run_train_job"]
 
+DEFAULT_PRICE = 10**15  # 0.001 ETH per prediction
 DEFAULT_WORKERS = 60  # 20 shards of at most 5% each, 3 replicas per shard
 JOB_SECONDS = 86_400  # a job's deadline on chain: a coordinator that never settles is cancelled
 LEASE_SECONDS = 60.0
@@ -66,6 +67,28 @@ class JobOutcome:
     trained: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON for ``train --compute local --json``."""
+        body = self.receipt.body
+        t = self.trained
+        return {
+            "job": self.job_id, "receipt": str(self.receipt_path),
+            "receipt_hash": self.receipt.receipt_hash, "coordinator": body["coordinator"],
+            "family": t.checkpoint.family if t else None,
+            "program_digest": body["program_digest"], "snapshot": body["snapshot"],
+            "cid": self.cid, "sha256": self.sha256, "accuracy_bps": self.accuracy_bps,
+            "accuracy": self.accuracy_bps / 10_000, "validation_items":
+                t.evaluation.total if t else None,
+            "tasks": body["tasks"], "recomputed": body["recomputed"],
+            "workers": len(body["workers"]), "liars": self.liars,
+            "exposure": self.exposure, "max_exposure": max(self.exposure.values(), default=0.0),
+            "cap": body["cap_bps"] / 10_000,
+            "fees_paid_wei": str(self.fees_paid),
+            "training_fee_wei": str(self.extra.get("training_fee", 0)),
+            "seconds": round(self.seconds, 3),
+            "model": self.extra.get("model"), "checkpoint": self.extra.get("checkpoint"),
+        }
+
 
 def dataset_root(dep: Deployment, ds_id: int, snapshot: int) -> str:
     """sha256 over the Merkle roots of the dataset's first ``snapshot`` entries, in order."""
@@ -85,6 +108,10 @@ def run_train_job(
     workers: int = DEFAULT_WORKERS,
     faults: Mapping[int, str] | None = None,
     cap_bps: int | None = None,
+    register: bool = False,
+    name: str | None = None,
+    price_per_prediction: int = DEFAULT_PRICE,
+    royalty_bps: int | None = None,
     progress: Progress | None = None,
 ) -> JobOutcome:
     """Train ``family`` on ``dataset`` with the local executor (``workers`` identities).
@@ -151,6 +178,11 @@ def run_train_job(
     _write_atomic(path, receipt.dumps())
     for part, signature in receipt.receipts():
         dep.compute.settle(consumer, part, signature)
+    model = checkpoint = None
+    if register:
+        model, checkpoint = _register(dep, consumer, coordinator, info, dataset, result, stored,
+                                      name or f"{info.name}-{fam.name}", price_per_prediction,
+                                      royalty_bps)
     exposure = {w["account"]: w["exposure"] for w in body["workers"]}
     return JobOutcome(
         job_id=job_id, receipt=receipt, receipt_path=path, cid=stored.cid,
@@ -158,8 +190,50 @@ def run_train_job(
         exposure=exposure, seconds=time.perf_counter() - start,
         fees_paid=sum(int(w["fee"]) for w in body["workers"]), trained=result,
         extra={"tasks": body["tasks"], "recomputed": run.recomputed,
-               "training_fee": info.training_fee, "budget": budget},
+               "training_fee": info.training_fee, "budget": budget, "model": model,
+               "checkpoint": checkpoint},
     )
+
+
+def trust_on_dev_chain(dep: Deployment, enclave: str) -> bool:
+    """On the embedded chain, make the registry trust this home's coordinator (the embedded
+    deployer owns the registry); elsewhere the registry's owner decides. Returns whether the
+    enclave's attestations count."""
+    from databright.chain.embedded import faucet_account
+
+    if dep.registry.is_trusted_attestor(enclave):
+        return True
+    if not dep.chain.is_embedded:
+        return False
+    dep.registry.set_attestor(faucet_account(), enclave, True)
+    return True
+
+
+def _register(dep: Deployment, consumer: Signer, coordinator: Any, info: Any, dataset: str,
+              result: Any, stored: Any, name: str, price: int,
+              royalty_bps: int | None) -> tuple[Any, Any]:
+    """Register the job's model and submit its checkpoint with the coordinator's attestation
+    (self-reported when the registry does not trust the coordinator)."""
+    from databright.market.models import (
+        attestation_signature,
+        get_model,
+        register_model,
+        submit_checkpoint,
+        trusted_signer,
+    )
+
+    ckpt = result.checkpoint
+    model = register_model(dep, consumer, dataset, name=name, program_digest=ckpt.program_digest,
+                           price_per_prediction=price, royalty_bps=royalty_bps)
+    trust_on_dev_chain(dep, coordinator.address)
+    signature = b""
+    if trusted_signer(dep, model.model_id, coordinator.address):
+        signature = attestation_signature(dep, coordinator.enclave, model.model_id,
+                                          stored.sha256, info.entry_count, result.accuracy_bps)
+    checkpoint = submit_checkpoint(dep, consumer, model.model_id, cid=stored.cid,
+                                   sha256=stored.sha256, entries=info.entry_count,
+                                   metric_bps=result.accuracy_bps, signature=signature)
+    return get_model(dep, model.model_id), checkpoint
 
 
 def _honest(spec_bytes: bytes, fetch: Callable[[str], bytes]) -> bytes:
