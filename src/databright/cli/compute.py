@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from databright.cli.common import (
+    AsOpt,
     HomeOpt,
     JsonOpt,
     console,
@@ -15,11 +16,12 @@ from databright.cli.common import (
     err_console,
     handles_errors,
     open_deployment,
+    signer,
 )
 from databright.market.units import format_wei
 
 compute_app = typer.Typer(help="The compute market: workers, coordinators.", no_args_is_help=True)
-job_app = typer.Typer(help="Compute jobs: list and show them.", no_args_is_help=True)
+job_app = typer.Typer(help="Compute jobs: list, show, cancel.", no_args_is_help=True)
 receipt_app = typer.Typer(help="Job receipts: verify them.", no_args_is_help=True)
 coordinator_app = typer.Typer(help="Coordinators: verify their attestation.",
                               no_args_is_help=True)
@@ -172,3 +174,19 @@ def verify_coordinator(
         f"{'accepted' if d['ok'] else 'REFUSED'}: coordinator {d['enclave']}: {d['detail']}"))
     if not out["ok"]:
         raise typer.Exit(1)
+
+
+@job_app.command("cancel")
+@handles_errors
+def cancel_job(
+    job_id: Annotated[int, typer.Argument(help="Job id.")],
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+    as_: AsOpt = None,
+) -> None:
+    """As the job's consumer, after its deadline: close a job its coordinator never settled
+    (the escrow is credited back; `withdraw` from the compute market pays it out)."""
+    with open_deployment(home) as dep:
+        refund = dep.compute.cancel(signer(dep, as_), job_id).value
+    emit({"job_id": job_id, "refund_wei": str(refund)}, json_out, lambda d: console.print(
+        f"job #{d['job_id']} cancelled: {format_wei(int(d['refund_wei']))} credited back"))

@@ -163,18 +163,23 @@ def run_train_job(
     run = _Run(dep, coordinator, the_plan, ledger, ledger_key, len(train), cap, train)
     executor = LocalExecutor(sorted(mine), _honest, dep.store.get,
                              {identities[i].address: m for i, m in (faults or {}).items()})
-    for step in trainer.steps():
-        weights_cid = dep.store.put_bytes(step.weights)
-        specs = step.tasks(weights_cid)
-        accepted = run.step(specs, executor)
-        trainer.apply(step, accepted)
-    result = trainer.finish()
-    stored = save_checkpoint(dep.store, result.checkpoint)
+    try:
+        for step in trainer.steps():
+            weights_cid = dep.store.put_bytes(step.weights)
+            specs = step.tasks(weights_cid)
+            accepted = run.step(specs, executor)
+            trainer.apply(step, accepted)
+        result = trainer.finish()
+        stored = save_checkpoint(dep.store, result.checkpoint)
+    except BaseException as exc:
+        _abort(dep, consumer, run, job_id, spec_cid, spec, fee_of, exc)
+        raise
     body = run.body(job_id=job_id, kind="train", spec_cid=spec_cid, spec=spec,
                     model_in=None, model_out="0x" + stored.sha256,
                     metric_bps=result.accuracy_bps, fees=fee_of)
+    body["verdicts_cid"] = dep.store.put_bytes(run.chain.to_json().encode())
     receipt = ReceiptFile.sign(dep.compute, body, coordinator.enclave)
-    path = compute_dir(dep.home) / "receipts" / f"job-{job_id}.json"
+    path = receipt_path(dep, job_id)
     _write_atomic(path, receipt.dumps())
     for part, signature in receipt.receipts():
         dep.compute.settle(consumer, part, signature)
@@ -234,6 +239,31 @@ def _register(dep: Deployment, consumer: Signer, coordinator: Any, info: Any, da
                                    sha256=stored.sha256, entries=info.entry_count,
                                    metric_bps=result.accuracy_bps, signature=signature)
     return get_model(dep, model.model_id), checkpoint
+
+
+def receipt_path(dep: Deployment, job_id: int) -> Path:
+    """Where this home keeps the receipt of ``job_id``."""
+    return compute_dir(dep.home) / "receipts" / f"job-{job_id}.json"
+
+
+def _abort(dep: Deployment, consumer: Signer, run: _Run, job_id: int, spec_cid: str,
+           spec: Mapping[str, Any], fees: Mapping[str, int], exc: BaseException) -> None:
+    """A job that cannot finish settles at once instead of locking the escrow until its
+    deadline: workers are paid for the tasks they answered right, liars are slashed, the rest
+    is refunded. The receipt says why (``aborted``); it names no model."""
+    reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+    try:
+        body = run.body(job_id=job_id, kind="train", spec_cid=spec_cid, spec=spec,
+                        model_in=None, model_out=None, metric_bps=0, fees=fees)
+        body["aborted"] = reason
+        body["verdicts_cid"] = dep.store.put_bytes(run.chain.to_json().encode())
+        receipt = ReceiptFile.sign(dep.compute, body, run.coordinator.enclave)
+        _write_atomic(receipt_path(dep, job_id), receipt.dumps())
+        for part, signature in receipt.receipts():
+            dep.compute.settle(consumer, part, signature)
+    except Exception as settle_exc:  # noqa: BLE001 - the original error is what the user sees
+        exc.add_note(f"job #{job_id} could not be settled ({settle_exc}); its consumer can "
+                     f"cancel it after its deadline with `databright job cancel {job_id}`")
 
 
 def _honest(spec_bytes: bytes, fetch: Callable[[str], bytes]) -> bytes:
