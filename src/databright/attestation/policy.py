@@ -79,6 +79,24 @@ class Policy:
             if type(getattr(self, name)) is not bool:
                 raise PolicyError(f"policy: {name} must be true or false")
 
+    def reasons(self, claims: Claims, kind: str) -> list[str]:
+        """Every rule that verified ``claims`` of a ``kind`` backend break (REPORTDATA and the
+        simulated switch aside, which :func:`check` judges)."""
+        reasons = []
+        if ANY not in self.allowed_measurements and \
+                claims.measurement not in self.allowed_measurements:
+            reasons.append(f"measurement {claims.measurement} is not an allowed measurement")
+        if ANY not in self.allowed_signers and claims.signer not in self.allowed_signers:
+            reasons.append(f"signer {claims.signer} is not an allowed signer")
+        if claims.isv_svn < self.min_isv_svn:
+            reasons.append(f"isv_svn {claims.isv_svn} is below the minimum {self.min_isv_svn}")
+        if claims.debug and not self.allow_debug:
+            reasons.append("the enclave runs in debug mode and the policy does not allow debug")
+        if kind != software.KIND and claims.tcb_status not in self.accepted_tcb_statuses:
+            reasons.append(f"TCB status {claims.tcb_status} is not accepted (accepted: "
+                           f"{', '.join(self.accepted_tcb_statuses) or 'none'})")
+        return reasons
+
     def to_json(self) -> str:
         """The policy file's text (indented, keys in the documented order)."""
         data = {name: list(v) if isinstance(v := getattr(self, name), tuple) else v
@@ -162,27 +180,10 @@ def check(evidence: Evidence, policy: Policy, *, enclave_address: bytes | str,
             claims = sgx.verify(evidence, now=unix_time(now), collateral=collateral)
     except EvidenceError as exc:
         return Verdict(reasons=(*reasons, str(exc)), kind=evidence.kind)
-    reasons.extend(_judge(claims, policy, evidence.kind))
+    reasons.extend(policy.reasons(claims, evidence.kind))
     if claims.report_data != expected:
         reasons.append(_report_data_reason(claims.report_data, enclave_address, nonce))
     return Verdict(reasons=tuple(reasons), kind=evidence.kind, claims=claims)
-
-
-def _judge(claims: Claims, policy: Policy, kind: str) -> list[str]:
-    reasons = []
-    if ANY not in policy.allowed_measurements and \
-            claims.measurement not in policy.allowed_measurements:
-        reasons.append(f"measurement {claims.measurement} is not an allowed measurement")
-    if ANY not in policy.allowed_signers and claims.signer not in policy.allowed_signers:
-        reasons.append(f"signer {claims.signer} is not an allowed signer")
-    if claims.isv_svn < policy.min_isv_svn:
-        reasons.append(f"isv_svn {claims.isv_svn} is below the minimum {policy.min_isv_svn}")
-    if claims.debug and not policy.allow_debug:
-        reasons.append("the enclave runs in debug mode and the policy does not allow debug")
-    if kind != software.KIND and claims.tcb_status not in policy.accepted_tcb_statuses:
-        reasons.append(f"TCB status {claims.tcb_status} is not accepted (accepted: "
-                       f"{', '.join(policy.accepted_tcb_statuses) or 'none'})")
-    return reasons
 
 
 def _report_data_reason(actual: bytes, enclave_address: bytes | str, nonce: bytes | str) -> str:
