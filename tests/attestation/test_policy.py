@@ -14,10 +14,13 @@ from databright.attestation import (
     Policy,
     PolicyError,
     check,
+    local_software_policy,
+    software,
     verify_evidence,
 )
 from databright.attestation.evidence import Claims
 from databright.errors import DataBrightError
+from databright.home import Home
 from tests.attestation.conftest import ADDRESS, NONCE
 
 HEX = "ab" * 32
@@ -139,3 +142,22 @@ def test_hardware_claims_pass_exactly_when_every_rule_holds(
     rules = [measurement in allowed_m, signer in allowed_s, svn >= min_svn,
              allow_debug or not debug, status in accepted]
     assert len(policy.reasons(claims, "sgx-dcap")) == rules.count(False)
+
+
+def test_the_local_policy_accepts_this_installation_only(soft_evidence, home, tmp_path):
+    local = local_software_policy({"workers": 3, "cap": 0.05}, home=home)
+    assert local.allow_simulated
+    assert check(soft_evidence, local, enclave_address=ADDRESS, nonce=NONCE, now=0).ok
+    other_config = local_software_policy({"workers": 4, "cap": 0.05}, home=home)
+    assert not check(soft_evidence, other_config, enclave_address=ADDRESS, nonce=NONCE, now=0).ok
+    stranger = software.produce(ADDRESS, NONCE, {"workers": 3, "cap": 0.05},
+                                home=Home(tmp_path / "stranger"))
+    assert not check(stranger, local, enclave_address=ADDRESS, nonce=NONCE, now=0).ok
+
+
+def test_a_verdict_as_json_carries_its_reasons_and_verified_claims(soft_evidence):
+    verdict = check(soft_evidence, Policy(), enclave_address=ADDRESS, nonce=NONCE, now=0)
+    data = json.loads(json.dumps(verdict.to_json()))
+    assert data["ok"] is False and data["kind"] == "software"
+    assert data["reasons"] == list(verdict.reasons)
+    assert data["claims"] == soft_evidence.claims.to_json()

@@ -18,12 +18,13 @@ from databright.attestation.errors import (
     EvidenceError,
     PolicyError,
 )
-from databright.attestation.evidence import Claims, Evidence, report_data
-from databright.attestation.policy import Policy, Verdict, check
+from databright.attestation.evidence import Claims, Evidence, registration_nonce, report_data
+from databright.attestation.policy import Policy, Verdict, check, local_software_policy
 
 __all__ = [
     "AttestationError", "AttestationRefused", "Claims", "Evidence", "EvidenceError", "Policy",
-    "PolicyError", "Verdict", "check", "report_data", "verify_evidence",
+    "PolicyError", "Verdict", "check", "local_software_policy", "registration_nonce", "report_data",
+    "verify_evidence",
 ]
 
 

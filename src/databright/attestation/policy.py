@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from databright.attestation import sgx, software
@@ -34,8 +36,9 @@ from databright.attestation.evidence import (
     normalize_nonce,
     report_data,
 )
+from databright.home import Home
 
-__all__ = ["ANY", "Policy", "Verdict", "check", "unix_time"]
+__all__ = ["ANY", "Policy", "Verdict", "check", "local_software_policy", "unix_time"]
 
 ANY = "*"
 _HEX32 = re.compile(r"[0-9a-f]{64}")
@@ -143,10 +146,23 @@ class Verdict:
     def ok(self) -> bool:
         return not self.reasons
 
+    def to_json(self) -> dict[str, Any]:
+        """The verdict as JSON data (for ``--json`` output and API answers)."""
+        return {"ok": self.ok, "kind": self.kind, "reasons": list(self.reasons),
+                "claims": self.claims.to_json() if self.claims else None}
+
     def raise_for_refusal(self) -> None:
         """Raise :class:`AttestationRefused` with every reason, unless accepted."""
         if self.reasons:
             raise AttestationRefused(list(self.reasons))
+
+
+def local_software_policy(config: Mapping[str, Any], *, home: Home | None = None,
+                          root: Path | None = None) -> Policy:
+    """The policy of the embedded default: this installation's own software measurement of
+    ``config`` and platform key, and ``allow_simulated`` (so a caller should say it is on)."""
+    return Policy(allowed_measurements=(software.measure(config, root).digest,),
+                  allowed_signers=(software.platform_key(home).key_id,), allow_simulated=True)
 
 
 def unix_time(now: int | datetime) -> int:
