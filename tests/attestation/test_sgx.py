@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given, settings
@@ -76,6 +77,18 @@ def test_a_flipped_measurement_signer_svn_or_attribute_is_refused(
     with pytest.raises(EvidenceError, match="does not verify"):
         sgx.evidence_from_quote(_flip(sgx_quote, offset, 0x02), collateral=sgx_collateral,
                                 now=collateral_time)
+
+
+def test_now_may_be_an_aware_datetime_but_not_a_naive_one(
+        sgx_quote, sgx_collateral, collateral_time):
+    raw = sgx.evidence_from_quote(sgx_quote, collateral=sgx_collateral,
+                                  now=collateral_time).to_bytes()
+    aware = datetime.fromtimestamp(collateral_time, UTC)
+    verdict = verify_evidence(raw, PERMISSIVE, enclave_address=ADDRESS, nonce=NONCE, now=aware)
+    assert verdict.claims is not None and verdict.reasons[0].startswith("REPORTDATA mismatch")
+    with pytest.raises(EvidenceError, match="timezone-aware"):
+        verify_evidence(raw, PERMISSIVE, enclave_address=ADDRESS, nonce=NONCE,
+                        now=aware.replace(tzinfo=None))
 
 
 def test_the_sample_quote_is_refused_at_todays_date(sgx_quote, sgx_collateral, collateral_time):

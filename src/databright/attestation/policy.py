@@ -184,7 +184,8 @@ def check(evidence: Evidence, policy: Policy, *, enclave_address: bytes | str,
     The recorded claims are never trusted: the backend re-derives them from the quote (signature,
     DCAP chain and collateral at ``now``). Every failing rule adds a reason.
     """
-    expected = report_data(enclave_address, nonce)  # a malformed address or nonce raises
+    # The caller's own arguments raise when malformed; only the evidence gets reasons.
+    expected, when = report_data(enclave_address, nonce), unix_time(now)
     reasons: list[str] = []
     if evidence.kind == software.KIND and not policy.allow_simulated:
         reasons.append("simulated evidence (software backend, no hardware isolation) is refused: "
@@ -193,7 +194,7 @@ def check(evidence: Evidence, policy: Policy, *, enclave_address: bytes | str,
         if evidence.kind == software.KIND:
             claims = software.verify(evidence)
         else:
-            claims = sgx.verify(evidence, now=unix_time(now), collateral=collateral)
+            claims = sgx.verify(evidence, now=when, collateral=collateral)
     except EvidenceError as exc:
         return Verdict(reasons=(*reasons, str(exc)), kind=evidence.kind)
     reasons.extend(policy.reasons(claims, evidence.kind))
