@@ -1,13 +1,14 @@
-"""Evidence bytes: one canonical form, REPORTDATA's layout, untrusted bytes refused with a reason."""
+"""Evidence bytes: one canonical form, REPORTDATA's layout, untrusted bytes refused with reasons."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
 
 from databright.attestation import Evidence, EvidenceError, report_data
-from databright.attestation.evidence import MAX_EVIDENCE_BYTES
+from databright.attestation.evidence import MAX_EVIDENCE_BYTES, registration_nonce
 from databright.errors import DataBrightError
 from tests.attestation.conftest import ADDRESS, NONCE
 
@@ -30,6 +31,17 @@ def test_report_data_is_address_then_nonce_then_the_tag():
 def test_report_data_refuses_a_malformed_address_or_nonce(address, nonce):
     with pytest.raises(EvidenceError):
         report_data(address, nonce)
+
+
+def test_the_registration_nonce_is_the_documented_hash_and_differs_per_deployment():
+    market = "0x" + "12" * 20
+    expected = hashlib.sha256(b"databright-coordinator-registration/1" + (31337).to_bytes(32, "big")
+                              + bytes.fromhex("12" * 20)).digest()
+    assert registration_nonce(31337, market) == expected
+    assert registration_nonce(1, market) != expected
+    assert registration_nonce(31337, "0x" + "13" * 20) != expected
+    with pytest.raises(EvidenceError):
+        registration_nonce(-1, market)
 
 
 def test_canonical_bytes_round_trip(soft_evidence):

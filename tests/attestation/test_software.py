@@ -165,7 +165,8 @@ def test_every_single_bit_flip_of_the_quote_is_refused(soft_evidence):
                                    nonce=NONCE, now=0).ok
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=400, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_any_single_bit_flip_of_the_evidence_bytes_is_refused(soft_evidence, data):
     raw = soft_evidence.to_bytes()

@@ -18,12 +18,19 @@ from databright.attestation.errors import (
     EvidenceError,
     PolicyError,
 )
-from databright.attestation.evidence import Claims, Evidence, report_data
-from databright.attestation.policy import Policy, Verdict, check
+from databright.attestation.evidence import Claims, Evidence, registration_nonce, report_data
+from databright.attestation.policy import (
+    Policy,
+    Verdict,
+    check,
+    local_software_policy,
+    unix_time,
+)
 
 __all__ = [
     "AttestationError", "AttestationRefused", "Claims", "Evidence", "EvidenceError", "Policy",
-    "PolicyError", "Verdict", "check", "report_data", "verify_evidence",
+    "PolicyError", "Verdict", "check", "local_software_policy", "registration_nonce", "report_data",
+    "verify_evidence",
 ]
 
 
@@ -45,7 +52,7 @@ def verify_evidence(raw: bytes, policy: Policy, *, enclave_address: bytes | str,
     try:
         evidence = Evidence.from_bytes(raw)
     except EvidenceError as exc:
-        report_data(enclave_address, nonce)  # the caller's own arguments still must be valid
+        report_data(enclave_address, nonce), unix_time(now)  # the caller's arguments must be valid
         return Verdict(reasons=(str(exc),))
     return check(evidence, policy, enclave_address=enclave_address, nonce=nonce, now=now,
                  collateral=collateral)

@@ -20,6 +20,7 @@ enclave address and the verifier's nonce::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -29,7 +30,8 @@ from databright.attestation.errors import EvidenceError
 
 __all__ = [
     "FORMAT", "KINDS", "MAX_EVIDENCE_BYTES", "REPORT_DATA_TAG", "SGX_TCB_STATUSES", "SIMULATED",
-    "Claims", "Evidence", "canonical_json", "normalize_address", "normalize_nonce", "report_data",
+    "Claims", "Evidence", "canonical_json", "normalize_address", "normalize_nonce",
+    "registration_nonce", "report_data",
 ]
 
 FORMAT = "databright-evidence/1"
@@ -79,6 +81,16 @@ def normalize_nonce(nonce: bytes | str) -> bytes:
     if not isinstance(nonce, bytes) or len(nonce) != 32:
         raise EvidenceError("a nonce is 32 bytes")
     return nonce
+
+
+def registration_nonce(chain_id: int, market: bytes | str) -> bytes:
+    """The nonce of evidence registered on chain, where no verifier can send a fresh challenge:
+    sha256(b"databright-coordinator-registration/1" || chain id (32 bytes, big-endian) || the
+    ComputeMarket's address (20 bytes)). It ties the evidence to one deployment."""
+    if type(chain_id) is not int or not 0 <= chain_id < 2**256:
+        raise EvidenceError("a chain id is a non-negative 256-bit integer")
+    return hashlib.sha256(b"databright-coordinator-registration/1" + chain_id.to_bytes(32, "big")
+                          + normalize_address(market)).digest()
 
 
 def report_data(enclave_address: bytes | str, nonce: bytes | str) -> bytes:

@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from databright.attestation import sgx, software
@@ -34,8 +36,9 @@ from databright.attestation.evidence import (
     normalize_nonce,
     report_data,
 )
+from databright.home import Home
 
-__all__ = ["ANY", "Policy", "Verdict", "check", "unix_time"]
+__all__ = ["ANY", "Policy", "Verdict", "check", "local_software_policy", "unix_time"]
 
 ANY = "*"
 _HEX32 = re.compile(r"[0-9a-f]{64}")
@@ -78,6 +81,24 @@ class Policy:
         for name in ("allow_debug", "allow_simulated"):
             if type(getattr(self, name)) is not bool:
                 raise PolicyError(f"policy: {name} must be true or false")
+
+    def reasons(self, claims: Claims, kind: str) -> list[str]:
+        """Every rule that verified ``claims`` of a ``kind`` backend break (REPORTDATA and the
+        simulated switch aside, which :func:`check` judges)."""
+        reasons = []
+        if ANY not in self.allowed_measurements and \
+                claims.measurement not in self.allowed_measurements:
+            reasons.append(f"measurement {claims.measurement} is not an allowed measurement")
+        if ANY not in self.allowed_signers and claims.signer not in self.allowed_signers:
+            reasons.append(f"signer {claims.signer} is not an allowed signer")
+        if claims.isv_svn < self.min_isv_svn:
+            reasons.append(f"isv_svn {claims.isv_svn} is below the minimum {self.min_isv_svn}")
+        if claims.debug and not self.allow_debug:
+            reasons.append("the enclave runs in debug mode and the policy does not allow debug")
+        if kind != software.KIND and claims.tcb_status not in self.accepted_tcb_statuses:
+            reasons.append(f"TCB status {claims.tcb_status} is not accepted (accepted: "
+                           f"{', '.join(self.accepted_tcb_statuses) or 'none'})")
+        return reasons
 
     def to_json(self) -> str:
         """The policy file's text (indented, keys in the documented order)."""
@@ -125,10 +146,23 @@ class Verdict:
     def ok(self) -> bool:
         return not self.reasons
 
+    def to_json(self) -> dict[str, Any]:
+        """The verdict as JSON data (for ``--json`` output and API answers)."""
+        return {"ok": self.ok, "kind": self.kind, "reasons": list(self.reasons),
+                "claims": self.claims.to_json() if self.claims else None}
+
     def raise_for_refusal(self) -> None:
         """Raise :class:`AttestationRefused` with every reason, unless accepted."""
         if self.reasons:
             raise AttestationRefused(list(self.reasons))
+
+
+def local_software_policy(config: Mapping[str, Any], *, home: Home | None = None,
+                          root: Path | None = None) -> Policy:
+    """The policy of the embedded default: this installation's own software measurement of
+    ``config`` and platform key, and ``allow_simulated`` (so a caller should say it is on)."""
+    return Policy(allowed_measurements=(software.measure(config, root).digest,),
+                  allowed_signers=(software.platform_key(home).key_id,), allow_simulated=True)
 
 
 def unix_time(now: int | datetime) -> int:
@@ -150,7 +184,8 @@ def check(evidence: Evidence, policy: Policy, *, enclave_address: bytes | str,
     The recorded claims are never trusted: the backend re-derives them from the quote (signature,
     DCAP chain and collateral at ``now``). Every failing rule adds a reason.
     """
-    expected = report_data(enclave_address, nonce)  # a malformed address or nonce raises
+    # The caller's own arguments raise when malformed; only the evidence gets reasons.
+    expected, when = report_data(enclave_address, nonce), unix_time(now)
     reasons: list[str] = []
     if evidence.kind == software.KIND and not policy.allow_simulated:
         reasons.append("simulated evidence (software backend, no hardware isolation) is refused: "
@@ -159,30 +194,13 @@ def check(evidence: Evidence, policy: Policy, *, enclave_address: bytes | str,
         if evidence.kind == software.KIND:
             claims = software.verify(evidence)
         else:
-            claims = sgx.verify(evidence, now=unix_time(now), collateral=collateral)
+            claims = sgx.verify(evidence, now=when, collateral=collateral)
     except EvidenceError as exc:
         return Verdict(reasons=(*reasons, str(exc)), kind=evidence.kind)
-    reasons.extend(_judge(claims, policy, evidence.kind))
+    reasons.extend(policy.reasons(claims, evidence.kind))
     if claims.report_data != expected:
         reasons.append(_report_data_reason(claims.report_data, enclave_address, nonce))
     return Verdict(reasons=tuple(reasons), kind=evidence.kind, claims=claims)
-
-
-def _judge(claims: Claims, policy: Policy, kind: str) -> list[str]:
-    reasons = []
-    if ANY not in policy.allowed_measurements and \
-            claims.measurement not in policy.allowed_measurements:
-        reasons.append(f"measurement {claims.measurement} is not an allowed measurement")
-    if ANY not in policy.allowed_signers and claims.signer not in policy.allowed_signers:
-        reasons.append(f"signer {claims.signer} is not an allowed signer")
-    if claims.isv_svn < policy.min_isv_svn:
-        reasons.append(f"isv_svn {claims.isv_svn} is below the minimum {policy.min_isv_svn}")
-    if claims.debug and not policy.allow_debug:
-        reasons.append("the enclave runs in debug mode and the policy does not allow debug")
-    if kind != software.KIND and claims.tcb_status not in policy.accepted_tcb_statuses:
-        reasons.append(f"TCB status {claims.tcb_status} is not accepted (accepted: "
-                       f"{', '.join(policy.accepted_tcb_statuses) or 'none'})")
-    return reasons
 
 
 def _report_data_reason(actual: bytes, enclave_address: bytes | str, nonce: bytes | str) -> str:

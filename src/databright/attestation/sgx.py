@@ -6,8 +6,8 @@ Intel) are checked at a given time ``now``; collateral past its validity is refu
 read from the verified enclave report:
 
     MRENCLAVE → measurement, MRSIGNER → signer, ISVSVN → isv_svn,
-    ATTRIBUTES.FLAGS bit 1 (DEBUG) → debug, TCB status and advisories → tcb_status, advisory_ids,
-    REPORTDATA → report_data.
+    ATTRIBUTES.FLAGS bit 1 (DEBUG) → debug, REPORTDATA → report_data,
+    TCB status and advisories → tcb_status, advisory_ids.
 
 dcap-qvl is the verifier of record; this module only maps its result to :class:`Claims`.
 """
