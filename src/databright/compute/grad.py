@@ -160,8 +160,8 @@ def write_payload(tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) 
 
 
 def read_payload(payload: bytes) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Tensors and metadata of a result, checked as a safetensors file of float32 tensors.
-    Raises ResultError."""
+    """Tensors (in name order) and metadata of a result, checked as a safetensors file of
+    float32 tensors. Raises ResultError."""
     if not isinstance(payload, bytes | bytearray) or len(payload) > MAX_RESULT_BYTES:
         raise ResultError(f"a result is at most {MAX_RESULT_BYTES} bytes")
     if len(payload) < 8:
@@ -180,10 +180,10 @@ def read_payload(payload: bytes) -> tuple[dict[str, torch.Tensor], dict[str, Any
         if name != "__metadata__" and (not isinstance(info, dict) or info.get("dtype") != "F32"):
             raise ResultError(f"result tensor {name!r:.80} is not float32")
     try:
-        tensors = dict(st_load(bytes(payload)))
+        loaded = st_load(bytes(payload))
     except (SafetensorError, ValueError, RuntimeError) as exc:
         raise ResultError(f"not a valid safetensors file: {exc!s:.120}") from None
-    return tensors, meta
+    return {k: loaded[k] for k in sorted(loaded)}, meta  # the loader's order is a hash map's
 
 
 def parse_result(
