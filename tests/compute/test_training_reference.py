@@ -18,8 +18,14 @@ from databright.compute.reference import fit_decomposed
 from databright.compute.trainer import Trainer
 from databright.errors import UsageError
 from databright.storage.cas import LocalBlobStore
-from databright.training import checkpoint_from_bytes, get_family, sha256_hex
+from databright.training import (
+    checkpoint_from_bytes,
+    get_family,
+    pretrained_available,
+    sha256_hex,
+)
 from tests.compute.conftest import CNN, MLP, three_shards
+from tests.training.conftest import digit_images
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -234,3 +240,19 @@ def test_json_of_a_spec_is_what_the_worker_reads(cnn_data, store):
     obj = json.loads(spec.to_bytes())
     assert obj["divisor"] == CNN["batch_size"] and obj["threads"] == 1 and obj["kind"] == "grad"
     assert obj["program_digest"] == trainer.task_digest != trainer.program_digest
+
+
+@pytest.mark.skipif(not pretrained_available(), reason="EfficientNet-Lite0 not installed")
+def test_efficientnet_head_workers_embed_their_own_items(store):
+    # the coordinator embeds only the validation items; each task embeds its shard's
+    train, val = digit_images(0, 12), digit_images(100, 4)
+    cfg = {"epochs": 2, "batch_size": 6}
+    one = fit_decomposed("efficientnet-head", cfg, train, val, lambda r: 0, store=store)
+    fit = get_family("efficientnet-head").fit(train, val, cfg).checkpoint
+    assert all(torch.equal(one.checkpoint.tensors[k], fit.tensors[k]) for k in fit.tensors)
+    shards = three_shards(train)
+    a = fit_decomposed("efficientnet-head", cfg, train, val, shards, store=store).checkpoint
+    b = fit_decomposed("efficientnet-head", cfg, train, val, shards, store=store).checkpoint
+    assert a.to_bytes() == b.to_bytes()
+    assert a.extra["weights_sha256"] == fit.extra["weights_sha256"]
+    assert a.program_digest != fit.program_digest

@@ -82,10 +82,18 @@ def test_tampered_bytes_are_refused_before_parsing(trained, tmp_path):
         load_checkpoint(store, stored.cid, "0" * 64)
 
 
+def _deep_metadata(ckpt: Checkpoint, levels: int) -> bytes:
+    """The checkpoint with a list nested ``levels`` deep in its metadata JSON (spelt out:
+    ``json.dumps`` itself would recurse that deep)."""
+    text = json.dumps(ckpt.metadata())[:-1] + ',"x":' + "[" * levels + "]" * levels + "}"
+    return bytes(st_save(dict(ckpt.tensors), metadata={META_KEY: text}))
+
+
 @pytest.mark.parametrize("case", [
     "truncated", "empty", "huge-header-length", "header-not-json", "no-metadata",
     "wrong-format", "unknown-family", "bad-labels", "metric-out-of-range", "bad-config",
     "bad-config-type", "missing-tensor", "extra-tensor", "wrong-shape", "wrong-dtype", "nan-weights", "bad-columns",
+    "deep-header", "deep-metadata",
 ])
 def test_malformed_checkpoints_are_refused(trained, case):
     w = trained.tensors["net.0.weight"]
@@ -108,6 +116,9 @@ def test_malformed_checkpoints_are_refused(trained, case):
                                              metadata={META_KEY: json.dumps(trained.metadata())})),
         "nan-weights": lambda: _with(trained, tensors={"net.0.weight": w * float("nan")}),
         "bad-columns": lambda: _with(trained, extra={**trained.extra, "columns": [1, 2]}),
+        # nesting the recursive JSON parser would follow down to the end of the stack
+        "deep-header": lambda: struct.pack("<Q", 200_000) + b"[" * 200_000,
+        "deep-metadata": lambda: _deep_metadata(trained, 100_000),
     }[case]()
     with pytest.raises(MalformedCheckpointError):
         checkpoint_from_bytes(data, sha256_hex(data))

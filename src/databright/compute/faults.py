@@ -41,15 +41,15 @@ def perturb(payload: bytes, mode: str, *, rng_seed: int, previous: bytes | None 
     tensors, meta = read_payload(payload)
     names = sorted(tensors)
     rng = np.random.default_rng(rng_seed)
-    out = {k: v.clone() for k, v in tensors.items()}
+    out = {k: tensors[k].clone() for k in names}  # name order: the noise is drawn in it
     if mode == "1ulp":
         _nudge(out[names[int(rng.integers(len(names)))]], rng)
     elif mode == "scale":
-        out = {k: v * SCALE for k, v in out.items()}
+        out = {k: out[k] * SCALE for k in names}
     elif mode == "noise":
         gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
-        out = {k: v + torch.randn(v.shape, generator=gen) * (NOISE * _std(v)) for k, v in
-               out.items()}
+        out = {k: out[k] + torch.randn(out[k].shape, generator=gen) * (NOISE * _std(out[k]))
+               for k in names}
     elif mode == "signflip":
         name = names[int(rng.integers(len(names)))]
         out[name] = -out[name]
@@ -59,9 +59,9 @@ def perturb(payload: bytes, mode: str, *, rng_seed: int, previous: bytes | None 
         old, _ = read_payload(previous)
         if set(old) != set(out) or any(old[k].shape != out[k].shape for k in out):
             raise TaskError("the previous result is not of the same network")
-        out = {k: v.clone() for k, v in old.items()}
+        out = {k: old[k].clone() for k in names}
     else:  # zeros
-        out = {k: torch.zeros_like(v) for k, v in out.items()}
+        out = {k: torch.zeros_like(out[k]) for k in names}
     if all(torch.equal(out[k].view(torch.int32), tensors[k].view(torch.int32)) for k in names):
         name = max(names, key=lambda k: float(tensors[k].abs().max()) if tensors[k].numel() else 0)
         _nudge(out[name], rng, largest=True)

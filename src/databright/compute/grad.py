@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import struct
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -27,7 +26,7 @@ from databright.compute.errors import DeterminismClassError, ResultError, TaskEr
 from databright.compute.spec import TaskSpec
 from databright.errors import DataBrightError
 from databright.training.checkpoint import Checkpoint, checkpoint_from_bytes, sha256_hex
-from databright.training.config import TrainConfig, canonical_json
+from databright.training.config import TrainConfig, canonical_json, loads_untrusted
 from databright.training.determinism import determinism_class, deterministic
 from databright.training.digest import program_digest
 from databright.training.embed import EmbeddingCache
@@ -161,8 +160,8 @@ def write_payload(tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) 
 
 
 def read_payload(payload: bytes) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Tensors and metadata of a result, checked as a safetensors file of float32 tensors.
-    Raises ResultError."""
+    """Tensors (in name order) and metadata of a result, checked as a safetensors file of
+    float32 tensors. Raises ResultError."""
     if not isinstance(payload, bytes | bytearray) or len(payload) > MAX_RESULT_BYTES:
         raise ResultError(f"a result is at most {MAX_RESULT_BYTES} bytes")
     if len(payload) < 8:
@@ -171,8 +170,8 @@ def read_payload(payload: bytes) -> tuple[dict[str, torch.Tensor], dict[str, Any
     if n > _MAX_HEADER or 8 + n > len(payload):
         raise ResultError(f"not a safetensors file: header length {n} is invalid")
     try:
-        header = json.loads(bytes(payload[8 : 8 + n]).decode("utf-8"))
-        meta = json.loads(header["__metadata__"][META_KEY])
+        header = loads_untrusted(bytes(payload[8 : 8 + n]))
+        meta = loads_untrusted(header["__metadata__"][META_KEY].encode("utf-8"))
     except (UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
         raise ResultError(f"result header or metadata is not valid: {exc!s:.80}") from None
     if not isinstance(header, dict) or not isinstance(meta, dict):
@@ -181,10 +180,10 @@ def read_payload(payload: bytes) -> tuple[dict[str, torch.Tensor], dict[str, Any
         if name != "__metadata__" and (not isinstance(info, dict) or info.get("dtype") != "F32"):
             raise ResultError(f"result tensor {name!r:.80} is not float32")
     try:
-        tensors = dict(st_load(bytes(payload)))
+        loaded = st_load(bytes(payload))
     except (SafetensorError, ValueError, RuntimeError) as exc:
         raise ResultError(f"not a valid safetensors file: {exc!s:.120}") from None
-    return tensors, meta
+    return {k: loaded[k] for k in sorted(loaded)}, meta  # the loader's order is a hash map's
 
 
 def parse_result(

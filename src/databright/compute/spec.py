@@ -17,7 +17,7 @@ from typing import Any
 
 from databright.compute.errors import TaskError
 from databright.errors import UsageError
-from databright.training.config import canonical_json
+from databright.training.config import canonical_json, loads_untrusted
 from databright.training.families import FAMILIES
 
 __all__ = [
@@ -215,7 +215,7 @@ class TaskSpec:
         if len(data) > MAX_SPEC_BYTES:
             raise _fail(f"{len(data)} bytes exceed the limit of {MAX_SPEC_BYTES}")
         try:
-            obj = json.loads(bytes(data).decode("utf-8"), parse_constant=_no_constant)
+            obj = loads_untrusted(bytes(data))
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:
             raise _fail(f"not JSON: {exc!s:.120}") from None
         top = _keys(obj, "spec", _FIELDS)
@@ -236,7 +236,3 @@ class TaskSpec:
             items=tuple(items), divisor=top["divisor"], seed=top["seed"],
             threads=top["threads"], determinism_class=top["determinism_class"],
         )
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")

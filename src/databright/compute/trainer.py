@@ -32,7 +32,7 @@ from databright.compute.spec import TaskItem, TaskSpec, WeightsRef
 from databright.errors import UsageError
 from databright.training.checkpoint import Checkpoint, sha256_hex
 from databright.training.config import TrainConfig, canonical_json
-from databright.training.determinism import determinism_class, deterministic
+from databright.training.determinism import determinism_class, deterministic, pinned
 from databright.training.digest import program_digest
 from databright.training.embed import EmbeddingCache
 from databright.training.families import Family, Progress, TrainResult, get_family
@@ -225,7 +225,7 @@ class Trainer:
         grads = [check_result(results[k], job, step.task_id(k), self.grad_shapes)
                  for k in sorted(results)]
         cfg = self.cfg
-        with deterministic(cfg.seed, cfg.threads):
+        with pinned(cfg.threads):  # AdamW and the evaluation draw no random numbers
             for name, p in self.net.named_parameters():
                 total = grads[0][f"grad.{name}"]
                 for g in grads[1:]:
@@ -248,7 +248,7 @@ class Trainer:
             raise UsageError(f"{self.total_steps - self._done} of {self.total_steps} steps "
                              "are not applied yet")
         cfg = self.cfg
-        with deterministic(cfg.seed, cfg.threads):
+        with pinned(cfg.threads):
             evaluation = evaluate_network(self.net, self._xv, self._yv)
             ckpt = self._checkpoint(evaluation.accuracy_bps)
         return TrainResult(ckpt, evaluation, cfg.epochs, time.perf_counter() - self._start,

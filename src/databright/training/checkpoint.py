@@ -12,7 +12,6 @@ checked before the tensors are touched, and the tensors are checked against the 
 from __future__ import annotations
 
 import hashlib
-import json
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from databright.training.config import canonical_json
+from databright.training.config import canonical_json, loads_untrusted
 from databright.training.errors import CheckpointIntegrityError, MalformedCheckpointError
 
 __all__ = [
@@ -168,7 +167,7 @@ def _header(data: bytes) -> dict[str, Any]:
     if n > MAX_HEADER_BYTES or 8 + n > len(data):
         raise MalformedCheckpointError(f"not a safetensors file: header length {n} is invalid")
     try:
-        header = json.loads(data[8 : 8 + n].decode("utf-8"))
+        header = loads_untrusted(data[8 : 8 + n])
     except (UnicodeDecodeError, ValueError) as exc:
         raise MalformedCheckpointError(f"safetensors header is not JSON: {exc}") from exc
     if not isinstance(header, dict):
@@ -191,7 +190,7 @@ def _metadata(header: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(raw, dict) or not isinstance(raw.get(META_KEY), str):
         raise MalformedCheckpointError(f"checkpoint has no {META_KEY} metadata")
     try:
-        meta = json.loads(raw[META_KEY])
+        meta = loads_untrusted(raw[META_KEY].encode("utf-8"))
     except ValueError as exc:
         raise MalformedCheckpointError(f"checkpoint metadata is not JSON: {exc}") from exc
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:

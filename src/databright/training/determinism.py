@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["DTYPE", "determinism_class", "deterministic"]
+__all__ = ["DTYPE", "determinism_class", "deterministic", "pinned"]
 
 DTYPE = torch.float32
 
@@ -32,15 +32,23 @@ def determinism_class(threads: int) -> dict[str, Any]:
 def deterministic(seed: int, threads: int) -> Iterator[None]:
     """Run the block with torch's RNG seeded by ``seed``, ``threads`` intra-op threads and
     deterministic algorithms; the caller's RNG state, thread count and flags are restored."""
+    with torch.random.fork_rng(devices=[]), pinned(threads):
+        torch.manual_seed(seed)
+        yield
+
+
+@contextmanager
+def pinned(threads: int) -> Iterator[None]:
+    """Run the block with ``threads`` intra-op threads and deterministic algorithms, without
+    touching the RNG (for blocks that draw no random numbers, e.g. an optimiser step); the
+    caller's thread count and flags are restored."""
     old_threads = torch.get_num_threads()
     old_det = torch.are_deterministic_algorithms_enabled()
     old_warn = torch.is_deterministic_algorithms_warn_only_enabled()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(True)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(old_threads)
-            torch.use_deterministic_algorithms(old_det, warn_only=old_warn)
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old_threads)
+        torch.use_deterministic_algorithms(old_det, warn_only=old_warn)
