@@ -1,0 +1,43 @@
+"""P(accept a wrong result) under collusion: the hypergeometric and its Monte Carlo."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import pytest
+
+from databright.compute.collusion import (
+    colluders,
+    monte_carlo,
+    p_accept_wrong,
+    wilson,
+)
+
+
+def test_the_hypergeometric_values() -> None:
+    assert p_accept_wrong(30, 10) == Fraction(120, 4060)  # C(10,3) / C(30,3)
+    assert p_accept_wrong(60, 3) == Fraction(1, 34_220)
+    assert p_accept_wrong(30, 2) == 0 and p_accept_wrong(5, 5) == 1
+    assert colluders(30, 1 / 3) == 10 and colluders(30, 0.05) == 1 and colluders(300, 0.2) == 60
+    with pytest.raises(ValueError):
+        p_accept_wrong(30, 31)
+
+
+def test_the_wilson_interval() -> None:
+    lo, hi = wilson(0, 100_000)
+    assert lo == 0 and 3.8e-5 < hi < 3.9e-5  # the "rule of three" region: about 3.84 / n
+    lo, hi = wilson(500, 1000)
+    assert lo < 0.5 < hi and abs((hi - lo) / 2 - 1.96 * (0.25 / 1000) ** 0.5) < 1e-3
+
+
+def test_monte_carlo_through_the_verdict_matches_the_hypergeometric() -> None:
+    # 6 of 10 colluding: p = 20/120 = 1/6, so 12,000 tasks pin it to about ±0.007.
+    mc = monte_carlo(10, 6, 12_000, seed=3)
+    assert mc.contains(p_accept_wrong(10, 6))
+    assert mc.ci[1] - mc.ci[0] < 0.015
+    assert not mc.contains(p_accept_wrong(10, 5))  # and it tells a different pool apart
+
+
+def test_no_wrong_result_accepted_with_fewer_than_three_colluders() -> None:
+    assert monte_carlo(30, 2, 20_000, seed=1).hits == 0
+    assert monte_carlo(3, 3, 100, seed=1).hits == 100
