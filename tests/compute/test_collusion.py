@@ -41,3 +41,26 @@ def test_monte_carlo_through_the_verdict_matches_the_hypergeometric() -> None:
 def test_no_wrong_result_accepted_with_fewer_than_three_colluders() -> None:
     assert monte_carlo(30, 2, 20_000, seed=1).hits == 0
     assert monte_carlo(3, 3, 100, seed=1).hits == 100
+
+
+def test_per_job_inclusion_exclusion_against_enumeration() -> None:
+    from itertools import combinations
+
+    from databright.compute.collusion import p_job_accept_wrong
+
+    # 9 accounts in 3 disjoint triples, 5 colluders placed every possible way.
+    triples = [{0, 1, 2}, {3, 4, 5}, {6, 7, 8}]
+    placements = list(combinations(range(9), 5))
+    bad = sum(any(t <= set(c) for t in triples) for c in placements)
+    assert p_job_accept_wrong(9, 5, 3) == Fraction(bad, len(placements))
+    assert p_job_accept_wrong(9, 9, 3) == 1 and p_job_accept_wrong(9, 2, 3) == 0
+    assert p_job_accept_wrong(60, 20, 1) == p_accept_wrong(60, 20)
+
+
+def test_jobs_planned_by_the_scheduler_match_the_per_job_probability() -> None:
+    from databright.compute.collusion import job_monte_carlo, p_job_accept_wrong
+
+    hits, shards, ci = job_monte_carlo(60, 20, 1000, 150, seed=2)
+    assert shards == 20  # 60 accounts, 50 items each: 20 disjoint triples
+    assert ci[0] <= float(p_job_accept_wrong(60, 20, 20)) <= ci[1]  # ≈ 0.53
+    assert 0 < hits < 150

@@ -127,3 +127,13 @@ def test_any_field_change_moves_the_head(pairs: list[tuple[str, str | None]]) ->
     flipped = Verdict(v.task, v.digests, v.accepted, v.liars, not v.recomputed)
     other = Verdict(v.task + "x", v.digests, v.accepted, v.liars, v.recomputed)
     assert len({base, VerdictChain.link(GENESIS, flipped), VerdictChain.link(GENESIS, other)}) == 3
+
+
+def test_an_audit_catches_three_colluding_replicas() -> None:
+    digests = dict.fromkeys(ACCOUNTS, WRONGS[2])
+    assert decide("t", digests, Recompute()).accepted == WRONGS[2]  # unanimous: not recomputed
+    recompute = Recompute()
+    v = decide("t", digests, recompute, audit=True)
+    assert recompute.calls == 1 and v.accepted == RIGHT and v.liars == tuple(sorted(ACCOUNTS))
+    honest = decide("t", dict.fromkeys(ACCOUNTS, RIGHT), Recompute(), audit=True)
+    assert honest.recomputed and honest.liars == ()

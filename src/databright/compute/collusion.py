@@ -50,7 +50,8 @@ def wilson(hits: int, trials: int, z: float = Z95) -> tuple[float, float]:
     denom = 1 + z * z / trials
     centre = (p + z * z / (2 * trials)) / denom
     half = z / denom * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials))
-    return max(0.0, centre - half), min(1.0, centre + half)
+    return (0.0 if hits == 0 else max(0.0, centre - half),
+            1.0 if hits == trials else min(1.0, centre + half))
 
 
 @dataclass(frozen=True)
@@ -86,3 +87,42 @@ def monte_carlo(n: int, m: int, trials: int, *, seed: int = 0, replicas: int = 3
                          replicas=replicas)
         hits += verdict.accepted != _RIGHT
     return MonteCarlo(n, m, trials, hits, wilson(hits, trials))
+
+
+def p_job_accept_wrong(n: int, m: int, shards: int, replicas: int = 3) -> Fraction:
+    """P(at least one of ``shards`` disjoint replica sets is all colluders), by inclusion and
+    exclusion: ``Σₖ (−1)ᵏ⁺¹ C(S, k) · m^(3k) / N^(3k)`` with falling factorials.
+
+    A job's shards keep their replicas for every step (and, sticky, for later jobs on the same
+    dataset), so this is the chance that some of its tasks are accepted wrong at every step.
+    """
+    if shards * replicas > n:
+        raise ValueError(f"{shards} disjoint sets of {replicas} need {shards * replicas} accounts")
+    total = Fraction(0)
+    for k in range(1, shards + 1):
+        j = replicas * k
+        if j > m:
+            break
+        total += (-1) ** (k + 1) * math.comb(shards, k) * Fraction(math.perm(m, j),
+                                                                   math.perm(n, j))
+    return total
+
+
+def job_monte_carlo(n: int, m: int, n_items: int, jobs: int, *, seed: int = 0,
+                    cap_bps: int = 500) -> tuple[int, int, tuple[float, float]]:
+    """Plan ``jobs`` fresh jobs with the real scheduler (random seeds) over ``n`` accounts, the
+    first ``m`` colluding; returns (jobs with an all-colluder shard, shards a job, interval)."""
+    from databright.compute.exposure import ExposureLedger
+    from databright.compute.scheduler import WorkerInfo, plan
+
+    pool = [WorkerInfo("0x" + f"{k:040x}", "c") for k in range(n)]
+    bad = {w.account for w in pool[:m]}
+    ledger = ExposureLedger(":memory:")
+    rng = random.Random(seed)
+    hits, shards = 0, 0
+    for _ in range(jobs):
+        p = plan("d", n_items, pool, ledger, cap_bps=cap_bps, seed=rng.getrandbits(128))
+        shards = len(p.shards)
+        hits += any(set(s.replicas) <= bad for s in p.shards)
+    ledger.close()
+    return hits, shards, wilson(hits, jobs)

@@ -88,7 +88,7 @@ class Verdict:
 
 
 def decide(task: str, digests: Mapping[str, str | None], recompute: Callable[[], str], *,
-           replicas: int = 3) -> Verdict:
+           replicas: int = 3, audit: bool = False) -> Verdict:
     """The verdict on ``task`` from its replicas' result digests.
 
     Args:
@@ -97,13 +97,15 @@ def decide(task: str, digests: Mapping[str, str | None], recompute: Callable[[],
         recompute: the coordinator's own computation of the task; returns its digest. Called
             at most once, and only if the replicas are not unanimous.
         replicas: how many agreeing results accept a task without recomputing it.
+        audit: recompute even a unanimous task (a spot check the coordinator draws in secret:
+            the only way to catch replicas that all collude).
     """
     got = {normalize_account(a): None if d is None else _digest(d, f"digest of {a}")
            for a, d in digests.items()}
     if len(got) != len(digests):
         raise UsageError(f"task {task}: one account listed twice in {sorted(digests)}")
     values = set(got.values())
-    if len(got) >= replicas and len(values) == 1 and None not in values:
+    if not audit and len(got) >= replicas and len(values) == 1 and None not in values:
         return Verdict(task, got, values.pop(), (), False)  # type: ignore[arg-type]
     accepted = _digest(recompute(), f"the coordinator's recomputation of {task}")
     liars = tuple(sorted(a for a, d in got.items() if d is not None and d != accepted))
