@@ -271,7 +271,9 @@ def plan(dataset: DatasetId, n_items: int, pool: Iterable[WorkerInfo], ledger: E
         ledger: what every account has already been sent of the dataset.
         cap_bps: the dataset's cap (≤ ``MAX_CAP_BPS``).
         replicas: distinct accounts per shard (3 for TMR).
-        seed: orders the accounts (so which accounts pair up is not chosen by anyone).
+        seed: orders the accounts (so which accounts pair up is not chosen by anyone); it must
+            be secret until the plan is fixed (drawn by the coordinator, not the program's
+            public seed), or colluders could pick addresses that land in one shard.
         determinism_class: run on this class; by default the feasible class with the most
             eligible workers (ties by name).
         max_fee: leave out workers whose minimum fee per task is above it.
