@@ -125,10 +125,13 @@ def _assign(n_items: int, order: Sequence[str], held: Mapping[str, set[int]], ca
             while cursor < len(open_) and headroom[open_[cursor]] == 0:
                 cursor += 1
 
-    # 3. augmenting paths for what the fill could not place.
+    # 3. augmenting paths for what the fill could not place. Accounts a failed search reached
+    # cannot reach headroom until an augmentation changes the assignment: `dead` skips them.
+    dead: set[str] = set()
+
     def augment(i: int) -> bool:
         parent: dict[str, tuple[str, int] | None] = {}
-        queue = [a for a in usable if a not in taken[i]]
+        queue = [a for a in usable if a not in taken[i] and a not in dead]
         for a in queue:
             parent[a] = None
         head = 0
@@ -149,20 +152,23 @@ def _assign(n_items: int, order: Sequence[str], held: Mapping[str, set[int]], ca
                 accounts[i].append(cur)
                 taken[i].add(cur)
                 new[cur][i] = None
+                dead.clear()
                 return True
             for b in usable:
-                if b in parent:
+                if b in parent or b in dead:
                     continue
                 for j in new[a]:
                     if b not in taken[j]:
                         parent[b] = (a, j)
                         queue.append(b)
                         break
+        dead.update(parent)
         return False
 
+    room = sum(headroom.values())  # an augmenting path ends at an account with headroom
     for i in stuck:
-        while len(accounts[i]) < replicas and augment(i):
-            pass
+        while room and len(accounts[i]) < replicas and augment(i):
+            room -= 1
     return _Assignment(accounts, [replicas - len(acc) for acc in accounts])
 
 
@@ -271,7 +277,9 @@ def plan(dataset: DatasetId, n_items: int, pool: Iterable[WorkerInfo], ledger: E
         ledger: what every account has already been sent of the dataset.
         cap_bps: the dataset's cap (≤ ``MAX_CAP_BPS``).
         replicas: distinct accounts per shard (3 for TMR).
-        seed: orders the accounts (so which accounts pair up is not chosen by anyone).
+        seed: orders the accounts (so which accounts pair up is not chosen by anyone); it must
+            be secret until the plan is fixed (drawn by the coordinator, not the program's
+            public seed), or colluders could pick addresses that land in one shard.
         determinism_class: run on this class; by default the feasible class with the most
             eligible workers (ties by name).
         max_fee: leave out workers whose minimum fee per task is above it.
