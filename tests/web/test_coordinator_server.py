@@ -124,7 +124,7 @@ def test_a_replayed_request_is_refused_and_not_done_twice(world):
     assert world.call("bob", "POST", "/v1/lease", b"{}", nonce="ab" * 16).status_code == 200
 
 
-@pytest.mark.parametrize("skew,ok", [(-121, False), (121, False), (-115, True), (115, True)])
+@pytest.mark.parametrize("skew,ok", [(-130, False), (130, False), (-110, True), (110, True)])
 def test_timestamps_outside_the_window_are_refused(world, skew, ok):
     r = world.call("alice", "POST", "/v1/lease", b"{}", timestamp=now_ts() + skew)
     if ok:
