@@ -157,6 +157,21 @@ def _refusal(response: httpx.Response) -> CoordinatorRefused:
                               f"{message}", response.status_code, str(code), body)
 
 
+def _parse_lease(doc: Any) -> tuple[dict[str, Any], bytes]:
+    """A lease answer and its spec bytes, or :class:`CoordinatorRefused` if it is malformed."""
+    try:
+        spec = base64.b64decode(doc["spec_b64"], validate=True)
+        ok = (isinstance(doc["lease_id"], str) and isinstance(doc["cids"], list)
+              and all(isinstance(c, str) for c in doc["cids"])
+              and int(doc["max_payload_bytes"]) >= 0
+              and hashlib.sha256(spec).hexdigest() == doc["spec_sha256"])
+    except (KeyError, TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise CoordinatorRefused("the coordinator sent a malformed lease", code="unexpected")
+    return doc, spec
+
+
 def _fits(spec: bytes, threads: int, determinism_class: str) -> bool:
     """Whether a spec's pinned threads and class (if it names them) are this worker's."""
     try:
@@ -225,9 +240,8 @@ def run_worker(url: str, key: Signer | bytes | str, compute: Compute, *, threads
 def _work(api: CoordinatorClient, lease: dict[str, Any], compute: Compute, threads: int,
           determinism_class: str, fault: Fault | None, last: bytes | None, stats: WorkerStats,
           stop: threading.Event) -> bytes | None:
-    spec = base64.b64decode(lease["spec_b64"], validate=True)
-    if hashlib.sha256(spec).hexdigest() != lease["spec_sha256"] or not _fits(
-            spec, threads, determinism_class):
+    lease, spec = _parse_lease(lease)
+    if not _fits(spec, threads, determinism_class):
         stats.skipped += 1
         return last
     if fault == "copy" and last is not None:

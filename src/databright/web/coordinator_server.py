@@ -2,8 +2,8 @@
 
 The protocol is docs/compute-protocol.md. Every ``/v1`` request is signed by the worker's
 account (:mod:`databright.chain.requests`); the server checks, in this order: the body size,
-the signature, the timestamp window and the nonce, then ``authorize(address)`` (registered, not
-banned). Every refusal is ``{"error": {"code", "message"}}`` with the status of
+the signature, ``authorize(address)`` (registered, not banned), then the timestamp window and
+the nonce. Every refusal is ``{"error": {"code", "message"}}`` with the status of
 :data:`ERROR_CODES`. Results are raw safetensors bytes, checked structurally and never
 unpickled.
 """
@@ -197,10 +197,11 @@ def create_app(board: TaskBoard, fetch_blob: FetchBlob, authorize: Authorize, *,
         body = await _read_limited(request, limit, code)
         signed: SignedHeaders = recover_request(request.method, _target(request), body,
                                                 request.headers)
-        nonces.use(signed.address, signed.nonce, signed.timestamp, now())
+        # registration before the nonce book: only registered addresses take memory there
         reason = await run_in_threadpool(authorize, signed.address)
         if reason is not None:
             raise Refused("forbidden", f"{signed.address} may not work here: {reason}")
+        nonces.use(signed.address, signed.nonce, signed.timestamp, now())
         return signed.address, body
 
     @app.get("/attestation")
