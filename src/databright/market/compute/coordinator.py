@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from databright.errors import ContractNotFoundError, UsageError
-from databright.market.compute.identities import enclave_key
 from databright.home import Home
+from databright.market.compute.identities import enclave_key
 from databright.market.context import Deployment
 
 if TYPE_CHECKING:

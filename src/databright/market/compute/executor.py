@@ -12,9 +12,8 @@ import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
-from databright.errors import UsageError
-
 from databright.compute.board import BoardError
+from databright.errors import UsageError
 
 if TYPE_CHECKING:
     from databright.compute.board import TaskBoard

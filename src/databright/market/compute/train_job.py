@@ -29,9 +29,9 @@ from typing import TYPE_CHECKING, Any
 
 from databright.errors import UsageError
 from databright.market.compute.coordinator import open_coordinator
-from databright.market.compute.executor import LocalExecutor
+from databright.market.compute.executor import FAULT_MODES, LocalExecutor
 from databright.market.compute.identities import compute_dir
-from databright.market.compute.pool import ensure_local_pool, pool_of
+from databright.market.compute.pool import ensure_local_pool
 from databright.market.compute.receipts import ReceiptFile
 from databright.market.compute.run import _Run
 from databright.market.context import Deployment
@@ -127,6 +127,11 @@ def run_train_job(
     from databright.training import get_family, save_checkpoint
 
     start = time.perf_counter()
+    unknown = sorted(set((faults or {}).values()) - set(FAULT_MODES))
+    if unknown:
+        raise UsageError(f"unknown fault mode(s) {unknown}: use one of {', '.join(FAULT_MODES)}")
+    if faults and not all(0 <= i < workers for i in faults):
+        raise UsageError(f"a faulty worker is an index in 0..{workers - 1}")
     cap = MAX_CAP_BPS if cap_bps is None else int(cap_bps)
     fam = get_family(family)
     cfg = fam.config(dict(config) if config is not None else None)
@@ -139,11 +144,16 @@ def run_train_job(
     klass = determinism_class_digest(cfg.threads)
     identities = ensure_local_pool(dep, consumer, coordinator.address, workers, klass)
     mine = {s.address.lower() for s in identities}
-    pool = [WorkerInfo(w.account.lower(), w.determinism_class.removeprefix("0x"), w.min_fee)
-            for w in pool_of(dep, coordinator.address) if w.account.lower() in mine]
+    pool = []
+    for signer in identities:  # as the chain has them now (class, fee)
+        w = dep.compute.get_worker(signer.address)
+        pool.append(WorkerInfo(signer.address.lower(), w.determinism_class.hex(), w.min_fee))
     ledger = ExposureLedger(compute_dir(dep.home) / "exposure.sqlite")
     ledger_key = f"{dep.market.address.lower()}:{ds_id}"
-    the_plan = plan(ledger_key, len(train), pool, ledger, cap_bps=cap, seed=cfg.seed)
+    # the seed that pairs accounts into triples is the coordinator's secret until the job is
+    # planned: nobody can arrange to land with accomplices (docs/compute-market.md)
+    the_plan = plan(ledger_key, len(train), pool, ledger, cap_bps=cap,
+                    seed=secrets.token_hex(16))
     shard_of = {train[i].cid: s.index for s in the_plan.shards for i in s.items}
     namespace = f"job-{secrets.token_hex(8)}"
     trainer = Trainer(fam, cfg, train, val, shard_of, snapshot=snapshot, job=namespace,
