@@ -79,18 +79,19 @@ def test_the_checkpoint_is_the_one_process_programs_bits(world, honest):
     out, _ = honest
     with Deployment(world.home) as dep:
         from databright.compute.reference import fit_decomposed
-        from databright.market.compute.train_job import _distinct
+        from databright.market.compute.train_job import distinct as _distinct
         from databright.market.model_data import training_records, validation_records
         from databright.training import save_checkpoint
 
         receipt = json.loads(Path(out["receipt"]).read_text())["body"]
         spec = json.loads(dep.store.get(receipt["spec_cid"]))
+        the_plan = json.loads(dep.store.get(receipt["plan_cid"]))
         train = _distinct(training_records(dep, 1))
-        shard_of = {train[i].cid: s["index"] for s in spec["plan"]["shards"] for i in s["items"]}
+        shard_of = {train[i].cid: s["index"] for s in the_plan["shards"] for i in s["items"]}
         ref = fit_decomposed("small-cnn", spec["config"], train, validation_records(dep, 1),
                              shard_of, store=dep.store, snapshot=spec["snapshot"])
         assert save_checkpoint(dep.store, ref.checkpoint).sha256 == out["sha256"]
-        assert "0x" + ref.checkpoint.program_digest == receipt["program_digest"]
+        assert "0x" + ref.checkpoint.program_digest == receipt["checkpoint_program_digest"]
 
 
 def test_the_receipt_verifies_and_an_altered_one_does_not(world, honest, tmp_path):

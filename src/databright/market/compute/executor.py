@@ -9,8 +9,9 @@ mode (tests, benchmarks, the demo) makes one identity lie in a chosen way.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from databright.compute.board import BoardError
 from databright.errors import UsageError
@@ -18,12 +19,47 @@ from databright.errors import UsageError
 if TYPE_CHECKING:
     from databright.compute.board import TaskBoard
 
-__all__ = ["FAULT_MODES", "LocalExecutor"]
+__all__ = ["FAULT_MODES", "Executor", "LocalExecutor", "RemoteExecutor", "VirtualClock"]
 
 #: every fault mode a worker can be told to play (hidden CLI flag, tests and benchmarks only)
 FAULT_MODES = ("1ulp", "scale", "noise", "signflip", "stale", "zeros", "copy", "silent")
 
 Compute = Callable[[bytes, Callable[[str], bytes]], bytes]
+
+
+class Executor(Protocol):
+    """What moves tasks between the board and the workers."""
+
+    def pump(self, board: TaskBoard) -> int:
+        """Serve what can be served now; how many leases or reveals were answered."""
+
+    def idle(self) -> None:
+        """Nothing moved: wait (remote workers) or let time pass (in-process)."""
+
+
+class VirtualClock:
+    """The board's clock for in-process workers: it jumps past the lease time when every
+    identity has answered what it will (nobody else can answer, so waiting is pointless)."""
+
+    def __init__(self, step: float) -> None:
+        self.now = 0.0
+        self.step = step
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class RemoteExecutor:
+    """Workers in other processes pull over HTTP: the coordinator only waits for them."""
+
+    def __init__(self, poll_seconds: float = 0.005) -> None:
+        self.poll_seconds = poll_seconds
+
+    def pump(self, board: TaskBoard) -> int:
+        return 0
+
+    def idle(self) -> None:
+        time.sleep(self.poll_seconds)
 
 
 class LocalExecutor:
@@ -42,6 +78,7 @@ class LocalExecutor:
         compute: Compute,
         fetch: Callable[[str], bytes],
         faults: Mapping[str, str] | None = None,
+        clock: VirtualClock | None = None,
     ) -> None:
         self.accounts = [a for a in accounts]
         self._compute = compute
@@ -50,6 +87,7 @@ class LocalExecutor:
         bad = sorted(set(self.faults.values()) - set(FAULT_MODES))
         if bad:
             raise UsageError(f"unknown fault mode(s) {bad}: use one of {', '.join(FAULT_MODES)}")
+        self.clock = clock
         self._last: dict[str, bytes] = {}  # per account: its previous result (stale, copy)
         self._pending: dict[tuple[str, str], bytes] = {}  # (account, lease) → payload to reveal
 
@@ -94,6 +132,10 @@ class LocalExecutor:
             del self._pending[(account, lease_id)]
             answered += 1
         return answered
+
+    def idle(self) -> None:
+        if self.clock is not None:
+            self.clock.now += self.clock.step  # silent leases expire; their tasks get spares
 
     def has_pending(self) -> bool:
         """Whether some identity holds a committed result it could not reveal yet."""

@@ -15,11 +15,12 @@ from databright.errors import DataBrightError, UsageError
 from databright.market.compute.receipts import RECEIPT_VERSION
 
 if TYPE_CHECKING:
+    from databright.compute.board import TaskBoard
     from databright.compute.exposure import ExposureLedger
     from databright.compute.scheduler import Plan
     from databright.compute.spec import TaskSpec
     from databright.market.compute.coordinator import Coordinator
-    from databright.market.compute.executor import LocalExecutor
+    from databright.market.compute.executor import Executor
     from databright.market.context import Deployment
 
 __all__ = ["LEASE_SECONDS"]
@@ -27,22 +28,10 @@ __all__ = ["LEASE_SECONDS"]
 LEASE_SECONDS = 60.0
 
 
-class _Clock:
-    """The board's clock for in-process workers: it jumps to the next deadline when every
-    identity has answered what it will (nobody else can answer, so waiting is pointless)."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 class _Run:
     def __init__(self, dep: Deployment, coordinator: Coordinator, plan: Plan,
                  ledger: ExposureLedger, ledger_key: str, n_items: int, cap_bps: int,
-                 records: list[Any]) -> None:
-        from databright.compute.board import TaskBoard
+                 records: list[Any], board: TaskBoard) -> None:
         from databright.compute.tmr import VerdictChain
 
         self.dep, self.coordinator, self.plan = dep, coordinator, plan
@@ -55,8 +44,7 @@ class _Run:
         self.recomputed = 0
         self.stand_ins = 0  # replica slots the coordinator fills itself (no spare under the cap)
         self.chain = VerdictChain()
-        self.clock = _Clock()
-        self.board = TaskBoard(self.clock, spare=self._spare)
+        self.board = board  # its spare callback must reach self.spare
         self._sent: set[tuple[str, int]] = set()
         self._shard_of_task: dict[str, int] = {}
         self._failed: dict[int, set[str]] = {}
@@ -70,7 +58,8 @@ class _Run:
         self.ledger.record(account, self.key, items, n_items=self.n_items, cap_bps=self.cap_bps)
         self._sent.add((account, shard))
 
-    def _spare(self, task_id: str, failed: str) -> str | None:
+    def spare(self, task_id: str, failed: str) -> str | None:
+        failed = failed.lower()
         shard = self._shard_of_task[task_id]
         self._failed.setdefault(shard, set()).add(failed)
         exclude = self.banned | self._failed[shard] | set(self.replicas[shard])
@@ -86,7 +75,7 @@ class _Run:
         return account
 
     # -- one step ---------------------------------------------------------------------------
-    def step(self, specs: Mapping[int, TaskSpec], executor: LocalExecutor) -> dict[int, bytes]:
+    def step(self, specs: Mapping[int, TaskSpec], executor: Executor) -> dict[int, bytes]:
         """Run one step's tasks to their verdicts; the accepted payload per shard."""
         accepted: dict[int, bytes] = {}
         for shard, spec in specs.items():
@@ -111,7 +100,7 @@ class _Run:
                 self.board.remove(task_id)
                 del pending[task_id]
             if pending and answered == 0:
-                self.clock.now += LEASE_SECONDS + 1  # let silent leases expire
+                executor.idle()
         return accepted
 
     def _judge(self, spec: TaskSpec, shard: int, results: Mapping[str, bytes]) -> bytes:
@@ -119,6 +108,7 @@ class _Run:
         from databright.compute.grad import check_result, result_digest, run_task
         from databright.compute.tmr import decide
 
+        results = {a.lower(): p for a, p in results.items()}
         shapes = self._shapes(spec)
         digests: dict[str, str | None] = {}
         valid = True

@@ -20,33 +20,33 @@ One job, from escrow to settlement:
 from __future__ import annotations
 
 import hashlib
-import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from databright.errors import UsageError
 from databright.market.compute.coordinator import open_coordinator
-from databright.market.compute.executor import FAULT_MODES, LocalExecutor
+from databright.market.compute.execute import JobSpec, execute_train, ledger_key
+from databright.market.compute.executor import FAULT_MODES, LocalExecutor, VirtualClock
 from databright.market.compute.identities import compute_dir
 from databright.market.compute.pool import ensure_local_pool
 from databright.market.compute.receipts import ReceiptFile
-from databright.market.compute.run import _Run
+from databright.market.compute.run import LEASE_SECONDS
 from databright.market.context import Deployment
 from databright.market.datasets import dataset_id, entries_of
-from databright.market.model_data import training_records, validation_records
+from databright.market.model_data import training_records
 
 if TYPE_CHECKING:
     from databright.chain.accounts import Signer
+    from databright.compute.scheduler import WorkerInfo
 
 __all__ = ["DEFAULT_WORKERS", "JobOutcome", "run_train_job"]
 
 DEFAULT_PRICE = 10**15  # 0.001 ETH per prediction
 DEFAULT_WORKERS = 60  # 20 shards of at most 5% each, 3 replicas per shard
 JOB_SECONDS = 86_400  # a job's deadline on chain: a coordinator that never settles is cancelled
-LEASE_SECONDS = 60.0
 Progress = Callable[[str, int, int], None]
 
 
@@ -98,6 +98,48 @@ def dataset_root(dep: Deployment, ds_id: int, snapshot: int) -> str:
     return "0x" + h.hexdigest()
 
 
+def submit_train_job(
+    dep: Deployment,
+    consumer: Signer,
+    dataset: str,
+    family: str,
+    coordinator: str,
+    pool: Sequence[WorkerInfo],
+    *,
+    config: Mapping[str, Any] | None = None,
+    cap_bps: int | None = None,
+) -> tuple[int, int]:
+    """The consumer's side: check the pool can serve the job, write its spec, escrow the
+    training fee and a budget; returns ``(job id, budget)``.
+
+    Raises:
+        PoolTooSmall: the pool cannot serve the job under the cap (nothing was paid).
+    """
+    from databright.compute.exposure import MAX_CAP_BPS, ExposureLedger, check_cap
+    from databright.compute.grad import task_program_digest
+    from databright.compute.scheduler import plan
+    from databright.training import get_family
+
+    cap = check_cap(MAX_CAP_BPS if cap_bps is None else int(cap_bps))
+    fam = get_family(family)
+    cfg = fam.config(dict(config) if config is not None else None)
+    ds_id = dataset_id(dep, dataset)
+    info = dep.market.get_dataset(ds_id)
+    train = distinct(training_records(dep, ds_id))
+    ledger = ExposureLedger(compute_dir(dep.home) / "exposure.sqlite")
+    the_plan = plan(ledger_key(dep, ds_id), len(train), pool, ledger, cap_bps=cap, seed=0)
+    spec = JobSpec(ds_id, info.entry_count, fam.name, cfg.to_dict(), cap)
+    spec_cid = dep.store.put_bytes(spec.to_bytes())
+    steps = -(-len(train) // cfg.batch_size) * cfg.epochs
+    bound = steps * min(len(the_plan.shards), cfg.batch_size)
+    budget = _budget(bound, max(w.min_fee for w in pool))
+    deadline = dep.chain.now() + JOB_SECONDS
+    job_id = dep.compute.create_job(
+        consumer, ds_id, coordinator, "0x" + task_program_digest(fam, cfg), spec_cid,
+        deadline, info.training_fee + budget).value
+    return job_id, budget
+
+
 def run_train_job(
     dep: Deployment,
     consumer: Signer,
@@ -114,17 +156,17 @@ def run_train_job(
     royalty_bps: int | None = None,
     progress: Progress | None = None,
 ) -> JobOutcome:
-    """Train ``family`` on ``dataset`` with the local executor (``workers`` identities).
+    """Train ``family`` on ``dataset`` with the local executor (``workers`` identities): the
+    consumer submits, this home's coordinator runs and settles it.
 
     Args:
         faults: ``{identity index: fault mode}``: identities that lie (tests and benchmarks).
         cap_bps: exposure cap per account (default and maximum: 500 = 5 %).
     """
-    from databright.compute.exposure import MAX_CAP_BPS, ExposureLedger
+    from databright.compute.board import TaskBoard
     from databright.compute.grad import determinism_class_digest
-    from databright.compute.scheduler import WorkerInfo, plan
-    from databright.compute.trainer import Trainer
-    from databright.training import get_family, save_checkpoint
+    from databright.compute.scheduler import WorkerInfo
+    from databright.training import get_family
 
     start = time.perf_counter()
     unknown = sorted(set((faults or {}).values()) - set(FAULT_MODES))
@@ -132,82 +174,65 @@ def run_train_job(
         raise UsageError(f"unknown fault mode(s) {unknown}: use one of {', '.join(FAULT_MODES)}")
     if faults and not all(0 <= i < workers for i in faults):
         raise UsageError(f"a faulty worker is an index in 0..{workers - 1}")
-    cap = MAX_CAP_BPS if cap_bps is None else int(cap_bps)
     fam = get_family(family)
     cfg = fam.config(dict(config) if config is not None else None)
-    ds_id = dataset_id(dep, dataset)
-    info = dep.market.get_dataset(ds_id)
-    train = _distinct(training_records(dep, ds_id))
-    val = validation_records(dep, ds_id)
-    snapshot = info.entry_count
     coordinator = open_coordinator(dep, consumer)
     klass = determinism_class_digest(cfg.threads)
     identities = ensure_local_pool(dep, consumer, coordinator.address, workers, klass)
-    mine = {s.address.lower() for s in identities}
     pool = []
     for signer in identities:  # as the chain has them now (class, fee)
         w = dep.compute.get_worker(signer.address)
         pool.append(WorkerInfo(signer.address.lower(), w.determinism_class.hex(), w.min_fee))
-    ledger = ExposureLedger(compute_dir(dep.home) / "exposure.sqlite")
-    ledger_key = f"{dep.market.address.lower()}:{ds_id}"
-    # the seed that pairs accounts into triples is the coordinator's secret until the job is
-    # planned: nobody can arrange to land with accomplices (docs/compute-market.md)
-    the_plan = plan(ledger_key, len(train), pool, ledger, cap_bps=cap,
-                    seed=secrets.token_hex(16))
-    shard_of = {train[i].cid: s.index for s in the_plan.shards for i in s.items}
-    namespace = f"job-{secrets.token_hex(8)}"
-    trainer = Trainer(fam, cfg, train, val, shard_of, snapshot=snapshot, job=namespace,
-                      progress=progress)
-    fee_of = {w.account: w.min_fee for w in pool}
-    spec = {"kind": "train", "namespace": namespace, "dataset_id": ds_id, "snapshot": snapshot,
-            "dataset_root": dataset_root(dep, ds_id, snapshot), "family": fam.name,
-            "config": trainer.cfg.to_dict(), "program_digest": "0x" + trainer.program_digest,
-            "plan": the_plan.as_dict()}
-    spec_cid = dep.store.put_bytes(_canonical(spec))
-    bound = trainer.total_steps * min(len(the_plan.shards), trainer.cfg.batch_size)
-    budget = _budget(bound, max(fee_of.values()))
-    deadline = dep.chain.now() + JOB_SECONDS
-    job_id = dep.compute.create_job(
-        consumer, ds_id, coordinator.address, "0x" + trainer.program_digest, spec_cid, deadline,
-        info.training_fee + budget).value
-    run = _Run(dep, coordinator, the_plan, ledger, ledger_key, len(train), cap, train)
-    executor = LocalExecutor(sorted(mine), _honest, dep.store.get,
-                             {identities[i].address: m for i, m in (faults or {}).items()})
-    try:
-        for step in trainer.steps():
-            weights_cid = dep.store.put_bytes(step.weights)
-            specs = step.tasks(weights_cid)
-            accepted = run.step(specs, executor)
-            trainer.apply(step, accepted)
-        result = trainer.finish()
-        stored = save_checkpoint(dep.store, result.checkpoint)
-    except BaseException as exc:
-        _abort(dep, consumer, run, job_id, spec_cid, spec, fee_of, exc)
-        raise
-    body = run.body(job_id=job_id, kind="train", spec_cid=spec_cid, spec=spec,
-                    model_in=None, model_out="0x" + stored.sha256,
-                    metric_bps=result.accuracy_bps, fees=fee_of)
-    body["verdicts_cid"] = dep.store.put_bytes(run.chain.to_json().encode())
-    receipt = ReceiptFile.sign(dep.compute, body, coordinator.enclave)
-    path = receipt_path(dep, job_id)
-    _write_atomic(path, receipt.dumps())
-    for part, signature in receipt.receipts():
-        dep.compute.settle(consumer, part, signature)
+    job_id, budget = submit_train_job(dep, consumer, dataset, family, coordinator.address, pool,
+                                      config=cfg.to_dict(), cap_bps=cap_bps)
+    clock = VirtualClock(LEASE_SECONDS + 1)
+    holder: dict[str, Any] = {}
+    board = TaskBoard(clock, spare=lambda task, account: holder["run"].spare(task, account))
+    executor = LocalExecutor([w.account for w in pool], _honest, dep.store.get,
+                             {identities[i].address: m for i, m in (faults or {}).items()},
+                             clock=clock)
+    done = execute_train(dep, consumer, coordinator, job_id, pool, board, executor,
+                         on_run=lambda run: holder.__setitem__("run", run), progress=progress)
+    info = dep.market.get_dataset(dataset_id(dep, dataset))
     model = checkpoint = None
     if register:
-        model, checkpoint = _register(dep, consumer, coordinator, info, dataset, result, stored,
-                                      name or f"{info.name}-{fam.name}", price_per_prediction,
-                                      royalty_bps)
-    exposure = {w["account"]: w["exposure"] for w in body["workers"]}
+        model, checkpoint = _register(dep, consumer, coordinator, info, dataset, done.result,
+                                      done.cid, done.sha256, name or f"{info.name}-{fam.name}",
+                                      price_per_prediction, royalty_bps)
+    body = done.receipt.body
     return JobOutcome(
-        job_id=job_id, receipt=receipt, receipt_path=path, cid=stored.cid,
-        sha256=stored.sha256, accuracy_bps=result.accuracy_bps, liars=list(body["liars"]),
-        exposure=exposure, seconds=time.perf_counter() - start,
-        fees_paid=sum(int(w["fee"]) for w in body["workers"]), trained=result,
-        extra={"tasks": body["tasks"], "recomputed": run.recomputed,
+        job_id=job_id, receipt=done.receipt, receipt_path=done.path, cid=done.cid,
+        sha256=done.sha256, accuracy_bps=done.result.accuracy_bps, liars=list(body["liars"]),
+        exposure={w["account"]: w["exposure"] for w in body["workers"]},
+        seconds=time.perf_counter() - start,
+        fees_paid=sum(int(w["fee"]) for w in body["workers"]), trained=done.result,
+        extra={"tasks": body["tasks"], "recomputed": body["recomputed"],
                "training_fee": info.training_fee, "budget": budget, "model": model,
                "checkpoint": checkpoint},
     )
+
+
+def _honest(spec_bytes: bytes, fetch: Callable[[str], bytes]) -> bytes:
+    from databright.compute.grad import run_task
+    from databright.compute.spec import TaskSpec
+
+    return run_task(TaskSpec.from_bytes(spec_bytes), fetch)
+
+
+def distinct(records: list[Any]) -> list[Any]:
+    """The records with each CID once (first occurrence): exposure counts distinct items."""
+    seen: set[str] = set()
+    out = []
+    for r in records:
+        if r.cid not in seen:
+            seen.add(r.cid)
+            out.append(r)
+    return out
+
+
+def _budget(tasks: int, fee: int) -> int:
+    """Escrow for ``tasks`` tasks at three replicas and a spare for each, at ``fee`` a task."""
+    return tasks * 4 * fee
 
 
 def trust_on_dev_chain(dep: Deployment, enclave: str) -> bool:
@@ -225,7 +250,7 @@ def trust_on_dev_chain(dep: Deployment, enclave: str) -> bool:
 
 
 def _register(dep: Deployment, consumer: Signer, coordinator: Any, info: Any, dataset: str,
-              result: Any, stored: Any, name: str, price: int,
+              result: Any, cid: str, sha256: str, name: str, price: int,
               royalty_bps: int | None) -> tuple[Any, Any]:
     """Register the job's model and submit its checkpoint with the coordinator's attestation
     (self-reported when the registry does not trust the coordinator)."""
@@ -244,75 +269,8 @@ def _register(dep: Deployment, consumer: Signer, coordinator: Any, info: Any, da
     signature = b""
     if trusted_signer(dep, model.model_id, coordinator.address):
         signature = attestation_signature(dep, coordinator.enclave, model.model_id,
-                                          stored.sha256, info.entry_count, result.accuracy_bps)
-    checkpoint = submit_checkpoint(dep, consumer, model.model_id, cid=stored.cid,
-                                   sha256=stored.sha256, entries=info.entry_count,
+                                          sha256, info.entry_count, result.accuracy_bps)
+    checkpoint = submit_checkpoint(dep, consumer, model.model_id, cid=cid,
+                                   sha256=sha256, entries=info.entry_count,
                                    metric_bps=result.accuracy_bps, signature=signature)
     return get_model(dep, model.model_id), checkpoint
-
-
-def receipt_path(dep: Deployment, job_id: int) -> Path:
-    """Where this home keeps the receipt of ``job_id``."""
-    return compute_dir(dep.home) / "receipts" / f"job-{job_id}.json"
-
-
-def _abort(dep: Deployment, consumer: Signer, run: _Run, job_id: int, spec_cid: str,
-           spec: Mapping[str, Any], fees: Mapping[str, int], exc: BaseException) -> None:
-    """A job that cannot finish settles at once instead of locking the escrow until its
-    deadline: workers are paid for the tasks they answered right, liars are slashed, the rest
-    is refunded. The receipt says why (``aborted``); it names no model."""
-    reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
-    try:
-        body = run.body(job_id=job_id, kind="train", spec_cid=spec_cid, spec=spec,
-                        model_in=None, model_out=None, metric_bps=0, fees=fees)
-        body["aborted"] = reason
-        body["verdicts_cid"] = dep.store.put_bytes(run.chain.to_json().encode())
-        receipt = ReceiptFile.sign(dep.compute, body, run.coordinator.enclave)
-        _write_atomic(receipt_path(dep, job_id), receipt.dumps())
-        for part, signature in receipt.receipts():
-            dep.compute.settle(consumer, part, signature)
-    except Exception as settle_exc:  # noqa: BLE001 - the original error is what the user sees
-        exc.add_note(f"job #{job_id} could not be settled ({settle_exc}); its consumer can "
-                     f"cancel it after its deadline with `databright job cancel {job_id}`")
-
-
-def _honest(spec_bytes: bytes, fetch: Callable[[str], bytes]) -> bytes:
-    from databright.compute.grad import run_task
-    from databright.compute.spec import TaskSpec
-
-    return run_task(TaskSpec.from_bytes(spec_bytes), fetch)
-
-
-def _distinct(records: list[Any]) -> list[Any]:
-    """The records with each CID once (first occurrence): exposure counts distinct items."""
-    seen: set[str] = set()
-    out = []
-    for r in records:
-        if r.cid not in seen:
-            seen.add(r.cid)
-            out.append(r)
-    return out
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    import os
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def _canonical(value: Any) -> bytes:
-    from databright.market.compute.receipts import canonical
-
-    return canonical(value)
-
-
-def _budget(tasks: int, fee: int) -> int:
-    """Escrow for ``tasks`` tasks at three replicas and a spare for each, at ``fee`` a task."""
-    return tasks * 4 * fee
