@@ -28,17 +28,26 @@ class BoardMachine(RuleBasedStateMachine):
         self.spares: list[str | None] = []
         self.board = TaskBoard(lambda: self.now, spare=self._spare, reveal_seconds=6)
         self.tasks = 0
+        self.revealed = 0
         self.wanted: dict[str, int] = {}
         self.leases: list[tuple[str, str, str]] = []  # (account, lease id, task id)
         self.issued: set[tuple[str, str]] = set()  # (task, account)
         self.commits: dict[str, str] = {}  # lease id -> digest
+        self.committed: dict[str, bytes] = {}  # lease id -> the payload committed
 
     def _spare(self, task_id: str, failed: str) -> str | None:
         return self.spares.pop(0) if self.spares else None
 
+    def _in_state(self, state: str) -> list[tuple[str, str, str]]:
+        """Leases in ``state`` if there are any (mostly), else all of them (stale ones too)."""
+        live = [lease for lease in self.leases if any(
+            lid == lease[1] and s == state for lid, s, _ in self.board.leases_of(lease[0]))]
+        return live or self.leases
+
     def _status(self, task_id: str):
         return self.board.status([task_id])[0]
 
+    @precondition(lambda self: self.tasks < 4)  # few tasks, so their rounds get played out
     @rule(replicas=st.lists(st.sampled_from(POOL), min_size=1, max_size=3, unique=True),
           lease_seconds=st.sampled_from([3.0, 10.0]))
     def post(self, replicas, lease_seconds) -> None:
@@ -65,21 +74,31 @@ class BoardMachine(RuleBasedStateMachine):
         self.issued.add((got.task_id, account))
         self.leases.append((account, got.lease_id, got.task_id))
 
+    @rule(data=st.data())
+    def lease_a_waiting_replica(self, data) -> None:
+        waiting = sorted({a for s in self.board.status() for a, state in s.replicas.items()
+                          if state == "assigned"})
+        if waiting:
+            self.lease(data.draw(st.sampled_from(waiting)))
+
     @precondition(lambda self: self.leases)
     @rule(data=st.data(), payload=st.sampled_from(PAYLOADS))
     def commit(self, data, payload) -> None:
-        account, lease_id, _ = data.draw(st.sampled_from(self.leases))
+        account, lease_id, _ = data.draw(st.sampled_from(self._in_state("leased")))
         try:
             self.board.commit(account, lease_id, sha(payload))
         except BoardError:
             return
         assert lease_id not in self.commits
         self.commits[lease_id] = sha(payload)
+        self.committed[lease_id] = payload
 
     @precondition(lambda self: self.leases)
-    @rule(data=st.data(), payload=st.sampled_from(PAYLOADS))
-    def reveal(self, data, payload) -> None:
-        account, lease_id, task_id = data.draw(st.sampled_from(self.leases))
+    @rule(data=st.data(), payload=st.sampled_from(PAYLOADS), honest=st.booleans())
+    def reveal(self, data, payload, honest) -> None:
+        account, lease_id, task_id = data.draw(st.sampled_from(self._in_state("committed")))
+        if honest and lease_id in self.committed:
+            payload = self.committed[lease_id]
         before = self._status(task_id)
         try:
             self.board.reveal(account, lease_id, payload)
@@ -88,8 +107,38 @@ class BoardMachine(RuleBasedStateMachine):
         assert all(state in ("committed", "revealed") for state in before.replicas.values()), \
             f"a reveal accepted before every replica committed: {before}"
         assert sha(payload) == self.commits[lease_id]
+        self.revealed += 1
 
-    @rule(seconds=st.sampled_from([0.5, 2.0, 4.0, 11.0]))
+    @rule(payload=st.sampled_from(PAYLOADS))
+    def everyone_leases_and_commits(self, payload) -> None:
+        for account in POOL:
+            self.lease(account)
+        for account, lease_id, _ in list(self.leases):
+            if lease_id not in self.commits:
+                try:
+                    self.board.commit(account, lease_id, sha(payload))
+                except BoardError:
+                    continue
+                self.commits[lease_id] = sha(payload)
+                self.committed[lease_id] = payload
+
+    @rule()
+    def everyone_reveals(self) -> None:
+        for account, lease_id, task_id in list(self.leases):
+            if lease_id in self.committed:
+                before = self._status(task_id) if task_id in self._ids() else None
+                try:
+                    self.board.reveal(account, lease_id, self.committed[lease_id])
+                except BoardError:
+                    continue
+                assert before is not None and all(
+                    s in ("committed", "revealed") for s in before.replicas.values()), before
+                self.revealed += 1
+
+    def _ids(self) -> set[str]:
+        return {s.task_id for s in self.board.status()}
+
+    @rule(seconds=st.sampled_from([0.5, 1.0, 2.0, 4.0, 11.0]))
     def advance(self, seconds) -> None:
         self.now += seconds
 
@@ -108,6 +157,6 @@ class BoardMachine(RuleBasedStateMachine):
                 assert results is None
 
 
-BoardMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=40,
+BoardMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=60,
                                           deadline=None)
 TestBoardInvariants = BoardMachine.TestCase

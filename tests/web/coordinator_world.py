@@ -16,6 +16,7 @@ from safetensors.numpy import save
 
 from databright.chain.requests import sign_request
 from databright.compute.board import TaskBoard
+from databright.errors import CorruptBlobError
 from databright.storage.cid import cid_of_bytes
 from databright.web.coordinator_server import ERROR_CODES, Limits, create_app
 
@@ -66,6 +67,7 @@ class World:
     fetched: list[str] = field(default_factory=list)
     corrupt: set[str] = field(default_factory=set)
     callers: list[str] = field(default_factory=list)
+    corrupt_raises: bool = False
     app: Any = None
 
     def call(self, who: str, method: str, path: str, body: bytes = b"", *,
@@ -106,6 +108,8 @@ def build_world(limits: Limits | None = None, max_payload: int = 1 << 20,
 
     def fetch(cid: str) -> bytes:
         world.fetched.append(cid)
+        if world.corrupt_raises:
+            raise CorruptBlobError(f"the store holds bytes that are not {cid}")
         return b"tampered" if cid in world.corrupt else BLOBS[cid]
 
     board_clock = time.monotonic if real_clock else clock

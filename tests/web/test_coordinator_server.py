@@ -105,6 +105,14 @@ def test_a_blob_the_coordinator_lacks_is_unknown():
     expect(w.call("alice", "GET", f"/v1/blobs/{missing}"), "unknown_blob")
 
 
+def test_a_failure_of_the_coordinators_store_is_its_own_error():
+    w = build_world()
+    w.board.post("t", SPEC, TASK_CIDS, (ADDR["alice"],), 30)
+    w.lease("alice")
+    w.corrupt_raises = True
+    expect(w.call("alice", "GET", f"/v1/blobs/{ITEM0}"), "internal")
+
+
 def test_unregistered_and_banned_workers_are_refused(world):
     body = expect(world.call("stranger", "POST", "/v1/lease", b"{}"), "forbidden")
     assert "unregistered" in body["error"]["message"]

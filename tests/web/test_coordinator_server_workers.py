@@ -165,9 +165,9 @@ def test_a_silent_worker_loses_the_task_to_a_spare(served):
     spec = task_spec("t", CIDS)
     world.board.post("t", spec, frozenset(CIDS), (ADDR["alice"], ADDR["bob"], ADDR["carol"]),
                      lease_seconds=1.0)
+    workers.start("alice", fault="silent")
     for name in ("bob", "carol", "dave"):
         workers.start(name)
-    workers.start("alice", fault="silent")
     wait_done(world, ["t"])
     [status] = world.board.status()
     assert status.failed == (ADDR["alice"],)
@@ -214,7 +214,10 @@ def test_a_worker_killed_mid_task_loses_only_that_lease(served):
         while ADDR["alice"] not in world.callers:  # the process is up and polling
             assert proc.poll() is None and time.monotonic() < deadline
             time.sleep(0.05)
-        world.board.post("t1", blocked, frozenset(CIDS), trio, lease_seconds=2.0)
+        # the other replicas (and the spare) in threads; their compute never blocks
+        for name in ("bob", "carol", "dave"):
+            workers.start(name)
+        world.board.post("t1", blocked, frozenset(CIDS), trio, lease_seconds=3.0)
         world.board.post("t2", normal, frozenset(CIDS), trio, lease_seconds=60.0)
         while not world.fetched:  # alice is inside t1's computation
             assert proc.poll() is None and time.monotonic() < deadline
@@ -226,10 +229,7 @@ def test_a_worker_killed_mid_task_loses_only_that_lease(served):
             proc.kill()
             proc.wait()
     assert world.board.status(["t1"])[0].replicas[ADDR["alice"]] == "leased"
-    # the honest replicas of t1 must not compute the blocking spec: they answer for it
     unblocked = fake_compute(blocked, BLOBS.__getitem__)
-    for name in ("bob", "carol", "dave"):
-        workers.start(name, compute=lambda spec, fetch: fake_compute(spec, fetch))
     workers.start("alice")  # restarted: same account, a fresh process state
     wait_done(world, ["t1", "t2"])
     t1, t2 = world.board.results("t1"), world.board.results("t2")

@@ -205,6 +205,16 @@ def run_worker(url: str, key: Signer | bytes | str, compute: Compute, *, threads
             bad signature, clock off by more than the window).
     """
     api = CoordinatorClient(url, key, client=client, backoff=backoff, max_backoff=max_backoff)
+    try:
+        return _loop(api, compute, threads, determinism_class, stop, fault, backoff, max_backoff)
+    finally:
+        if client is None:
+            api.http.close()
+
+
+def _loop(api: CoordinatorClient, compute: Compute, threads: int, determinism_class: str,
+          stop: threading.Event, fault: Fault | None, backoff: float,
+          max_backoff: float) -> WorkerStats:
     stats = WorkerStats()
     last: bytes | None = None
     wait = backoff
@@ -232,7 +242,7 @@ def run_worker(url: str, key: Signer | bytes | str, compute: Compute, *, threads
         except (CoordinatorRefused, CorruptBlobError) as exc:
             if isinstance(exc, CoordinatorRefused) and exc.code in _FATAL:
                 raise
-            log.warning("task %s: %s", lease.get("task_id"), exc)
+            log.warning("lease: %s", exc)
             stats.errors += 1
     return stats
 

@@ -46,6 +46,7 @@ ERROR_CODES: dict[str, int] = {
     "request_too_large": 413, "payload_too_large": 413,
     "malformed": 422, "malformed_payload": 422,
     "busy": 429,
+    "internal": 500,
 }
 _HEX_NONCE = re.compile(r"[0-9a-f]{32,128}")
 _LEASE_ID = re.compile(r"[0-9a-f]{32}")
@@ -179,9 +180,9 @@ def create_app(board: TaskBoard, fetch_blob: FetchBlob, authorize: Authorize, *,
             code, details = exc.code, exc.details
         elif isinstance(exc, BoardError | BadRequestSignature | MalformedPayload):
             code, details = exc.code, {}
-        else:
-            code, details = "malformed", {}
-        status = ERROR_CODES.get(code, exc.http_status)
+        else:  # the coordinator's own failure (its store, its chain), not the worker's
+            code, details = "internal", {}
+        status = ERROR_CODES.get(code, 500)
         return JSONResponse(error_body(code, str(exc), **details), status_code=status)
 
     @app.exception_handler(StarletteHTTPException)
