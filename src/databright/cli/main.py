@@ -58,6 +58,7 @@ app.add_typer(compute.compute_app, name="compute")
 app.add_typer(compute.job_app, name="job")
 app.add_typer(compute.receipt_app, name="receipt")
 app.add_typer(compute.coordinator_app, name="coordinator")
+app.add_typer(compute.worker_app, name="worker")
 
 
 def _register_demo() -> None:

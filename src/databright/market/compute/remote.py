@@ -41,7 +41,10 @@ def fetch_evidence(url: str, nonce: bytes, timeout: float = 10.0) -> tuple[str, 
         raise UsageError(f"the coordinator at {url} answered {r.status_code} to /attestation")
     try:
         data = r.json()
-        enclave, raw = str(data["enclave"]), base64.b64decode(data["evidence"], validate=True)
+        enclave = str(data["enclave_address"])
+        raw = base64.b64decode(data["evidence_b64"], validate=True)
+        if data.get("nonce") != nonce.hex():
+            raise ValueError("the answer is for another nonce")
     except (ValueError, KeyError, TypeError):
         raise UsageError(f"the coordinator at {url} sent no valid attestation answer") from None
     return enclave, raw
