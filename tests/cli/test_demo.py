@@ -26,7 +26,11 @@ def test_demo_plays_the_market(tmp_path):
     # the royalty of erin's 100 predictions — no manual payment
     model = summary["model"]
     fee, price, royalty_bps = 10**17, 5 * 10**15, 3_000
-    assert model["training_fees_wei"] == 2 * fee  # the model and its checkpoint
+    # the compute job, the model and its checkpoint each paid the training fee
+    assert model["training_fees_wei"] == 3 * fee
+    # the compute market caught its lying worker, and the receipt verifies
+    assert len(model["liars"]) == 1 and model["receipt_verified"] is True
+    assert model["worker_fees_wei"] > 0
     assert model["predictions"] == 100 and model["charged_wei"] == 100 * price
     assert model["royalty_wei"] == -(-100 * price * royalty_bps // 10_000)
     assert model["royalty_wei"] + model["owner_wei"] == model["charged_wei"]
@@ -35,7 +39,7 @@ def test_demo_plays_the_market(tmp_path):
     # the token carries what a distribution cannot split evenly (under supply / 2**32 wei) into
     # the next one: each source reaches the holders to within that
     carry = summary["dataset"]["total_supply"] // 2**32 + len(people)
-    for source, total in (("training_fee", 2 * fee), ("prediction_royalty", model["royalty_wei"]),
+    for source, total in (("training_fee", 3 * fee), ("prediction_royalty", model["royalty_wei"]),
                           ("rejected_stake", 5 * 10**16)):
         paid = sum(p["dividends_wei"][source] for p in people.values())
         assert abs(paid - total) <= carry, (source, paid, total, carry)
@@ -45,7 +49,9 @@ def test_demo_plays_the_market(tmp_path):
     # mallory's stake went to those who held shares when it was rejected: alice and bob
     assert people["alice"]["dividends_wei"]["rejected_stake"] > 0
     assert people["bob"]["dividends_wei"]["rejected_stake"] > 0
-    assert people["frank"]["withdrawn_wei"] == model["owner_wei"]
+    # frank: the model's revenue, and as the job's consumer its unspent budget and the liar's
+    # stake (the compute market pays him both)
+    assert people["frank"]["withdrawn_wei"] >= model["owner_wei"] + 10**16
     assert people["erin"]["withdrawn_wei"] == model["refund_wei"] == 0  # deposit fully used
     assert summary["verify_ok"] is True
     # the home is left to explore

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from databright.cli import demo_models
+from databright.cli import demo_compute, demo_models
 from databright.cli.common import JsonOpt, console, emit, handles_errors
 from databright.cli.demo_data import digit_pools, flip_labels, write_folder
 from databright.errors import ContractRevert, UsageError
@@ -94,8 +94,9 @@ def demo(
         check = data.verify_dataset(dep, "digits")
         say(f"• verify: {check.entries} entries, {check.items} items, "
             f"{'all consistent with the chain' if check.ok else check.problems}")
-        say("[bold]the model market[/]")
-        model = demo_models.train_and_register(dep, acct, say)
+        say("[bold]the compute and model markets[/]")
+        model = demo_compute.train_on_compute_market(dep, acct, demo_models.PRICE,
+                                                     demo_models.ROYALTY_BPS, say)
     # the prediction server and erin's client open the home themselves: the demo lets it go
     sales = demo_models.buy_predictions(root, acct, model["model_id"], say)
     with Deployment(Home(root)) as dep:

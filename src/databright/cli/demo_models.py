@@ -15,8 +15,6 @@ from databright.cli.demo_data import render_png
 from databright.home import Home
 from databright.market import money
 from databright.market.context import Deployment
-from databright.market.models import attest_checkpoint
-from databright.market.training import train_model
 from databright.market.units import format_wei, parse_wei
 
 PRICE = parse_wei("0.005eth")
@@ -43,28 +41,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def train_and_register(dep: Deployment, acct: dict, say: Any) -> dict[str, Any]:
-    """frank trains a small CNN on every accepted entry and registers it; alice attests it."""
-    trained = train_model(dep, acct["frank"], "digits", "small-cnn", config={"seed": 0},
-                          register=True, name="digits-cnn", price_per_prediction=PRICE,
-                          royalty_bps=ROYALTY_BPS)
-    model = trained.model
-    if model is None:  # register=True always records one
-        raise RuntimeError("training registered no model")
-    say(f"• frank trains a small CNN on {trained.train_items} accepted items "
-        f"({trained.snapshot} entries) in {trained.seconds:.1f}s: validation accuracy "
-        f"{trained.accuracy:.1%}; he registers it as model #{model.model_id} at "
-        f"{format_wei(PRICE)} a prediction, {ROYALTY_BPS / 100:.0f}% royalty, paying "
-        f"{format_wei(trained.fees_paid)} in training fees to the shareholders")
-    att = attest_checkpoint(dep, acct["alice"], model.model_id)
-    say(f"• alice, the evaluator, measures the checkpoint herself ({att.metric_bps / 100:.2f}% on "
-        f"{att.validation_items} validation items) and attests it on chain: it is the model's "
-        "best checkpoint")
-    return {"model_id": model.model_id, "accuracy_bps": trained.accuracy_bps,
-            "attested_bps": att.metric_bps, "training_fees_wei": trained.fees_paid,
-            "checkpoint_cid": trained.cid}
 
 
 def buy_predictions(root: Path, acct: dict, model_id: int, say: Any) -> dict[str, Any]:

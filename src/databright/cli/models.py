@@ -65,7 +65,7 @@ def train(
     price: Annotated[str, typer.Option(help="Price per prediction with --register (eth, gwei, wei).")] = "0.001eth",
     royalty: Annotated[str | None, typer.Option(help="Share of prediction revenue paid to the shareholders [default: the dataset's floor].")] = None,
     compute: Annotated[str, typer.Option("--compute", help="Where to train: 'here' (this process) or 'local' (the compute market: a coordinator and --workers worker identities on this machine, triple modular redundancy, paid on chain).")] = "here",
-    workers: Annotated[int, typer.Option(help="Worker identities with --compute local (3 per shard, each shard at most 5% of the items).")] = 60,
+    workers: Annotated[int | None, typer.Option(help="Worker identities with --compute local: 3 per shard, each shard at most 5% of the items [default: the fewest the dataset needs (60 when 5% of it is a whole number) plus 3 spares].")] = None,
     fault: Annotated[list[str] | None, typer.Option("--fault", hidden=True, help="INDEX:MODE: local worker INDEX lies (tests and benchmarks).")] = None,
     home: HomeOpt = None,
     json_out: JsonOpt = False,

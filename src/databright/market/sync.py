@@ -256,6 +256,8 @@ class _Applier(ModelMarketEvents):
             select(DatasetRow.share_token, DatasetRow.dataset_id))}
         self.market = dep.market.address.lower()
         self.registry = (registry_address(dep) or "").lower()
+        # the compute market pays datasets only training fees (a job's, or held ones released)
+        self.compute = (dep.config.contracts.get("ComputeMarket") or "").lower()
         self._init_model_market()
 
     def apply(self, event: Any) -> None:
@@ -384,6 +386,8 @@ class _Applier(ModelMarketEvents):
                 self._releasing = None
             else:
                 self._unnamed = (ds.dataset_id, amount, growth)
+        elif payer and payer == self.compute:
+            self._paid(ds.dataset_id, "training_fee", amount, growth)
         else:  # `distribute` by anyone
             self._paid(ds.dataset_id, "direct_payment", amount, growth)
 

@@ -42,10 +42,22 @@ if TYPE_CHECKING:
     from databright.chain.accounts import Signer
     from databright.compute.scheduler import WorkerInfo
 
-__all__ = ["DEFAULT_WORKERS", "JobOutcome", "run_train_job"]
+__all__ = ["JobOutcome", "run_train_job", "submit_train_job", "workers_needed"]
 
 DEFAULT_PRICE = 10**15  # 0.001 ETH per prediction
-DEFAULT_WORKERS = 60  # 20 shards of at most 5% each, 3 replicas per shard
+SPARES = 3  # identities beyond the fewest a job needs, so a liar or a silent worker is replaced
+
+
+def workers_needed(n_items: int, cap_bps: int = 500, replicas: int = 3) -> int:
+    """The fewest fresh accounts that serve ``n_items`` under the cap: ``replicas`` per shard,
+    each shard at most the cap's items (60 when 5 % of the items is a whole number)."""
+    from databright.compute.exposure import cap_items
+
+    cap = cap_items(n_items, cap_bps)
+    if cap == 0:
+        raise UsageError(f"{n_items} items are too few for a cap of {cap_bps / 100:g}%: no "
+                         "worker may see even one")
+    return replicas * -(-n_items // cap)
 JOB_SECONDS = 86_400  # a job's deadline on chain: a coordinator that never settles is cancelled
 Progress = Callable[[str, int, int], None]
 
@@ -147,7 +159,7 @@ def run_train_job(
     family: str,
     *,
     config: Mapping[str, Any] | None = None,
-    workers: int = DEFAULT_WORKERS,
+    workers: int | None = None,
     faults: Mapping[int, str] | None = None,
     cap_bps: int | None = None,
     register: bool = False,
@@ -160,15 +172,20 @@ def run_train_job(
     consumer submits, this home's coordinator runs and settles it.
 
     Args:
+        workers: local identities (default: :func:`workers_needed` plus :data:`SPARES`).
         faults: ``{identity index: fault mode}``: identities that lie (tests and benchmarks).
         cap_bps: exposure cap per account (default and maximum: 500 = 5 %).
     """
     from databright.compute.board import TaskBoard
+    from databright.compute.exposure import MAX_CAP_BPS
     from databright.compute.grad import determinism_class_digest
     from databright.compute.scheduler import WorkerInfo
     from databright.training import get_family
 
     start = time.perf_counter()
+    if workers is None:
+        n_items = len(distinct(training_records(dep, dataset_id(dep, dataset))))
+        workers = workers_needed(n_items, MAX_CAP_BPS if cap_bps is None else cap_bps) + SPARES
     unknown = sorted(set((faults or {}).values()) - set(FAULT_MODES))
     if unknown:
         raise UsageError(f"unknown fault mode(s) {unknown}: use one of {', '.join(FAULT_MODES)}")
