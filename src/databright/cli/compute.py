@@ -224,6 +224,7 @@ def serve_coordinator(
     port: Annotated[int, typer.Option(help="TCP port.")] = 8720,
     poll: Annotated[float, typer.Option(help="Seconds between looks for new jobs.")] = 2.0,
     home: HomeOpt = None,
+    json_out: JsonOpt = False,
     as_: AsOpt = None,
 ) -> None:
     """Serve the workers' API and run every open job that names this coordinator (the --as
@@ -239,6 +240,9 @@ def serve_coordinator(
         operator = signer(dep, as_)
         embedded = dep.chain.is_embedded
     service = CoordinatorService(Home(home), operator, poll_seconds=poll)
+    if json_out:  # one line a supervisor can read: where it listens, who it is
+        emit({"enclave": service.coordinator.address, "url": f"http://{host}:{port}",
+              "workers": len(service.pool), "attestation": "software"}, True)
     err_console.print(f"coordinator {service.coordinator.address} on http://{host}:{port} "
                       f"({len(service.pool)} registered workers); attestation: software"
                       + (" (simulated: accepted only by policies that allow it)"))
