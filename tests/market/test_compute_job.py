@@ -155,3 +155,43 @@ def test_an_unknown_fault_mode_is_refused_before_any_job(world):
     assert "unknown fault mode" in refused.stderr
     with Deployment(world.home) as dep:
         assert dep.compute.job_count() == jobs
+
+
+def test_an_evaluation_job_posts_the_coordinators_score(world, digit_folder, tmp_path):
+    enclave = world("coordinator", "show")["enclave"]
+    seed = digit_folder(tmp_path / "seed2", 500, 80)
+    world("dataset", "create", "digits-b", "--from", str(seed), "--period", "1h",
+          "--evaluator", enclave, as_="alice")
+    batch = digit_folder(tmp_path / "batch", 700, 30)
+    pid = world("propose", "digits-b", str(batch), as_="bob")["proposal_id"]
+    before = _distributed_of(world, "digits-b")
+    out = world("evaluate", str(pid), "--compute", "local", "--post", "--featurizer", "pixels",
+                as_="bob")
+    score = out["evaluation"]["report"]["score_bps"]
+    assert out["posted"] is True
+    with Deployment(world.home) as dep:
+        p = dep.market.get_proposal(pid)
+        assert (p.scored, p.score_bps) == (True, score)  # posted by the enclave key
+        job = dep.compute.get_job(out["job"])
+        assert job.status == "final" and job.budget == 0
+    assert _distributed_of(world, "digits-b") == before + 10**16  # the default training fee
+    assert world("receipt", "verify", out["receipt"])["ok"]
+    # a dataset whose evaluator is someone else (alice): the coordinator may not post there,
+    # and nothing is paid
+    other = world("propose", "digits", str(digit_folder(tmp_path / "b2", 800, 20)),
+                  as_="bob")["proposal_id"]
+    with Deployment(world.home) as dep:
+        jobs = dep.compute.job_count()
+    refused = world("evaluate", str(other), "--compute", "local", "--post", as_="bob", code=7,
+                    json_out=False)
+    assert "evaluator" in refused.stderr
+    with Deployment(world.home) as dep:
+        assert dep.compute.job_count() == jobs
+
+
+def _distributed_of(cli, name: str) -> int:
+    with Deployment(cli.home) as dep:
+        from databright.market.datasets import dataset_id
+
+        ds = dep.market.get_dataset(dataset_id(dep, name))
+        return int(dep.token(ds.share_token).total_distributed())

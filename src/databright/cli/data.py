@@ -18,7 +18,7 @@ from databright.cli.common import (
     open_deployment,
     signer,
 )
-from databright.errors import IntegrityError
+from databright.errors import IntegrityError, UsageError
 from databright.market import data as svc
 from databright.market import evaluation
 
@@ -72,12 +72,28 @@ def evaluate(
         "report its validation accuracy before and after.")] = None,
     epochs: Annotated[int | None, typer.Option(
         "--epochs", help="Fine-tuning epochs with --model (default: the checkpoint's).")] = None,
+    compute: Annotated[str, typer.Option(
+        "--compute", help="'here', or 'local': a compute-market job run by this home's "
+        "coordinator (paid, receipted; with --post its enclave key posts the score as the "
+        "dataset's evaluator).")] = "here",
     home: HomeOpt = None,
     json_out: JsonOpt = False,
     as_: AsOpt = None,
 ) -> None:
     """Evaluate a proposal: accuracy gain, per-item values, suspect labels (and, with --model,
     the gain of fine-tuning the model's best checkpoint on it)."""
+    if compute not in ("here", "local"):
+        raise UsageError(f"--compute is 'here' or 'local', not {compute!r}")
+    if compute == "local":
+        from databright.market.compute.evaluate_job import run_evaluate_job
+
+        with open_deployment(home) as dep:
+            job = run_evaluate_job(dep, signer(dep, as_), proposal_id, post=post, k=k,
+                                   featurizer=featurizer)
+        emit({"evaluation": job.evaluation, "embedding": job.evaluation.embedding,
+              "model": None, "posted": job.posted, "job": job.job_id,
+              "receipt": job.receipt}, json_out, _human)
+        return
     with open_deployment(home) as dep:
         evaluated = evaluation.evaluate(dep, proposal_id, refresh=refresh, k=k,
                                         featurizer=featurizer)
@@ -117,5 +133,9 @@ def _human(d: dict) -> None:
         for it in worst:
             table.add_row(it["cid"], it["label"], f"{it['value']:.2e}", "yes" if it["suspect"] else "")
         console.print(table)
-    if d["posted"]:
+    if d.get("job") is not None:
+        console.print(f"compute job #{d['job']} (receipt {d['receipt']})"
+                      + ("; the coordinator posted the score as the evaluator"
+                         if d["posted"] else ""))
+    elif d["posted"]:
         console.print(f"score {d['posted']['score_bps']} bps posted on chain")
