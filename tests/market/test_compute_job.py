@@ -33,6 +33,12 @@ def _train(cli, *extra: str, code: int = 0, json_out: bool = True):
                "--workers", str(WORKERS), *extra, as_="bob", code=code, json_out=json_out)
 
 
+def _pool(dep):
+    from databright.market.compute.pool import workers_of
+
+    return workers_of(dep)
+
+
 def _distributed(cli) -> int:
     with Deployment(cli.home) as dep:
         return int(dep.token(dep.market.get_dataset(1).share_token).total_distributed())
@@ -114,18 +120,13 @@ def test_the_receipt_verifies_and_an_altered_one_does_not(world, honest, tmp_pat
 def test_a_lying_worker_is_caught_slashed_and_changes_nothing(world, honest, mode):
     out, _ = honest
     consumer = world("account", "show", "bob")["address"]
-    busy = {w["account"] for w in json.loads(Path(out["receipt"]).read_text())["body"]["workers"]
-            if w["tasks"]}
     with Deployment(world.home) as dep:
-        from databright.market.compute.identities import local_worker
-
-        # an identity the sticky plan gives work again (a spare might never be asked)
-        index = next(i for i in range(WORKERS) if local_worker(dep.home, i).address in busy)
-        liar = local_worker(dep.home, index).address
-        stake = dep.compute.get_worker(liar).stake
+        stakes = {w.account: w.stake for w in _pool(dep)}
         owed_before = dep.compute.owed_of(consumer)
-    lied = _train(world, "--fault", f"{index}:{mode}")
-    assert lied["liars"] == [liar] and lied["recomputed"] >= 1
+    lied = _train(world, "--fault", f"0:{mode}")
+    assert len(lied["liars"]) == 1 and lied["recomputed"] >= 1
+    liar = lied["liars"][0]
+    stake = stakes[liar]
     assert lied["sha256"] == out["sha256"]  # the job's checkpoint is the all-honest run's
     with Deployment(world.home) as dep:
         w = dep.compute.get_worker(liar)

@@ -13,8 +13,8 @@ from databright.market.datasets import dataset_id
 from databright.market.model_data import training_records
 from databright.market.units import format_wei
 
-EPOCHS = 3  # each step is 3 replicas × ~20 shard tasks: a short run keeps the demo quick
-LIAR = 0  # the local identity that lies (its results are off by one unit in the last place)
+EPOCHS = 2  # each step is 3 replicas × one task per shard the batch touches: keep the demo short
+LIAR = 0  # the first identity the plan gives work lies: one unit in the last place of a gradient
 
 
 def train_on_compute_market(dep: Deployment, acct: dict, price: int, royalty_bps: int,
@@ -22,7 +22,7 @@ def train_on_compute_market(dep: Deployment, acct: dict, price: int, royalty_bps
     """frank has the model trained by the compute market and registered with the coordinator's
     attestation; worker LIAR perturbs its gradients by one ULP."""
     n = len(distinct(training_records(dep, dataset_id(dep, "digits"))))
-    workers = workers_needed(n)  # no spares: every identity gets work, the liar too
+    workers = workers_needed(n) + 3  # the fewest the cap allows, and 3 spares
     say(f"• the compute market: a coordinator (software attestation, simulated) and {workers} "
         f"staked worker identities on this machine; each shard of at most 5% of the {n} items "
         "goes to three of them")

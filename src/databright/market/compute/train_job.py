@@ -49,15 +49,16 @@ SPARES = 3  # identities beyond the fewest a job needs, so a liar or a silent wo
 
 
 def workers_needed(n_items: int, cap_bps: int = 500, replicas: int = 3) -> int:
-    """The fewest fresh accounts that serve ``n_items`` under the cap: ``replicas`` per shard,
-    each shard at most the cap's items (60 when 5 % of the items is a whole number)."""
+    """The fewest fresh accounts that serve ``n_items`` under the cap: ``replicas`` answers per
+    item, at most the cap's items per account, so ⌈replicas · n / cap⌉ (60 when 5 % of the
+    items is a whole number); every one of them gets items."""
     from databright.compute.exposure import cap_items
 
     cap = cap_items(n_items, cap_bps)
     if cap == 0:
         raise UsageError(f"{n_items} items are too few for a cap of {cap_bps / 100:g}%: no "
                          "worker may see even one")
-    return replicas * -(-n_items // cap)
+    return -(-replicas * n_items // cap)
 JOB_SECONDS = 86_400  # a job's deadline on chain: a coordinator that never settles is cancelled
 Progress = Callable[[str, int, int], None]
 
@@ -173,7 +174,8 @@ def run_train_job(
 
     Args:
         workers: local identities (default: :func:`workers_needed` plus :data:`SPARES`).
-        faults: ``{identity index: fault mode}``: identities that lie (tests and benchmarks).
+        faults: ``{index: fault mode}``: the index-th identity the job's plan gives work lies
+            that way (tests, benchmarks, the demo).
         cap_bps: exposure cap per account (default and maximum: 500 = 5 %).
     """
     from databright.compute.board import TaskBoard
@@ -205,11 +207,20 @@ def run_train_job(
     clock = VirtualClock(LEASE_SECONDS + 1)
     holder: dict[str, Any] = {}
     board = TaskBoard(clock, spare=lambda task, account: holder["run"].spare(task, account))
-    executor = LocalExecutor([w.account for w in pool], _honest, dep.store.get,
-                             {identities[i].address: m for i, m in (faults or {}).items()},
-                             clock=clock)
+    executor = LocalExecutor([w.account for w in pool], _honest, dep.store.get, clock=clock)
+
+    def planned(run: Any) -> None:
+        holder["run"] = run
+        # fault INDEX names the INDEX-th identity the plan gives work (a spare never lies)
+        busy = {a for s in run.plan.shards for a in s.replicas}
+        working = [w.account for w in pool if w.account in busy]
+        for index, mode in (faults or {}).items():
+            if index >= len(working):
+                raise UsageError(f"--fault {index}: only {len(working)} identities have work")
+            executor.faults[working[index]] = mode
+
     done = execute_train(dep, consumer, coordinator, job_id, pool, board, executor,
-                         on_run=lambda run: holder.__setitem__("run", run), progress=progress)
+                         on_run=planned, progress=progress)
     info = dep.market.get_dataset(dataset_id(dep, dataset))
     model = checkpoint = None
     if register:
