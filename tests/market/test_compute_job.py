@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from databright.market.context import Deployment
-from tests.cli.conftest import Cli
+from tests.cli.conftest import PASSWORD, Cli
 
 FEE = 10**16  # the dataset's training fee (0.01 ETH)
 WORKERS = 75  # 95 training items, 4 items per account (5 %): 24 shards × 3 + 3 spares
@@ -196,3 +196,34 @@ def _distributed_of(cli, name: str) -> int:
 
         ds = dep.market.get_dataset(dataset_id(dep, name))
         return int(dep.token(ds.share_token).total_distributed())
+
+
+def test_an_unsettled_job_is_cancelled_by_its_consumer_after_its_deadline(world, honest):
+    from databright.market.compute.pool import workers_of
+    from databright.market.compute.train_job import submit_train_job
+
+    out, _ = honest
+    final = world("job", "cancel", str(out["job"]), as_="bob", code=7, json_out=False)
+    assert "already final" in final.stderr
+    with Deployment(world.home) as dep:  # a job escrowed that no coordinator runs
+        from databright.compute.scheduler import WorkerInfo
+
+        bob = dep.keystore.unlock("bob", PASSWORD)
+        pool = [WorkerInfo(w.account.lower(), w.determinism_class.removeprefix("0x"), w.min_fee)
+                for w in workers_of(dep) if w.status == "active"]
+        coordinator = dep.compute.get_job(out["job"]).coordinator
+        job_id, budget = submit_train_job(dep, bob, "digits", "small-cnn", coordinator, pool,
+                                          config={"epochs": 1})
+        owed = dep.compute.owed_of(bob.address)
+    assert world("job", "show", str(job_id))["status"] == "open"
+    assert job_id in [j["job_id"] for j in world("job", "list", "--dataset", "digits")]
+    early = world("job", "cancel", str(job_id), as_="bob", code=7, json_out=False)
+    assert "deadline" in early.stderr
+    other = world("job", "cancel", str(job_id), as_="alice", code=7, json_out=False)
+    assert "consumer" in other.stderr
+    world("dev", "advance", "25h")
+    done = world("job", "cancel", str(job_id), as_="bob")
+    assert int(done["refund_wei"]) == FEE + budget
+    with Deployment(world.home) as dep:
+        assert dep.compute.owed_of(bob.address) == owed + FEE + budget
+    assert world("job", "show", str(job_id))["status"] == "cancelled"
