@@ -11,8 +11,9 @@ A policy file is JSON a user edits (docs/attestation.md)::
       "allow_simulated": false                     # accept the software backend's evidence
     }
 
-Every field may be left out (the defaults above, and empty lists, which allow nothing); an unknown
-field is refused, so a typo never silently loosens or tightens a policy.
+Every field may be left out: the lists default to empty (nothing allowed), ``min_isv_svn`` to 0,
+``accepted_tcb_statuses`` to ``["UpToDate"]``, the switches to false. An unknown field is refused,
+so a typo never silently loosens or tightens a policy.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ _FIELDS = ("allowed_measurements", "allowed_signers", "min_isv_svn", "accepted_t
 
 @dataclass(frozen=True)
 class Policy:
-    """What evidence a verifier accepts. The defaults accept nothing but up-to-date hardware."""
+    """What evidence a verifier accepts. By default nothing: a policy names what it trusts."""
 
     allowed_measurements: tuple[str, ...] = ()
     allowed_signers: tuple[str, ...] = ()
