@@ -160,7 +160,7 @@ def feasible(n_items: int, accounts: list[str], held: dict[str, set[int]], cap: 
     return nx.maximum_flow_value(g, "s", "t") == 3 * n_items
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(cap=st.integers(1, 6), rest=st.integers(0, 19), spare=st.integers(-2, 12),
        data=st.data())
 def test_plan_exists_exactly_when_a_max_flow_says_so(cap: int, rest: int, spare: int,
