@@ -91,12 +91,12 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="20,000 tasks, 100 jobs a row")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", action="store_true", help="print one JSON document")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "collusion.json")
     args = ap.parse_args()
     result = run(20_000 if args.quick else args.trials, args.seed,
                  100 if args.quick else args.jobs)
-    out_dir = ROOT / "benchmarks" / "results"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "collusion.json").write_text(json.dumps(result, indent=1) + "\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
     if args.json:
         print(json.dumps(result))
         return
