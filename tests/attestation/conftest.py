@@ -12,8 +12,8 @@ from databright.attestation import software
 from databright.attestation.evidence import Evidence
 from databright.home import Home
 
-# The real quote lives beside the repository (../shared/fixtures/sgx-dcap), as CI lays it out.
-SGX_FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "sgx-dcap"
+# A real quote and its collateral, kept with the tests (see fixtures/sgx-dcap/README.md).
+SGX_FIXTURES = Path(__file__).resolve().parent / "fixtures" / "sgx-dcap"
 
 ADDRESS = "0x" + "5e" * 20
 NONCE = bytes(range(32))
