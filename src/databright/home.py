@@ -7,6 +7,9 @@ Layout (``$DATABRIGHT_HOME``, default ``~/.databright``)::
     store/             the local blob store (when the store URL is not remote)
     keystore/          encrypted key files (standard Ethereum keystore JSON), one per account
     index.sqlite       the SQLite index (when the DB URL is not remote)
+    compute/           the coordinator's enclave key, local worker identities' secret, the
+                       exposure ledger (exposure.sqlite) and job receipts (receipts/job-N.json)
+    attestation/       the software attestation backend's platform key (0600)
 """
 
 from __future__ import annotations

@@ -22,9 +22,14 @@ if TYPE_CHECKING:
 
 __all__ = ["Coordinator", "open_coordinator"]
 
-#: REPORTDATA nonce of the evidence registered on chain (a verifier asks a live coordinator for
-#: fresh evidence over its own nonce; the registered one binds the key to the code once)
-REGISTRATION_NONCE = b"\x00" * 32
+
+
+def registration_nonce(dep: Deployment) -> bytes:
+    """REPORTDATA nonce of the evidence registered on chain: bound to this chain and compute
+    market (a verifier asks a live coordinator for fresh evidence over its own nonce)."""
+    from databright.attestation.evidence import registration_nonce as nonce
+
+    return nonce(dep.compute.chain_id(), dep.compute.address)
 
 
 @dataclass(frozen=True)
@@ -61,7 +66,7 @@ def open_coordinator(
 
     enclave = enclave_key(dep.home)
     cfg = dict(config or {"backend": "software"})
-    evidence = software.produce(enclave.address, REGISTRATION_NONCE, cfg, home=dep.home)
+    evidence = software.produce(enclave.address, registration_nonce(dep), cfg, home=dep.home)
     cid = dep.store.put_bytes(evidence.to_bytes())
     try:
         info = dep.compute.get_coordinator(enclave.address)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from databright.errors import ContractNotFoundError, UsageError
-from databright.market.compute.coordinator import REGISTRATION_NONCE
+from databright.market.compute.coordinator import registration_nonce
 from databright.market.compute.receipts import MAX_RECEIPT_BYTES, ReceiptFile
 from databright.market.context import Deployment
 
@@ -57,13 +57,15 @@ def load_policy(path: str | Path | None, *, allow_simulated: bool = False) -> Po
 
 
 def verify_evidence_cid(
-    dep: Deployment, enclave: str, policy: Policy, *, nonce: bytes = REGISTRATION_NONCE,
+    dep: Deployment, enclave: str, policy: Policy, *, nonce: bytes | None = None,
     raw: bytes | None = None, now: int | None = None,
 ) -> tuple[bool, str, str | None]:
     """Check the evidence a coordinator registered on chain (or ``raw``, fresh evidence over
     ``nonce``): ``(ok, detail, kind)``."""
     from databright.attestation import verify_evidence
 
+    if nonce is None:
+        nonce = registration_nonce(dep)
     if raw is None:
         try:
             info = dep.compute.get_coordinator(enclave)
