@@ -22,7 +22,7 @@ def world(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def service(world):
-    from databright.market.compute.service import CoordinatorService
+    from databright.web.coordinator_service import CoordinatorService
 
     assert world("coordinator", "show")["registered"] is False
     with Deployment(world.home) as dep:

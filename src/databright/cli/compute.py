@@ -234,7 +234,7 @@ def serve_coordinator(
     import uvicorn
 
     from databright.home import Home
-    from databright.market.compute.service import CoordinatorService
+    from databright.web.coordinator_service import CoordinatorService
 
     with open_deployment(home) as dep:
         operator = signer(dep, as_)

@@ -1,4 +1,5 @@
-"""``databright coordinator serve``: the coordinator as a service for HTTP-pull workers.
+"""``databright coordinator serve``: the coordinator as a service for HTTP-pull workers (an HTTP
+service, so it lives in ``web``; the jobs it runs are ``market.compute``'s).
 
 The service publishes the workers' API (``docs/compute-protocol.md``) over one lease board and
 runs, one at a time, every open job on chain that names its enclave key: it plans the job over
