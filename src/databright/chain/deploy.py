@@ -47,6 +47,8 @@ def deploy_blueprint(chain: Chain, compiled: CompiledContract, deployer: LocalAc
 
 
 DEFAULT_CHALLENGE_PERIOD = 86_400  # seconds a payee has to close a channel its payer reclaims
+DEFAULT_MIN_STAKE = 10**16  # wei a compute worker stakes at least (0.01 ETH)
+DEFAULT_COOLDOWN = 3_600  # seconds a leaving worker waits before its stake is returned
 
 
 def deploy_market(
@@ -55,29 +57,40 @@ def deploy_market(
     cache_dir: Path | str | None = None,
     *,
     challenge_period: int = DEFAULT_CHALLENGE_PERIOD,
+    min_stake: int = DEFAULT_MIN_STAKE,
+    cooldown: int = DEFAULT_COOLDOWN,
 ) -> dict[str, str]:
-    """Deploy the ShareToken blueprint, a DataMarket that makes its tokens from it, and a
-    ModelRegistry that reads the market's dataset terms (the deployer owns the registry).
+    """Deploy the ShareToken blueprint, a DataMarket that makes its tokens from it, a
+    ModelRegistry that reads the market's dataset terms (the deployer owns the registry) and a
+    ComputeMarket over the same terms (no owner).
 
     Args:
         chain: where to deploy.
         deployer_account: pays for the deployments.
         cache_dir: compile cache (default: see :func:`~databright.chain.compile.default_cache_dir`).
         challenge_period: the registry's channel challenge window in seconds.
+        min_stake: the compute market's least worker stake (wei).
+        cooldown: seconds the compute market keeps a leaving worker's stake.
 
     Returns:
-        ``{"DataMarket": …, "ShareTokenBlueprint": …, "ModelRegistry": …}`` (addresses).
+        ``{"DataMarket": …, "ShareTokenBlueprint": …, "ModelRegistry": …, "ComputeMarket": …}``
+        (addresses).
     """
     token = compile_contract("ShareToken", cache_dir)
     market = compile_contract("DataMarket", cache_dir)
     registry = compile_contract("ModelRegistry", cache_dir)
+    compute = compile_contract("ComputeMarket", cache_dir)
     blueprint = deploy_blueprint(chain, token, deployer_account)
     market_address = deploy_contract(chain, market, deployer_account, blueprint)
     registry_address = deploy_contract(
         chain, registry, deployer_account, market_address, int(challenge_period)
     )
+    compute_address = deploy_contract(
+        chain, compute, deployer_account, market_address, int(min_stake), int(cooldown)
+    )
     return {
         "DataMarket": market_address,
         "ShareTokenBlueprint": blueprint,
         "ModelRegistry": registry_address,
+        "ComputeMarket": compute_address,
     }

@@ -8,6 +8,7 @@ import typer
 
 from databright.cli import (
     accounts,
+    compute,
     data,
     datasets,
     dev,
@@ -53,6 +54,11 @@ models.model_app.command("show")(impact.show_model)
 models.model_app.command("serve")(predictions.serve)
 app.command("predict")(predictions.predict)
 app.add_typer(predictions.channel_app, name="channel")
+app.add_typer(compute.compute_app, name="compute")
+app.add_typer(compute.job_app, name="job")
+app.add_typer(compute.receipt_app, name="receipt")
+app.add_typer(compute.coordinator_app, name="coordinator")
+app.add_typer(compute.worker_app, name="worker")
 
 
 def _register_demo() -> None:

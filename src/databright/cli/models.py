@@ -20,6 +20,7 @@ from databright.cli.common import (
     progress_wanted,
     signer,
 )
+from databright.errors import UsageError
 from databright.market import models as svc
 from databright.market.training import train_model
 from databright.market.units import format_wei, parse_fraction_bps, parse_wei
@@ -63,6 +64,9 @@ def train(
     name: Annotated[str | None, typer.Option(help="Model name with --register [default: DATASET-FAMILY].")] = None,
     price: Annotated[str, typer.Option(help="Price per prediction with --register (eth, gwei, wei).")] = "0.001eth",
     royalty: Annotated[str | None, typer.Option(help="Share of prediction revenue paid to the shareholders [default: the dataset's floor].")] = None,
+    compute: Annotated[str, typer.Option("--compute", help="Where to train: 'here' (this process) or 'local' (the compute market: a coordinator and --workers worker identities on this machine, triple modular redundancy, paid on chain).")] = "here",
+    workers: Annotated[int, typer.Option(help="Worker identities with --compute local (3 per shard, each shard at most 5% of the items).")] = 60,
+    fault: Annotated[list[str] | None, typer.Option("--fault", hidden=True, help="INDEX:MODE: local worker INDEX lies (tests and benchmarks).")] = None,
     home: HomeOpt = None,
     json_out: JsonOpt = False,
     as_: AsOpt = None,
@@ -73,6 +77,22 @@ def train(
         config["epochs"] = epochs
     royalty_bps = parse_fraction_bps(royalty) if royalty is not None else None
     price_wei = parse_wei(price, default_unit="eth")
+    if compute not in ("here", "local"):
+        raise UsageError(f"--compute is 'here' or 'local', not {compute!r}")
+    if compute == "local":
+        if model is not None or snapshot is not None:
+            raise UsageError("--compute local trains a new model on every entry: "
+                             "--model and --snapshot are not supported with it")
+        from databright.market.compute.train_job import run_train_job
+
+        faults = _faults(fault or [])
+        with open_deployment(home) as dep, _progress_bar(progress_wanted(json_out)) as progress:
+            job = run_train_job(dep, signer(dep, as_), dataset, family, config=config,
+                                workers=workers, faults=faults, register=register, name=name,
+                                price_per_prediction=price_wei, royalty_bps=royalty_bps,
+                                progress=progress)
+        emit(job, json_out, _job_human)
+        return
     with open_deployment(home) as dep, _progress_bar(progress_wanted(json_out)) as progress:
         sender = signer(dep, as_) if register or model is not None else None
         out = train_model(dep, sender, dataset, family, config=config, snapshot=snapshot,
@@ -80,6 +100,35 @@ def train(
                           price_per_prediction=price_wei, royalty_bps=royalty_bps,
                           progress=progress)
     emit(out, json_out, _train_human)
+
+
+def _faults(specs: list[str]) -> dict[int, str]:
+    out: dict[int, str] = {}
+    for spec in specs:
+        index, sep, mode = spec.partition(":")
+        if not sep or not index.isdigit():
+            raise UsageError(f"--fault is INDEX:MODE, not {spec!r}")
+        out[int(index)] = mode
+    return out
+
+
+def _job_human(d: dict[str, Any]) -> None:
+    console.print(
+        f"job #{d['job']}: trained {d['family']} on {d['workers']} workers ({d['tasks']} tasks "
+        f"under TMR, {d['recomputed']} recomputed by the coordinator) in {d['seconds']:.1f}s: "
+        f"validation accuracy {d['accuracy']:.2%}")
+    console.print(f"checkpoint {d['cid']} (sha256 {d['sha256']})")
+    console.print(f"max exposure {d['max_exposure']:.2%} of the items per worker (cap "
+                  f"{d['cap']:.0%}); workers paid {format_wei(int(d['fees_paid_wei']))}; "
+                  f"training fee {format_wei(int(d['training_fee_wei']))} to the shareholders")
+    for liar in d["liars"]:
+        console.print(f"liar caught and slashed: {liar}")
+    console.print(f"receipt {d['receipt']} (verify: databright receipt verify {d['receipt']})")
+    m, cp = d.get("model"), d.get("checkpoint")
+    if m and cp:
+        state = f"attested by {cp['attestor']}" if cp["attestor"] else "self-reported"
+        console.print(f"model #{m['model_id']} {m['name']!r}: checkpoint {cp['checkpoint']}, "
+                      f"{state}")
 
 
 def _train_human(d: dict[str, Any]) -> None:

@@ -92,6 +92,9 @@ def dividends(home: HomeOpt = None, json_out: JsonOpt = False, as_: AsOpt = None
         if d["registry_wei"]:
             console.print(f"model registry (prediction revenue, channel refunds): "
                           f"{format_wei(d['registry_wei'])}")
+        if d["compute_wei"]:
+            console.print(f"compute market (worker fees, job refunds, slashed stakes): "
+                          f"{format_wei(d['compute_wei'])}")
         console.print(f"total withdrawable: {format_wei(d['total_wei'])}")
 
     emit(out, json_out, human)

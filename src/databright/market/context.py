@@ -14,6 +14,7 @@ from databright.home import Config, Home
 
 if TYPE_CHECKING:
     from databright.chain.accounts import Keystore
+    from databright.chain.compute_market import ComputeMarket
     from databright.chain.data_market import DataMarket
     from databright.chain.model_registry import ModelRegistry
     from databright.chain.provider import Chain
@@ -87,6 +88,18 @@ class Deployment:
                 "`databright init --market ADDRESS --registry ADDRESS` in a new home"
             )
         return ModelRegistry(self.chain, address)
+
+    @cached_property
+    def compute(self) -> ComputeMarket:
+        from databright.chain.compute_market import ComputeMarket
+
+        address = self.config.contracts.get("ComputeMarket")
+        if not address:
+            raise ConfigError(
+                f"the home at {self.home.path} names no ComputeMarket contract: homes created "
+                "before the compute market have none; create a new home with `databright init`"
+            )
+        return ComputeMarket(self.chain, address)
 
     def token(self, address: str) -> ShareToken:
         """The ShareToken wrapper at ``address`` (cached)."""

@@ -142,6 +142,7 @@ class Withdrawable:
     refund_wei: int
     registry_wei: int
     total_wei: int
+    compute_wei: int = 0
 
 
 def _registry_owed(dep: Deployment, address: str) -> int:
@@ -149,6 +150,13 @@ def _registry_owed(dep: Deployment, address: str) -> int:
     if not dep.config.contracts.get("ModelRegistry"):
         return 0
     return dep.registry.owed_of(address)
+
+
+def _compute_owed(dep: Deployment, address: str) -> int:
+    """Wei the home's ComputeMarket credits ``address`` (worker fees, refunds, slashed stakes)."""
+    if not dep.config.contracts.get("ComputeMarket"):
+        return 0
+    return dep.compute.owed_of(address)
 
 
 def withdraw(dep: Deployment, sender: Any) -> Withdrawal:
@@ -171,6 +179,10 @@ def withdraw(dep: Deployment, sender: Any) -> Withdrawal:
     if credited:
         amount, _ = dep.registry.withdraw(sender)
         paid.append(Payout(None, "model registry", amount))
+    computed = _compute_owed(dep, sender.address)
+    if computed:
+        amount, _ = dep.compute.withdraw(sender)
+        paid.append(Payout(None, "compute market", amount))
     return Withdrawal(sender.address, paid, sum(p.amount_wei for p in paid))
 
 
@@ -197,5 +209,7 @@ def pending(dep: Deployment, address: str) -> Withdrawable:
             rows.append(DividendsWaiting(held.dataset, owed, held.withdrawn_wei))
     refund = dep.market.refund_of(address)
     credited = _registry_owed(dep, address)
+    computed = _compute_owed(dep, address)
     return Withdrawable(address, rows, refund, credited,
-                        refund + credited + sum(r.dividends_wei for r in rows))
+                        refund + credited + computed + sum(r.dividends_wei for r in rows),
+                        computed)

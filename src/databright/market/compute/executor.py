@@ -1,0 +1,142 @@
+"""The embedded executor: many worker identities in this process, pulling from the lease board
+exactly as HTTP workers do (lease, fetch only leased blobs, compute, commit, then reveal).
+
+Identities share the process but not their answers: each computes its own result from its own
+lease, and the board's commit-before-reveal rule applies to them as to remote workers. A fault
+mode (tests, benchmarks, the demo) makes one identity lie in a chosen way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Protocol
+
+from databright.compute.board import BoardError
+from databright.errors import UsageError
+
+if TYPE_CHECKING:
+    from databright.compute.board import TaskBoard
+
+__all__ = ["FAULT_MODES", "Executor", "LocalExecutor", "RemoteExecutor", "VirtualClock"]
+
+#: every fault mode a worker can be told to play (hidden CLI flag, tests and benchmarks only)
+FAULT_MODES = ("1ulp", "scale", "noise", "signflip", "stale", "zeros", "copy", "silent")
+
+Compute = Callable[[bytes, Callable[[str], bytes]], bytes]
+
+
+class Executor(Protocol):
+    """What moves tasks between the board and the workers."""
+
+    def pump(self, board: TaskBoard) -> int:
+        """Serve what can be served now; how many leases or reveals were answered."""
+
+    def idle(self) -> None:
+        """Nothing moved: wait (remote workers) or let time pass (in-process)."""
+
+
+class VirtualClock:
+    """The board's clock for in-process workers: it jumps past the lease time when every
+    identity has answered what it will (nobody else can answer, so waiting is pointless)."""
+
+    def __init__(self, step: float) -> None:
+        self.now = 0.0
+        self.step = step
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class RemoteExecutor:
+    """Workers in other processes pull over HTTP: the coordinator only waits for them."""
+
+    def __init__(self, poll_seconds: float = 0.005) -> None:
+        self.poll_seconds = poll_seconds
+
+    def pump(self, board: TaskBoard) -> int:
+        return 0
+
+    def idle(self) -> None:
+        time.sleep(self.poll_seconds)
+
+
+class LocalExecutor:
+    """Worker identities (addresses) served in-process by ``compute(spec_bytes, fetch)``.
+
+    Args:
+        accounts: the identities' addresses.
+        compute: what an honest worker runs on a task's spec bytes.
+        fetch: the coordinator's blob fetcher (the executor restricts it to each lease's CIDs).
+        faults: ``{address: mode}`` for identities that lie.
+    """
+
+    def __init__(
+        self,
+        accounts: Iterable[str],
+        compute: Compute,
+        fetch: Callable[[str], bytes],
+        faults: Mapping[str, str] | None = None,
+        clock: VirtualClock | None = None,
+    ) -> None:
+        self.accounts = [a for a in accounts]
+        self._compute = compute
+        self._fetch = fetch
+        self.faults = {a.lower(): m for a, m in (faults or {}).items()}
+        bad = sorted(set(self.faults.values()) - set(FAULT_MODES))
+        if bad:
+            raise UsageError(f"unknown fault mode(s) {bad}: use one of {', '.join(FAULT_MODES)}")
+        self.clock = clock
+        self._last: dict[str, bytes] = {}  # per account: its previous result (stale, copy)
+        self._pending: dict[tuple[str, str], bytes] = {}  # (account, lease) → payload to reveal
+
+    def pump(self, board: TaskBoard) -> int:
+        """Let every identity take and answer what the board offers it now; returns how many
+        leases were answered (0 when nothing is left for these identities)."""
+        from databright.compute.faults import perturb
+
+        answered = 0
+        for account in self.accounts:
+            while (lease := board.lease(account)) is not None:
+                mode = self.faults.get(account.lower())
+                if mode == "silent":
+                    continue  # takes the lease and never answers: it expires
+                allowed = board.allowed_cids(account)
+
+                def fetch(cid: str, _allowed: set[str] = allowed) -> bytes:
+                    if cid not in _allowed:
+                        raise UsageError(f"blob {cid} is not in this worker's leases")
+                    return self._fetch(cid)
+
+                if mode == "copy" and account.lower() in self._last:
+                    payload = self._last[account.lower()]  # answers without computing
+                else:
+                    payload = self._compute(lease.spec, fetch)
+                    if mode not in (None, "copy"):
+                        seed = int.from_bytes(hashlib.sha256(lease.lease_id.encode()).digest()[:4],
+                                              "big")
+                        payload = perturb(payload, mode, rng_seed=seed,
+                                          previous=self._last.get(account.lower()))
+                self._last[account.lower()] = payload
+                board.commit(account, lease.lease_id, hashlib.sha256(payload).hexdigest())
+                self._pending[(account, lease.lease_id)] = payload
+                answered += 1
+        for (account, lease_id), payload in list(self._pending.items()):
+            try:
+                board.reveal(account, lease_id, payload)
+            except BoardError as exc:
+                if exc.code == "reveal_too_early":
+                    continue  # the other replicas have not committed yet: next pump
+                # expired or removed lease: the worker loses only that lease
+            del self._pending[(account, lease_id)]
+            answered += 1
+        return answered
+
+    def idle(self) -> None:
+        if self.clock is not None:
+            self.clock.now += self.clock.step  # silent leases expire; their tasks get spares
+
+    def has_pending(self) -> bool:
+        """Whether some identity holds a committed result it could not reveal yet."""
+        return bool(self._pending)
