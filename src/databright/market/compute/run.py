@@ -120,13 +120,18 @@ class _Run:
         results = {a.lower(): p for a, p in results.items()}
         shapes = self._shapes(spec)
         digests: dict[str, str | None] = {}
+        checked: dict[str, bool] = {}  # digest → well-formed (the same bytes are checked once)
         valid = True
         for account, payload in results.items():
-            digests[account] = result_digest(payload)
-            try:
-                check_result(payload, spec.job, spec.task, shapes)
-            except DataBrightError:
-                valid = False  # a malformed answer is a wrong answer: never accepted unchecked
+            sha = digests[account] = result_digest(payload)
+            if sha not in checked:
+                try:
+                    check_result(payload, spec.job, spec.task, shapes)
+                    checked[sha] = True
+                except DataBrightError:
+                    checked[sha] = False
+            # a malformed answer is a wrong answer: never accepted unchecked
+            valid = valid and checked[sha]
         mine: dict[str, bytes] = {}
 
         def recompute() -> str:
