@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from databright.compute.exposure import (
     MAX_CAP_BPS,
@@ -162,3 +164,21 @@ def test_two_coordinators_racing_for_the_same_headroom(tmp_path: Path) -> None:
         t.join()
     assert ledgers[0].items(ALICE, 1) == set(accepted[0]) | set(accepted[1])
     assert len(accepted[0]) + len(accepted[1]) == 100
+
+
+@settings(max_examples=60, deadline=None)
+@given(sends=st.lists(st.tuples(st.sampled_from([ALICE, BOB]),
+                                st.lists(st.integers(0, 79), max_size=4)), max_size=6))
+def test_a_batch_records_what_its_sends_would_one_by_one_or_nothing(sends) -> None:
+    batch, single = ExposureLedger(":memory:"), ExposureLedger(":memory:")
+    batch.record(BOB, 1, [0], n_items=80, cap_bps=500)
+    single.record(BOB, 1, [0], n_items=80, cap_bps=500)
+    try:
+        want = [single.record(a, 1, i, n_items=80, cap_bps=500) for a, i in sends]
+    except CapExceededError:
+        with pytest.raises(CapExceededError):  # one send over the cap: the batch records nothing
+            batch.record_many(sends, 1, n_items=80, cap_bps=500)
+        assert batch.holdings(1) == {BOB: {0}}
+        return
+    assert batch.record_many(sends, 1, n_items=80, cap_bps=500) == want
+    assert batch.holdings(1) == single.holdings(1)

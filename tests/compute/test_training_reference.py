@@ -256,3 +256,28 @@ def test_efficientnet_head_workers_embed_their_own_items(store):
     assert a.to_bytes() == b.to_bytes()
     assert a.extra["weights_sha256"] == fit.extra["weights_sha256"]
     assert a.program_digest != fit.program_digest
+
+
+def test_a_fine_tune_starts_from_the_checkpoint_as_family_fit_does(row_data, store):
+    train, val = row_data
+    mlp = get_family("mlp")
+    base = mlp.fit(train[:30], val, MLP).checkpoint
+    tuned = fit_decomposed("mlp", {"epochs": 1, "seed": 3}, train[30:], val, lambda r: 0,
+                           store=store, init=base).checkpoint
+    fit = mlp.fit(train[30:], val, {"epochs": 1, "seed": 3}, init=base).checkpoint
+    assert all(torch.equal(tuned.tensors[k], fit.tensors[k]) for k in fit.tensors)
+    assert torch.equal(tuned.tensors["prep.sd"], base.tensors["prep.sd"])  # kept, not refit
+    assert tuned.config["hidden"] == base.config["hidden"]
+    with pytest.raises(UsageError, match="keeps the architecture"):
+        Trainer("mlp", {"hidden": 9}, train[30:], val, lambda r: 0, init=base)
+
+
+def test_every_item_needs_a_shard(cnn_data):
+    train, val = cnn_data
+    partial = dict(list(three_shards(train).items())[1:])
+    with pytest.raises(UsageError, match="is in no shard"):
+        Trainer("small-cnn", CNN, train, val, partial)
+    with pytest.raises(UsageError, match="not an integer"):
+        Trainer("small-cnn", CNN, train, val, lambda r: -1)
+    with pytest.raises(UsageError, match="both training and validation"):
+        Trainer("small-cnn", CNN, train, train[:3], three_shards(train))

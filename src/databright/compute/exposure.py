@@ -164,35 +164,58 @@ class ExposureLedger:
         Returns:
             The account's exposure to the dataset afterwards.
         """
-        acc, ds = normalize_account(account), str(dataset)
+        return self.record_many([(account, indices)], dataset, n_items=n_items,
+                                cap_bps=cap_bps)[0]
+
+    def record_many(self, sends: Iterable[tuple[str, Iterable[int]]], dataset: DatasetId, *,
+                    n_items: int, cap_bps: int) -> list[int]:
+        """:meth:`record` for several ``(account, indices)`` sends in one transaction (one
+        durable commit, ~8 ms with ``synchronous=FULL``, instead of one per send).
+
+        All or nothing: if any account would go over the cap, nothing is recorded and
+        :class:`CapExceededError` names the first such account.
+
+        Returns:
+            Each send's account's exposure to the dataset after it, in order.
+        """
+        ds = str(dataset)
+        listed = [(normalize_account(account), list(indices)) for account, indices in sends]
         limit = cap_items(n_items, cap_bps)
-        wanted = list(indices)
-        for i in wanted:
-            if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < n_items:
-                raise UsageError(f"item index {i!r} is not in 0..{n_items - 1} of dataset {ds}")
-        mask = bitmap_of(wanted)
+        masks: list[tuple[str, int]] = []
+        for acc, wanted in listed:
+            for i in wanted:
+                if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < n_items:
+                    raise UsageError(
+                        f"item index {i!r} is not in 0..{n_items - 1} of dataset {ds}")
+            masks.append((acc, bitmap_of(wanted)))
+        counts: list[int] = []
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                old = self._bitmap(acc, ds)
-                new = old | mask
-                count = new.bit_count()
-                if count > limit:
-                    raise CapExceededError(
-                        f"refused: account {acc} would hold {count} distinct items of dataset "
-                        f"{ds}, over its cap of {limit} ({cap_bps} bps of {n_items} items)",
-                        account=acc, dataset=ds, would_hold=count, limit=limit)
-                if new != old:
-                    blob = new.to_bytes((new.bit_length() + 7) // 8, "little")
-                    self._db.execute(
-                        "INSERT INTO exposure (account, dataset, items, count) VALUES (?,?,?,?) "
-                        "ON CONFLICT (account, dataset) DO UPDATE SET items = excluded.items, "
-                        "count = excluded.count", (acc, ds, blob, count))
+                held: dict[str, int] = {}
+                for acc, mask in masks:
+                    old = held[acc] if acc in held else self._bitmap(acc, ds)
+                    new = old | mask
+                    count = new.bit_count()
+                    if count > limit:
+                        raise CapExceededError(
+                            f"refused: account {acc} would hold {count} distinct items of "
+                            f"dataset {ds}, over its cap of {limit} ({cap_bps} bps of {n_items} "
+                            "items)", account=acc, dataset=ds, would_hold=count, limit=limit)
+                    if new != old:
+                        blob = new.to_bytes((new.bit_length() + 7) // 8, "little")
+                        self._db.execute(
+                            "INSERT INTO exposure (account, dataset, items, count) "
+                            "VALUES (?,?,?,?) ON CONFLICT (account, dataset) DO UPDATE SET "
+                            "items = excluded.items, count = excluded.count",
+                            (acc, ds, blob, count))
+                    held[acc] = new
+                    counts.append(count)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-        return count
+        return counts
 
     # -- lifetime ------------------------------------------------------------------------------
 

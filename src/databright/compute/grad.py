@@ -12,7 +12,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import struct
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +41,7 @@ __all__ = [
     "MAX_RESULT_BYTES",
     "RESULT_FORMAT",
     "check_result",
+    "clear_caches",
     "code_digest",
     "determinism_class_digest",
     "grad_shapes",
@@ -60,8 +64,10 @@ TASK_CODE = ("grad.py", "spec.py")
 Fetch = Callable[[str], bytes]
 
 
+@functools.cache
 def determinism_class_digest(threads: int) -> str:
-    """Hex sha256 of this machine's determinism class at ``threads`` threads."""
+    """Hex sha256 of this machine's determinism class at ``threads`` threads (fixed for the
+    life of a process: torch build and CPU capability do not change under it)."""
     return sha256_hex(canonical_json(determinism_class(threads)).encode("utf-8"))
 
 
@@ -75,16 +81,80 @@ def code_digest(names: tuple[str, ...]) -> str:
     return h.hexdigest()
 
 
+_PROGRAMS: dict[tuple[str, str, tuple[str, ...]], str] = {}
+
+
 def task_program_digest(family: Family, cfg: TrainConfig) -> str:
     """The digest of the gradient program a task runs: the family, its config, the training
-    code and the task code. A worker whose code differs computes another digest and refuses."""
-    return program_digest(family.name, cfg,
-                          [*family.digest_inputs(), f"grad-task:{code_digest(TASK_CODE)}"])
+    code and the task code. A worker whose code differs computes another digest and refuses.
+
+    Computed once per (family, config) a process: the code it hashes is the code the process
+    has imported, which does not change under it."""
+    inputs = (*family.digest_inputs(), f"grad-task:{code_digest(TASK_CODE)}")
+    key = (family.name, canonical_json(cfg.to_dict()), inputs)
+    digest = _PROGRAMS.get(key)
+    if digest is None:
+        digest = _PROGRAMS[key] = program_digest(family.name, cfg, list(inputs))
+    return digest
 
 
 def result_digest(payload: bytes) -> str:
     """The sha256 (hex) replicas' results are compared by."""
     return sha256_hex(payload)
+
+
+class _Lru:
+    """A small least-recently-used map (a worker sees one weights blob a step and one network
+    per job, so a handful of entries is enough)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[Any, Any] = OrderedDict()
+
+    def get(self, key: Any) -> Any:
+        value = self._items.get(key)
+        if value is not None:
+            self._items.move_to_end(key)
+        return value
+
+    def put(self, key: Any, value: Any) -> None:
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.put(key, value)
+
+    def clear(self) -> None:
+        self._items.clear()
+
+
+@dataclass
+class _Net:
+    """A network built once under a task's seed, reused with each task's weights loaded.
+
+    ``before`` is the CPU RNG state the network was built from and ``after`` the state its
+    construction left: a task that starts from ``before`` continues from ``after``, exactly as
+    if it had built the network itself."""
+
+    module: torch.nn.Module
+    before: torch.Tensor
+    after: torch.Tensor
+
+
+_LOCK = threading.Lock()  # one task at a time uses the cached networks
+_WEIGHTS = _Lru(4)  # verified sha256 → parsed, validated checkpoint
+_NETS = _Lru(8)  # (family, config, extra, labels, seed) → _Net
+_DECODED = _Lru(8192)  # (item CID, mode, size) → decoded input row, filled after the CID check
+
+
+def clear_caches() -> None:
+    """Forget the parsed weights and built networks this process keeps."""
+    with _LOCK:
+        _WEIGHTS.clear()
+        _NETS.clear()
+        _DECODED.clear()
 
 
 def run_task(spec: TaskSpec, fetch: Fetch, *, cache: EmbeddingCache | None = None) -> bytes:
@@ -102,6 +172,12 @@ def run_task(spec: TaskSpec, fetch: Fetch, *, cache: EmbeddingCache | None = Non
     Raises:
         DeterminismClassError: this machine is of another class than the spec names.
         TaskError: unknown program, weights that are not the task's, unusable items.
+
+    The fixed costs of a task are paid once per process: a weights blob is parsed and
+    validated once per verified sha256, an image item is decoded once per CID (small-cnn,
+    after its loader verified it), and the network is built once per (family, config, labels,
+    seed) and given each task's weights, with the RNG state its construction left; the bytes
+    are those of building everything afresh.
     """
     local = determinism_class_digest(spec.threads)
     if spec.determinism_class != local:
@@ -113,31 +189,62 @@ def run_task(spec: TaskSpec, fetch: Fetch, *, cache: EmbeddingCache | None = Non
     if spec.program_digest != task_program_digest(family, cfg):
         raise TaskError(f"task {spec.task} names program {spec.program_digest[:16]}…, which this "
                         "worker does not hold (other training or task code)")
-    weights = _weights(spec, fetch, family, cfg)
-    prep, extra = init_prep(weights)
-    records = [Record(i.cid, i.label, i.media_type, functools.partial(fetch, i.cid))
-               for i in spec.items]
-    index = {label: k for k, label in enumerate(spec.labels)}
-    with deterministic(spec.seed, spec.threads):
-        try:
-            x = family.inputs(cfg, records, prep, extra, context(cache))
-        except DataBrightError as exc:
-            raise TaskError(f"task {spec.task}: {exc}") from exc
-        y = torch.tensor([index[i.label] for i in spec.items], dtype=torch.int64)
-        net = family.initial_network(cfg, extra, spec.labels, weights)
-        net.train()
-        loss = F.cross_entropy(net(x), y, reduction="sum") / spec.divisor
-        loss.backward()  # type: ignore[no-untyped-call]
-        grads = {}
-        for name, p in net.named_parameters():
-            g = p.grad if p.grad is not None else torch.zeros_like(p)
-            grads[f"grad.{name}"] = g.detach().contiguous()
+    with _LOCK:
+        weights = _weights(spec, fetch, family, cfg)
+        prep, extra = init_prep(weights)
+        records = [Record(i.cid, i.label, i.media_type, functools.partial(fetch, i.cid))
+                   for i in spec.items]
+        index = {label: k for k, label in enumerate(spec.labels)}
+        with deterministic(spec.seed, spec.threads):
+            ctx = context(cache)
+            ctx.extra["decoded"] = _DECODED
+            try:
+                x = family.inputs(cfg, records, prep, extra, ctx)
+            except DataBrightError as exc:
+                raise TaskError(f"task {spec.task}: {exc}") from exc
+            y = torch.tensor([index[i.label] for i in spec.items], dtype=torch.int64)
+            net = _network(spec, family, cfg, extra, weights)
+            net.train()
+            loss = F.cross_entropy(net(x), y, reduction="sum") / spec.divisor
+            loss.backward()  # type: ignore[no-untyped-call]
+            grads = {}
+            for name, p in net.named_parameters():
+                g = p.grad if p.grad is not None else torch.zeros_like(p)
+                grads[f"grad.{name}"] = g.detach().contiguous()
+                p.grad = None  # the next task's gradient starts from nothing
     return write_payload(grads, {"format": RESULT_FORMAT, "job": spec.job, "task": spec.task})
+
+
+def _network(spec: TaskSpec, family: Family, cfg: TrainConfig, extra: dict[str, Any],
+             weights: Checkpoint) -> torch.nn.Module:
+    """``family.initial_network(cfg, extra, spec.labels, weights)`` under the current RNG,
+    from the cache when the RNG is where the cached network was built from."""
+    gen = torch.default_generator
+    key = (family.name, canonical_json(cfg.to_dict()), canonical_json(extra), spec.labels,
+           spec.seed)
+    cached: _Net | None = _NETS.get(key)
+    if cached is not None and torch.equal(gen.get_state(), cached.before):
+        gen.set_state(cached.after)
+        for p in cached.module.parameters():
+            p.grad = None
+        cached.module.load_state_dict({k[4:]: v for k, v in weights.tensors.items()
+                                       if k.startswith("net.")})
+        return cached.module
+    before = gen.get_state()
+    net = family.initial_network(cfg, extra, spec.labels, weights)
+    _NETS.put(key, _Net(net, before, gen.get_state()))
+    return net
 
 
 def _weights(spec: TaskSpec, fetch: Fetch, family: Family, cfg: TrainConfig) -> Checkpoint:
     data = fetch(spec.weights.cid)
-    weights = checkpoint_from_bytes(data, spec.weights.sha256)  # hashed before it is parsed
+    digest = sha256_hex(data)  # hashed before anything is parsed or reused
+    weights: Checkpoint | None = _WEIGHTS.get(digest)
+    if weights is None:
+        weights = checkpoint_from_bytes(data, spec.weights.sha256)
+        _WEIGHTS.put(digest, weights)
+    elif digest != spec.weights.sha256.lower().removeprefix("0x"):
+        weights = checkpoint_from_bytes(data, spec.weights.sha256)  # raises: not the task's
     if weights.family != family.name or weights.labels != spec.labels:
         raise TaskError(f"task {spec.task}: the weights are a {weights.family} network over "
                         f"{len(weights.labels)} labels, not the task's")

@@ -61,6 +61,15 @@ class _Run:
         self.ledger.record(account, self.key, items, n_items=self.n_items, cap_bps=self.cap_bps)
         self._sent.add((account, shard))
 
+    def _send_all(self, pairs: list[tuple[str, int]]) -> None:
+        """:meth:`_send` for a step's replicas in one durable ledger transaction."""
+        new = list(dict.fromkeys(p for p in pairs if p not in self._sent))
+        if not new:
+            return
+        self.ledger.record_many([(a, self.plan.shards[s].items) for a, s in new], self.key,
+                                n_items=self.n_items, cap_bps=self.cap_bps)
+        self._sent.update(new)
+
     def spare(self, task_id: str, failed: str) -> str | None:
         failed = failed.lower()
         shard = self._shard_of_task[task_id]
@@ -81,13 +90,13 @@ class _Run:
     def step(self, specs: Mapping[int, TaskSpec], executor: Executor) -> dict[int, bytes]:
         """Run one step's tasks to their verdicts; the accepted payload per shard."""
         accepted: dict[int, bytes] = {}
+        # every replica's items are recorded (one commit) before any task of the step is offered
+        self._send_all([(a, shard) for shard in specs for a in self.replicas[shard]])
         for shard, spec in specs.items():
             reps = self.replicas[shard]
             if not reps:  # every replica lied and none can be replaced: the coordinator computes
                 accepted[shard] = self._judge(spec, shard, {})
                 continue
-            for account in reps:
-                self._send(account, shard)
             cids = frozenset({spec.weights.cid, *(i.cid for i in spec.items)})
             self._shard_of_task[spec.task] = shard
             self.board.post(spec.task, spec.to_bytes(), cids, tuple(reps), LEASE_SECONDS)
@@ -114,13 +123,18 @@ class _Run:
         results = {a.lower(): p for a, p in results.items()}
         shapes = self._shapes(spec)
         digests: dict[str, str | None] = {}
+        checked: dict[str, bool] = {}  # digest → well-formed (the same bytes are checked once)
         valid = True
         for account, payload in results.items():
-            digests[account] = result_digest(payload)
-            try:
-                check_result(payload, spec.job, spec.task, shapes)
-            except DataBrightError:
-                valid = False  # a malformed answer is a wrong answer: never accepted unchecked
+            sha = digests[account] = result_digest(payload)
+            if sha not in checked:
+                try:
+                    check_result(payload, spec.job, spec.task, shapes)
+                    checked[sha] = True
+                except DataBrightError:
+                    checked[sha] = False
+            # a malformed answer is a wrong answer: never accepted unchecked
+            valid = valid and checked[sha]
         mine: dict[str, bytes] = {}
 
         def recompute() -> str:
