@@ -54,6 +54,7 @@ class _Run:
         self.tasks = 0
         self.recomputed = 0
         self.stand_ins = 0  # replica slots the coordinator fills itself (no spare under the cap)
+        self.reissued: dict[str, int] = {}  # per account: its leases dropped at their deadline
         self.chain = VerdictChain()
         self.clock = _Clock()
         self.board = TaskBoard(self.clock, spare=self._spare)
@@ -73,6 +74,7 @@ class _Run:
     def _spare(self, task_id: str, failed: str) -> str | None:
         shard = self._shard_of_task[task_id]
         self._failed.setdefault(shard, set()).add(failed)
+        self.reissued[failed] = self.reissued.get(failed, 0) + 1
         exclude = self.banned | self._failed[shard] | set(self.replicas[shard])
         account = self.plan.spare(shard, exclude=exclude)
         if account is None:

@@ -80,6 +80,7 @@ class JobOutcome:
             "accuracy": self.accuracy_bps / 10_000, "validation_items":
                 t.evaluation.total if t else None,
             "tasks": body["tasks"], "recomputed": body["recomputed"],
+            "reissued": self.extra.get("reissued", {}),
             "workers": len(body["workers"]), "liars": self.liars,
             "exposure": self.exposure, "max_exposure": max(self.exposure.values(), default=0.0),
             "cap": body["cap_bps"] / 10_000,
@@ -120,6 +121,7 @@ def run_train_job(
         faults: ``{identity index: fault mode}``: identities that lie (tests and benchmarks).
         cap_bps: exposure cap per account (default and maximum: 500 = 5 %).
     """
+    from databright.chain.wrapper import checksum
     from databright.compute.exposure import MAX_CAP_BPS, ExposureLedger
     from databright.compute.grad import determinism_class_digest
     from databright.compute.scheduler import WorkerInfo, plan
@@ -173,12 +175,14 @@ def run_train_job(
     run = _Run(dep, coordinator, the_plan, ledger, ledger_key, len(train), cap, train)
     executor = LocalExecutor(sorted(mine), _honest, dep.store.get,
                              {identities[i].address: m for i, m in (faults or {}).items()})
+    looped = time.perf_counter()
     try:
         for step in trainer.steps():
             weights_cid = dep.store.put_bytes(step.weights)
             specs = step.tasks(weights_cid)
             accepted = run.step(specs, executor)
             trainer.apply(step, accepted)
+        stepped = time.perf_counter()
         result = trainer.finish()
         stored = save_checkpoint(dep.store, result.checkpoint)
     except BaseException as exc:
@@ -193,6 +197,7 @@ def run_train_job(
     _write_atomic(path, receipt.dumps())
     for part, signature in receipt.receipts():
         dep.compute.settle(consumer, part, signature)
+    settled = time.perf_counter()
     model = checkpoint = None
     if register:
         model, checkpoint = _register(dep, consumer, coordinator, info, dataset, result, stored,
@@ -205,8 +210,15 @@ def run_train_job(
         exposure=exposure, seconds=time.perf_counter() - start,
         fees_paid=sum(int(w["fee"]) for w in body["workers"]), trained=result,
         extra={"tasks": body["tasks"], "recomputed": run.recomputed,
+               "reissued": {checksum(a): n for a, n in sorted(run.reissued.items())},
                "training_fee": info.training_fee, "budget": budget, "model": model,
-               "checkpoint": checkpoint},
+               "checkpoint": checkpoint,
+               # where the job's time went (benchmarks/compute_overhead.py); the workers'
+               # compute excludes the blob fetches, which the coordinator serves
+               "timing": {"steps": trainer.total_steps, "setup_s": looped - start,
+                          "steps_s": stepped - looped, "finish_s": settled - stepped,
+                          "worker_compute_s": executor.compute_seconds - executor.fetch_seconds,
+                          "worker_fetch_s": executor.fetch_seconds}},
     )
 
 
