@@ -10,8 +10,11 @@ worker identities: 24 shards of at most 5 % of the items, 3 replicas each, 3 spa
 
 Anchors, in the same run: an all-honest job first (its checkpoint is the one every lying job
 must end with), the same program trained in one process (``compute.reference.fit_decomposed``
-over the job's shard map: the honest job must be its bits), and a second all-honest job at the
-end, after every ban (the pool then holds the spares that replaced the liars).
+over each job's shard map: every job must be its bits), and a second all-honest job at the
+end, after every ban (the pool then holds the spares that replaced the liars). The shard map is
+part of the program; a plan made after a silent worker's job may cut other shards (the silent
+worker and its spare both hold its items), so ``silent`` runs last and a job whose shard map
+differs from the first job's is held to its own one-process reference.
 
 Then one job per mode of ``FAULT_MODES``, each with one lying identity. The liar is an identity
 the previous job gave the most tasks (the plan is sticky: it serves the same shard again), never
@@ -21,7 +24,8 @@ one already used. Per mode, from the job's verdict chain (stored with its receip
   accepted one (``copy`` answers its first task honestly: it has nothing to copy yet);
 * ``detected``: verdicts naming it a liar; detection = detected / lied (target 100 %);
 * ``slashed``: the receipt names it and, on chain, its status is ``banned`` and its stake 0;
-* ``checkpoint_equal``: the job's checkpoint sha256 is the all-honest job's;
+* ``checkpoint_equal``: the job's checkpoint sha256 is the all-honest job's (``reference_equal``:
+  the one-process program's);
 * ``false_accusations``: verdicts naming any other account (must be 0).
 
 ``silent`` is not a lie: a worker that takes a lease and never answers loses the lease, which is

@@ -137,6 +137,30 @@ def test_a_lying_worker_is_caught_slashed_and_changes_nothing(world, honest, mod
     assert [s["worker"] for s in shown["slashed"]] == [liar]
 
 
+def test_a_silent_worker_loses_its_lease_and_is_neither_named_nor_slashed(world, honest):
+    out, _ = honest
+    busy = {w["account"] for w in json.loads(Path(out["receipt"]).read_text())["body"]["workers"]
+            if w["tasks"]}
+    with Deployment(world.home) as dep:
+        from databright.market.compute.identities import local_worker
+
+        # the job's identities skip banned ones: --fault counts in that order
+        pool = [a for a in (local_worker(dep.home, i).address for i in range(2 * WORKERS))
+                if dep.compute.get_worker(a).status != "banned"][:WORKERS]
+        index = next(i for i, a in enumerate(pool) if a in busy)
+        silent = pool[index]
+        stake = dep.compute.get_worker(silent).stake
+    job = _train(world, "--fault", f"{index}:silent")
+    assert job["reissued"].get(silent, 0) >= 1  # its leases expired and went to spares
+    assert job["liars"] == [] and job["recomputed"] == 0
+    assert job["sha256"] == out["sha256"]
+    receipt = json.loads(Path(job["receipt"]).read_text())["body"]
+    assert all(w["fee"] == "0" for w in receipt["workers"] if w["account"] == silent)
+    with Deployment(world.home) as dep:
+        w = dep.compute.get_worker(silent)
+        assert (w.status, w.stake) == ("active", stake)
+
+
 def test_a_pool_too_small_is_refused_before_any_money_moves(world):
     with Deployment(world.home) as dep:
         jobs = dep.compute.job_count()
