@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["gas.py", "ingest.py", "valuation.py", "evaluation.py", "index.py", "predict.py"]
+SCRIPTS = ["gas.py", "ingest.py", "valuation.py", "evaluation.py", "index.py", "predict.py",
+           "collusion.py", "compute_faults.py", "compute_overhead.py"]
 
 
 def main() -> int:

@@ -51,8 +51,8 @@ def test_http_workers_give_the_embedded_executors_bits(world, tmp_path):
     from databright.compute.scheduler import WorkerInfo
     from databright.market.compute.coordinator import open_coordinator
     from databright.market.compute.pool import ensure_local_pool
-    from databright.web.coordinator_service import CoordinatorService
     from databright.market.compute.train_job import submit_train_job
+    from databright.web.coordinator_service import CoordinatorService
 
     home = Home(world.home)
     with Deployment(home) as dep:

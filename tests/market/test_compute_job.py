@@ -139,6 +139,23 @@ def test_a_lying_worker_is_caught_slashed_and_changes_nothing(world, honest, mod
     assert [s["worker"] for s in shown["slashed"]] == [liar]
 
 
+def test_a_silent_worker_loses_its_lease_and_is_neither_named_nor_slashed(world, honest):
+    out, _ = honest
+    with Deployment(world.home) as dep:
+        stakes = {w.account: w.stake for w in _pool(dep)}
+    job = _train(world, "--fault", "0:silent")  # the first identity with work goes silent
+    assert len(job["reissued"]) == 1  # its leases expired and went to spares
+    silent, count = next(iter(job["reissued"].items()))
+    assert count >= 1
+    assert job["liars"] == [] and job["recomputed"] == 0
+    assert job["sha256"] == out["sha256"]
+    receipt = json.loads(Path(job["receipt"]).read_text())["body"]
+    assert all(w["fee"] == "0" for w in receipt["workers"] if w["account"] == silent)
+    with Deployment(world.home) as dep:
+        w = dep.compute.get_worker(silent)
+        assert (w.status, w.stake) == ("active", stakes[silent])
+
+
 def test_a_pool_too_small_is_refused_before_any_money_moves(world):
     with Deployment(world.home) as dep:
         jobs = dep.compute.job_count()

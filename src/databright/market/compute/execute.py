@@ -11,8 +11,9 @@ import json
 import os
 import secrets
 import tempfile
+import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -83,6 +84,8 @@ class Executed:
     cid: str
     sha256: str
     run: _Run
+    #: perf_counter marks: the step loop's start and end, settlement's end; and the steps
+    timing: dict[str, float] = field(default_factory=dict)
 
 
 def ledger_key(dep: Deployment, ds_id: int) -> str:
@@ -150,9 +153,11 @@ def execute_train(
         shard_of = {train[i].cid: s.index for s in the_plan.shards for i in s.items}
         trainer = Trainer(fam, cfg, train, val, shard_of, snapshot=spec.snapshot,
                           job=f"job-{job_id}", progress=progress)
+        looped = time.perf_counter()
         for step in trainer.steps():
             weights_cid = dep.store.put_bytes(step.weights)
             trainer.apply(step, run.step(step.tasks(weights_cid), executor))
+        stepped = time.perf_counter()
         result = trainer.finish()
         stored = save_checkpoint(dep.store, result.checkpoint)
     except BaseException as exc:
@@ -165,8 +170,10 @@ def execute_train(
     body["verdicts_cid"] = dep.store.put_bytes(run.chain.to_json().encode())
     body["plan_cid"] = dep.store.put_bytes(canonical(the_plan.as_dict()))
     receipt = _settle(dep, operator, coordinator, body)
+    timing = {"steps": trainer.total_steps, "looped": looped, "stepped": stepped,
+              "settled": time.perf_counter()}
     return Executed(job_id, receipt, receipt_path(dep, job_id), result, stored.cid,
-                    stored.sha256, run)
+                    stored.sha256, run, timing)
 
 
 def _settle(dep: Deployment, operator: Signer, coordinator: Coordinator,

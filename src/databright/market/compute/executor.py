@@ -70,6 +70,11 @@ class LocalExecutor:
         compute: what an honest worker runs on a task's spec bytes.
         fetch: the coordinator's blob fetcher (the executor restricts it to each lease's CIDs).
         faults: ``{address: mode}`` for identities that lie.
+
+    Attributes:
+        compute_seconds: wall time spent in the identities' work (``compute`` and the fault
+            perturbations, including the blob fetches they make); fetch_seconds: the part of it
+            spent in ``fetch`` (serving blobs is the coordinator's work, not the worker's).
     """
 
     def __init__(
@@ -88,8 +93,11 @@ class LocalExecutor:
         if bad:
             raise UsageError(f"unknown fault mode(s) {bad}: use one of {', '.join(FAULT_MODES)}")
         self.clock = clock
-        self._last: dict[str, bytes] = {}  # per account: its previous result (stale, copy)
+        self._last: dict[str, bytes] = {}  # per account: its previous answer (copy)
+        self._computed: dict[str, bytes] = {}  # per account: its previous own result (stale)
         self._pending: dict[tuple[str, str], bytes] = {}  # (account, lease) → payload to reveal
+        self.compute_seconds = 0.0
+        self.fetch_seconds = 0.0
 
     def pump(self, board: TaskBoard) -> int:
         """Let every identity take and answer what the board offers it now; returns how many
@@ -107,18 +115,27 @@ class LocalExecutor:
                 def fetch(cid: str, _allowed: set[str] = allowed) -> bytes:
                     if cid not in _allowed:
                         raise UsageError(f"blob {cid} is not in this worker's leases")
-                    return self._fetch(cid)
+                    t0 = time.perf_counter()
+                    try:
+                        return self._fetch(cid)
+                    finally:
+                        self.fetch_seconds += time.perf_counter() - t0
 
-                if mode == "copy" and account.lower() in self._last:
-                    payload = self._last[account.lower()]  # answers without computing
+                t0 = time.perf_counter()
+                me = account.lower()
+                if mode == "copy" and me in self._last:
+                    payload = self._last[me]  # answers without computing
                 else:
                     payload = self._compute(lease.spec, fetch)
-                    if mode not in (None, "copy"):
+                    previous, self._computed[me] = self._computed.get(me), payload
+                    # copy and stale replay an earlier result: a first answer has none to
+                    # replay, so it is the honest one (the lie starts with the second)
+                    if mode not in (None, "copy") and not (mode == "stale" and previous is None):
                         seed = int.from_bytes(hashlib.sha256(lease.lease_id.encode()).digest()[:4],
                                               "big")
-                        payload = perturb(payload, mode, rng_seed=seed,
-                                          previous=self._last.get(account.lower()))
-                self._last[account.lower()] = payload
+                        payload = perturb(payload, mode, rng_seed=seed, previous=previous)
+                self.compute_seconds += time.perf_counter() - t0
+                self._last[me] = payload
                 board.commit(account, lease.lease_id, hashlib.sha256(payload).hexdigest())
                 self._pending[(account, lease.lease_id)] = payload
                 answered += 1

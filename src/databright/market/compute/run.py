@@ -46,6 +46,7 @@ class _Run:
         self.recomputed = 0
         self.audits = 0  # unanimous tasks the coordinator recomputed anyway
         self.stand_ins = 0  # replica slots the coordinator fills itself (no spare under the cap)
+        self.reissued: dict[str, int] = {}  # per account: its leases dropped at their deadline
         self.chain = VerdictChain()
         self.board = board  # its spare callback must reach self.spare
         self._sent: set[tuple[str, int]] = set()
@@ -74,6 +75,7 @@ class _Run:
         failed = failed.lower()
         shard = self._shard_of_task[task_id]
         self._failed.setdefault(shard, set()).add(failed)
+        self.reissued[failed] = self.reissued.get(failed, 0) + 1
         exclude = self.banned | self._failed[shard] | set(self.replicas[shard])
         account = self.plan.spare(shard, exclude=exclude)
         if account is None:

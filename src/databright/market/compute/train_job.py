@@ -93,6 +93,7 @@ class JobOutcome:
             "accuracy": self.accuracy_bps / 10_000, "validation_items":
                 t.evaluation.total if t else None,
             "tasks": body["tasks"], "recomputed": body["recomputed"],
+            "reissued": self.extra.get("reissued", {}),
             "workers": len(body["workers"]), "liars": self.liars,
             "exposure": self.exposure, "max_exposure": max(self.exposure.values(), default=0.0),
             "cap": body["cap_bps"] / 10_000,
@@ -162,6 +163,7 @@ def run_train_job(
     config: Mapping[str, Any] | None = None,
     workers: int | None = None,
     faults: Mapping[int, str] | None = None,
+    fault_accounts: Mapping[str, str] | None = None,
     cap_bps: int | None = None,
     register: bool = False,
     name: str | None = None,
@@ -176,8 +178,10 @@ def run_train_job(
         workers: local identities (default: :func:`workers_needed` plus :data:`SPARES`).
         faults: ``{index: fault mode}``: the index-th identity the job's plan gives work lies
             that way (tests, benchmarks, the demo).
+        fault_accounts: ``{address: fault mode}``: these identities lie (benchmarks).
         cap_bps: exposure cap per account (default and maximum: 500 = 5 %).
     """
+    from databright.chain.wrapper import checksum
     from databright.compute.board import TaskBoard
     from databright.compute.exposure import MAX_CAP_BPS
     from databright.compute.grad import determinism_class_digest
@@ -188,7 +192,8 @@ def run_train_job(
     if workers is None:
         n_items = len(distinct(training_records(dep, dataset_id(dep, dataset))))
         workers = workers_needed(n_items, MAX_CAP_BPS if cap_bps is None else cap_bps) + SPARES
-    unknown = sorted(set((faults or {}).values()) - set(FAULT_MODES))
+    unknown = sorted((set((faults or {}).values()) | set((fault_accounts or {}).values()))
+                     - set(FAULT_MODES))
     if unknown:
         raise UsageError(f"unknown fault mode(s) {unknown}: use one of {', '.join(FAULT_MODES)}")
     if faults and not all(0 <= i < workers for i in faults):
@@ -218,6 +223,8 @@ def run_train_job(
             if index >= len(working):
                 raise UsageError(f"--fault {index}: only {len(working)} identities have work")
             executor.faults[working[index]] = mode
+        for account, mode in (fault_accounts or {}).items():
+            executor.faults[account.lower()] = mode
 
     done = execute_train(dep, consumer, coordinator, job_id, pool, board, executor,
                          on_run=planned, progress=progress)
@@ -235,8 +242,17 @@ def run_train_job(
         seconds=time.perf_counter() - start,
         fees_paid=sum(int(w["fee"]) for w in body["workers"]), trained=done.result,
         extra={"tasks": body["tasks"], "recomputed": body["recomputed"],
+               "reissued": {checksum(a): n for a, n in sorted(done.run.reissued.items())},
                "training_fee": info.training_fee, "budget": budget, "model": model,
-               "checkpoint": checkpoint},
+               "checkpoint": checkpoint,
+               # where the job's time went (benchmarks/compute_overhead.py); the workers'
+               # compute excludes the blob fetches, which the coordinator serves
+               "timing": {"steps": done.timing["steps"],
+                          "setup_s": done.timing["looped"] - start,
+                          "steps_s": done.timing["stepped"] - done.timing["looped"],
+                          "finish_s": done.timing["settled"] - done.timing["stepped"],
+                          "worker_compute_s": executor.compute_seconds - executor.fetch_seconds,
+                          "worker_fetch_s": executor.fetch_seconds}},
     )
 
 
