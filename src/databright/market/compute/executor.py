@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Protocol
 
@@ -25,6 +26,7 @@ __all__ = ["FAULT_MODES", "Executor", "LocalExecutor", "RemoteExecutor", "Virtua
 FAULT_MODES = ("1ulp", "scale", "noise", "signflip", "stale", "zeros", "copy", "silent")
 
 Compute = Callable[[bytes, Callable[[str], bytes]], bytes]
+_BLOB_CACHE = 1024  # blobs kept in memory (weights ~40 KB, items a few KB)
 
 
 class Executor(Protocol):
@@ -98,6 +100,9 @@ class LocalExecutor:
         self._pending: dict[tuple[str, str], bytes] = {}  # (account, lease) → payload to reveal
         self.compute_seconds = 0.0
         self.fetch_seconds = 0.0
+        # blobs already read and CID-verified from the store: a step's weights are fetched by
+        # every replica of every task (the bytes are immutable: a CID names them)
+        self._blobs: OrderedDict[str, bytes] = OrderedDict()
 
     def pump(self, board: TaskBoard) -> int:
         """Let every identity take and answer what the board offers it now; returns how many
@@ -117,7 +122,7 @@ class LocalExecutor:
                         raise UsageError(f"blob {cid} is not in this worker's leases")
                     t0 = time.perf_counter()
                     try:
-                        return self._fetch(cid)
+                        return self._blob(cid)
                     finally:
                         self.fetch_seconds += time.perf_counter() - t0
 
@@ -149,6 +154,17 @@ class LocalExecutor:
             del self._pending[(account, lease_id)]
             answered += 1
         return answered
+
+    def _blob(self, cid: str) -> bytes:
+        data = self._blobs.get(cid)
+        if data is None:
+            data = self._fetch(cid)
+            self._blobs[cid] = data
+            if len(self._blobs) > _BLOB_CACHE:
+                self._blobs.popitem(last=False)
+        else:
+            self._blobs.move_to_end(cid)
+        return data
 
     def idle(self) -> None:
         if self.clock is not None:
