@@ -169,7 +169,7 @@ def _honest_row(dep: Any, outcome: Any, seconds: float, anchors: _Anchors) -> di
 def _reference_sha256(dep: Any, outcome: Any) -> str:
     """The program trained in one process over the honest job's shard map."""
     from databright.compute.reference import fit_decomposed
-    from databright.market.compute.train_job import _distinct
+    from databright.market.compute.train_job import distinct as _distinct
     from databright.market.model_data import training_records, validation_records
     from databright.training import save_checkpoint
 
@@ -177,7 +177,8 @@ def _reference_sha256(dep: Any, outcome: Any) -> str:
     spec = json.loads(dep.store.get(body["spec_cid"]))
     ds_id = int(body["dataset_id"])
     train = _distinct(training_records(dep, ds_id))
-    shard_of = {train[i].cid: s["index"] for s in spec["plan"]["shards"] for i in s["items"]}
+    shard_of = {train[i].cid: s["index"] for s in json.loads(dep.store.get(body["plan_cid"]))["shards"]
+                for i in s["items"]}
     ref = fit_decomposed(FAMILY, spec["config"], train, validation_records(dep, ds_id), shard_of,
                          store=dep.store, snapshot=spec["snapshot"])
     return save_checkpoint(dep.store, ref.checkpoint).sha256

@@ -91,7 +91,7 @@ def reference(dep: Any, outcome: Any) -> dict[str, Any]:
     """The job's program in one process: its step loop timed apart from setup and finish."""
     from databright.compute.grad import run_task
     from databright.compute.trainer import Trainer
-    from databright.market.compute.train_job import _distinct
+    from databright.market.compute.train_job import distinct as _distinct
     from databright.market.model_data import training_records, validation_records
     from databright.training import save_checkpoint
 
@@ -100,7 +100,8 @@ def reference(dep: Any, outcome: Any) -> dict[str, Any]:
     ds_id = int(body["dataset_id"])
     t0 = time.perf_counter()
     train = _distinct(training_records(dep, ds_id))
-    shard_of = {train[i].cid: s["index"] for s in spec["plan"]["shards"] for i in s["items"]}
+    shard_of = {train[i].cid: s["index"] for s in json.loads(dep.store.get(body["plan_cid"]))["shards"]
+                for i in s["items"]}
     trainer = Trainer(FAMILY, spec["config"], train, validation_records(dep, ds_id), shard_of,
                       snapshot=spec["snapshot"])
     items = {r.cid: r for r in train}
@@ -211,8 +212,8 @@ def run(repeats: int, profile: bool) -> dict[str, Any]:
                 steps = outcome.extra["timing"]["steps"]
                 profiled = {"step_ms": round(1000 * outcome.extra["timing"]["steps_s"] / steps,
                                              1), "parts": where(stats, steps)}
-            plan_shards = len(json.loads(dep.store.get(warm.receipt.body["spec_cid"]))
-                              ["plan"]["shards"])
+            plan_shards = len(json.loads(dep.store.get(warm.receipt.body["plan_cid"]))
+                              ["shards"])
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     median = {k: statistics.median(r[k] for r in runs) for k in runs[0]
