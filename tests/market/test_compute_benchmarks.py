@@ -1,0 +1,33 @@
+"""The compute benchmarks run and their correctness figures hold (the timings are reported by
+the scripts, never asserted here)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(script: str, *args: str) -> dict:
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--json", *args],
+                          capture_output=True, text=True, timeout=900, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout)
+
+
+def test_the_fault_matrix_catches_a_liar_and_keeps_the_honest_bits():
+    out = _run("compute_faults.py", "--modes", "1ulp")
+    s = out["summary"]
+    assert s["detection"] == 1.0 and s["lied_tasks"] >= 1
+    assert s["liars_slashed"] == s["liars"] == 1
+    assert s["checkpoints_equal"] == s["jobs"] and s["references_equal"] == s["jobs"]
+    assert s["false_alarms_honest_jobs"] == 0 and s["honest_disagreements"] == 0
+
+
+def test_the_overhead_benchmark_trains_the_reference_bits():
+    out = _run("compute_overhead.py", "--quick")
+    assert out["same_bits"] is True and out["median"]["steps"] == 10
+    assert out["median"]["overhead_ms"] > 0 and "met" in out
