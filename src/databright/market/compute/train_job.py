@@ -33,6 +33,7 @@ from databright.market.compute.executor import FAULT_MODES, LocalExecutor, Virtu
 from databright.market.compute.identities import compute_dir
 from databright.market.compute.pool import ensure_local_pool
 from databright.market.compute.receipts import ReceiptFile
+from databright.market.compute.remote_worker import honest_compute
 from databright.market.compute.run import LEASE_SECONDS
 from databright.market.context import Deployment
 from databright.market.datasets import dataset_id, entries_of
@@ -212,7 +213,8 @@ def run_train_job(
     clock = VirtualClock(LEASE_SECONDS + 1)
     holder: dict[str, Any] = {}
     board = TaskBoard(clock, spare=lambda task, account: holder["run"].spare(task, account))
-    executor = LocalExecutor([w.account for w in pool], _honest, dep.store.get, clock=clock)
+    executor = LocalExecutor([w.account for w in pool], honest_compute, dep.store.get,
+                             clock=clock)
 
     def planned(run: Any) -> None:
         holder["run"] = run
@@ -254,13 +256,6 @@ def run_train_job(
                           "worker_compute_s": executor.compute_seconds - executor.fetch_seconds,
                           "worker_fetch_s": executor.fetch_seconds}},
     )
-
-
-def _honest(spec_bytes: bytes, fetch: Callable[[str], bytes]) -> bytes:
-    from databright.compute.grad import run_task
-    from databright.compute.spec import TaskSpec
-
-    return run_task(TaskSpec.from_bytes(spec_bytes), fetch)
 
 
 def distinct(records: list[Any]) -> list[Any]:
