@@ -36,3 +36,13 @@ if ! ls -d /usr/lib/postgresql/*/bin >/dev/null 2>&1; then
     echo "setup: PostgreSQL is not installed; as root run: apt-get install -y postgresql" >&2
   fi
 fi
+# The web app's browser tests drive Debian's Chromium through playwright (no browser download).
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing Chromium (apt-get install chromium)" >&2
+    apt-get install -y -q chromium >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }
+  else
+    echo "setup: Chromium is not installed; as root run: apt-get install -y chromium" >&2
+  fi
+fi

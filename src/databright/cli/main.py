@@ -18,6 +18,7 @@ from databright.cli import (
     money,
     predictions,
     proposals,
+    serve,
 )
 
 app = typer.Typer(
@@ -59,6 +60,7 @@ app.add_typer(compute.job_app, name="job")
 app.add_typer(compute.receipt_app, name="receipt")
 app.add_typer(compute.coordinator_app, name="coordinator")
 app.add_typer(compute.worker_app, name="worker")
+app.command("serve")(serve.serve)
 
 
 def _register_demo() -> None:

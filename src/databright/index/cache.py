@@ -295,7 +295,21 @@ class HolderDividendRow(Base):
     per_share_paid: Mapped[int] = mapped_column(Uint, default=0)
 
 
+class DividendPaymentRow(Base):
+    """One payment of dividends to a dataset's token, by source, with its block's time (the
+    dataset page's dividends-over-time chart)."""
+
+    __tablename__ = "dividend_payments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dataset_id: Mapped[int] = mapped_column(Integer, index=True)
+    source: Mapped[str] = mapped_column(String(24))
+    amount: Mapped[int] = mapped_column(Uint)
+    block_number: Mapped[int] = mapped_column(BigInteger)
+    block_time: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
 #: Dropped and rebuilt by ``index rebuild``; every other table (reports, evaluations) survives.
 CHAIN_TABLES = (SyncState, SyncedBlock, DatasetRow, ProposalRow, VoteRow, EntryRow, HolderRow,
                 RefundRow, ItemRow, ModelRow, CheckpointRow, ChannelRow, DividendSourceRow,
-                HolderDividendRow)
+                HolderDividendRow, DividendPaymentRow)

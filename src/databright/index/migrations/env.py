@@ -2,7 +2,8 @@
 
 from alembic import context
 
-import databright.index.cache  # noqa: F401 - registers the chain-event cache tables
+import databright.index.cache
+import databright.index.web  # noqa: F401 - registers the web app's tables
 from databright.index.models import Base
 
 connection = context.config.attributes.get("connection")

@@ -1,0 +1,55 @@
+"""``databright serve``: the web app (FastAPI + Jinja2 + htmx; the vendored ethers and htmx
+files are its only JavaScript libraries, with no build step).
+
+Every page has a JSON twin under ``/api`` (schema at ``/openapi.json``). Pages read the index;
+writes are transactions the viewer's wallet signs (or, for a local sign-in on the embedded
+chain, the server with the home's keystore), and the discussion, stored in the index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from databright.home import Home
+from databright.web.app import errors, security
+from databright.web.app.context import WebContext
+
+STATIC = Path(__file__).resolve().parent.parent / "static"
+
+__all__ = ["WebContext", "create_app"]
+
+
+def create_app(ctx: WebContext, *, manage: bool = True) -> FastAPI:
+    """The app over ``ctx``; with ``manage`` it starts and stops the context with the server."""
+    from databright.web.app import api, auth, discussion, pages, rpc, tx
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if manage:
+            ctx.start()
+        try:
+            yield
+        finally:
+            if manage:
+                ctx.stop()
+
+    app = FastAPI(title="DataBright", version="1", lifespan=lifespan, docs_url="/api/docs",
+                  redoc_url=None, openapi_url="/openapi.json")
+    app.state.ctx = ctx
+    errors.install(app)
+    security.install(app)
+    app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+    for module in (api, auth, discussion, tx, rpc, pages):
+        app.include_router(module.router)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """An app for ``uvicorn --factory databright.web.app:app_from_env`` (several workers on a
+    real node): the home is ``$DATABRIGHT_HOME``."""
+    return create_app(WebContext(Home()))
