@@ -20,7 +20,7 @@ CSRF_HEADER = "X-CSRF-Token"
 #: bytes of a JSON body the API reads (uploads have their own, larger limit)
 MAX_JSON_BYTES = 256 * 1024
 
-CSP = "; ".join([
+CSP_DIRECTIVES = (
     "default-src 'self'",
     "script-src 'self'",
     "style-src 'self'",
@@ -30,7 +30,8 @@ CSP = "; ".join([
     "base-uri 'none'",
     "frame-ancestors 'none'",
     "form-action 'self'",
-])
+)
+CSP = "; ".join(CSP_DIRECTIVES)
 
 
 def install(app: FastAPI) -> None:
