@@ -26,7 +26,15 @@ __all__ = ["WebContext", "create_app"]
 
 def create_app(ctx: WebContext, *, manage: bool = True) -> FastAPI:
     """The app over ``ctx``; with ``manage`` it starts and stops the context with the server."""
-    from databright.web.app import api, auth, discussion, pages, rpc, tx
+    from databright.web.app import (
+        auth,
+        compute_pages,
+        dataset_pages,
+        discussion,
+        model_pages,
+        rpc,
+        tx,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -44,7 +52,7 @@ def create_app(ctx: WebContext, *, manage: bool = True) -> FastAPI:
     errors.install(app)
     security.install(app)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
-    for module in (api, auth, discussion, tx, rpc, pages):
+    for module in (auth, discussion, tx, rpc, dataset_pages, model_pages, compute_pages):
         app.include_router(module.router)
     return app
 

@@ -11,7 +11,7 @@ import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from databright.errors import DataBrightError
 from databright.home import Home
@@ -47,6 +47,8 @@ class WebContext:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_sync_error: str | None = None
+        #: unlocked keys of local sign-ins, by the sha256 of their session token (local_keys.py)
+        self.local_keys: dict[str, Any] = {}
 
     @property
     def is_embedded(self) -> bool:
