@@ -261,7 +261,8 @@ def run(datasets: int, proposals: int, comments: int, clients: int,
         names = seed_index(home, proposal_id, datasets, proposals, comments)
         seeded = time.perf_counter() - t
         port = _free_port()
-        env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+        path = [p for p in (os.environ.get("PYTHONPATH", ""), str(ROOT / "src")) if p]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
         server = subprocess.Popen(
             [sys.executable, "-m", "databright.cli", "serve", "--home", str(home), "--port",
              str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
