@@ -48,7 +48,7 @@ INIT_SCRIPT = """
 """
 
 
-class TestWallet:
+class BrowserWallet:
     """One account's wallet, bound to one page (``install(page)``)."""
 
     def __init__(self, key: bytes, rpc_url: str) -> None:
