@@ -431,9 +431,10 @@ def _weigh(s: Session, info: TargetInfo, views: list[CommentView]) -> None:
     authors = {v.author for v in views}
     if not authors:
         return
-    balances = dict(s.execute(select(HolderRow.account, HolderRow.balance)
-                              .where(HolderRow.dataset_id == info.dataset_id,
-                                     HolderRow.account.in_(authors))).tuples())
+    rows = s.execute(select(HolderRow.account, HolderRow.balance)
+                     .where(HolderRow.dataset_id == info.dataset_id,
+                            HolderRow.account.in_(authors)))
+    balances = {account: balance for account, balance in rows}
     for v in views:
         v.shares = int(balances.get(v.author) or 0)
         if v.shares and info.total_supply:

@@ -20,7 +20,7 @@ from markdown_it.token import Token
 #: the tags a rendered comment may contain
 ALLOWED_TAGS = frozenset({
     "p", "em", "strong", "code", "pre", "blockquote", "ul", "ol", "li", "a", "h3", "h4", "h5",
-    "h6", "br", "hr", "del",
+    "h6", "br", "hr", "s",
 })
 #: attributes kept, per tag (``rel`` is set by the sanitiser itself)
 ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "ol": {"start"}}
