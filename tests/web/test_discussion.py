@@ -11,8 +11,8 @@ import secrets
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from markupsafe import escape
 from fastapi.testclient import TestClient
+from markupsafe import escape
 from sqlalchemy import select
 
 from databright.chain.signatures import sign_personal

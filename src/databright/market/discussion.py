@@ -113,7 +113,7 @@ class Target:
     def parse(cls, text: str) -> Target:
         """``proposal:2`` or ``dataset:digits``."""
         kind, sep, ident = text.partition(":")
-        if not sep or kind not in KINDS or not ident or len(ident) > 64:
+        if not sep or kind not in KINDS or not ident or len(ident) > 64 or _CONTROL.search(ident):
             raise UsageError("a target is 'proposal:<id>' or 'dataset:<name>'")
         if kind == "proposal":
             if not ident.isdigit() or len(ident) > 18:

@@ -10,12 +10,15 @@ levels (``#`` → ``<h3>``) so a comment cannot outshout the page.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
 
 import nh3
 from markdown_it import MarkdownIt
 from markdown_it.common.utils import escapeHtml as escape_html
+from markdown_it.renderer import RendererProtocol
 from markdown_it.token import Token
+from markdown_it.utils import EnvType, OptionsDict
 
 #: the tags a rendered comment may contain
 ALLOWED_TAGS = frozenset({
@@ -31,7 +34,8 @@ _md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": 
 _md.enable("strikethrough")
 
 
-def _image_as_text(self, tokens, idx, options, env):  # type: ignore[no-untyped-def]
+def _image_as_text(self: RendererProtocol, tokens: Sequence[Token], idx: int,
+                   options: OptionsDict, env: EnvType) -> str:
     # No images in comments (no tracking pixels, no layout tricks): the alt text stays.
     return escape_html(tokens[idx].content)
 

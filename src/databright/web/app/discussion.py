@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
@@ -37,6 +37,9 @@ router = APIRouter()
 Page = Annotated[int, Query(ge=1, le=1_000_000, description="page number, from 1")]
 PerPage = Annotated[int, Query(ge=1, le=dm.MAX_PAGE_SIZE, description="comments a page")]
 Order = Annotated[str, Query(pattern="^(oldest|newest)$", description="oldest or newest first")]
+CommentId = Annotated[int, Path(ge=1, le=2**63 - 1, description="a comment's id")]
+ProposalId = Annotated[int, Path(ge=0, le=2**63 - 1, description="a proposal's id")]
+DatasetName = Annotated[str, Path(min_length=1, max_length=64, description="a dataset's name")]
 #: the body text, with room for the signed header around it
 _MESSAGE_CHARS = dm.MAX_BODY_CHARS + 1_000
 
@@ -196,7 +199,7 @@ def _create(request: Request, viewer: Viewer, target: dm.Target,
 
 @router.get("/api/proposals/{proposal_id}/comments", response_model=CommentPageOut,
             tags=["discussion"])
-def proposal_comments(request: Request, proposal_id: int, page: Page = 1,
+def proposal_comments(request: Request, proposal_id: ProposalId, page: Page = 1,
                       per_page: PerPage = dm.PAGE_SIZE,
                       order: Order = "oldest") -> dict[str, Any]:
     """A page of a proposal's comments (top-level, each with its replies)."""
@@ -205,7 +208,7 @@ def proposal_comments(request: Request, proposal_id: int, page: Page = 1,
 
 @router.get("/api/datasets/{name}/comments", response_model=CommentPageOut,
             tags=["discussion"])
-def dataset_comments(request: Request, name: str, page: Page = 1,
+def dataset_comments(request: Request, name: DatasetName, page: Page = 1,
                      per_page: PerPage = dm.PAGE_SIZE, order: Order = "oldest") -> dict[str, Any]:
     """A page of a dataset's comments."""
     return _list(request, _target("dataset", name), page, per_page, order)
@@ -213,7 +216,7 @@ def dataset_comments(request: Request, name: str, page: Page = 1,
 
 @router.post("/api/proposals/{proposal_id}/comments", response_model=CreatedOut,
              status_code=201, tags=["discussion"], dependencies=[Depends(_limit_body)])
-def post_proposal_comment(request: Request, proposal_id: int, data: NewComment,
+def post_proposal_comment(request: Request, proposal_id: ProposalId, data: NewComment,
                           viewer: Annotated[Viewer, Depends(require_viewer)]) -> dict[str, Any]:
     """Post a signed comment (or a reply: ``parent_id``) on a proposal."""
     return _create(request, viewer, _target("proposal", proposal_id), data)
@@ -221,7 +224,7 @@ def post_proposal_comment(request: Request, proposal_id: int, data: NewComment,
 
 @router.post("/api/datasets/{name}/comments", response_model=CreatedOut, status_code=201,
              tags=["discussion"], dependencies=[Depends(_limit_body)])
-def post_dataset_comment(request: Request, name: str, data: NewComment,
+def post_dataset_comment(request: Request, name: DatasetName, data: NewComment,
                          viewer: Annotated[Viewer, Depends(require_viewer)]) -> dict[str, Any]:
     """Post a signed comment (or a reply) on a dataset."""
     return _create(request, viewer, _target("dataset", name), data)
@@ -246,7 +249,7 @@ def draft_comment(request: Request, data: DraftRequest,
 
 
 @router.get("/api/comments/{comment_id}", response_model=CommentOut, tags=["discussion"])
-def get_comment(request: Request, comment_id: int) -> dict[str, Any]:
+def get_comment(request: Request, comment_id: CommentId) -> dict[str, Any]:
     """A comment with its replies and every earlier version (the edit history)."""
     with _domain(request) as s:
         return dm.get(s, comment_id).to_dict()
@@ -254,7 +257,7 @@ def get_comment(request: Request, comment_id: int) -> dict[str, Any]:
 
 @router.patch("/api/comments/{comment_id}", response_model=CreatedOut, tags=["discussion"],
               dependencies=[Depends(_limit_body)])
-def edit_comment(request: Request, comment_id: int, data: EditComment,
+def edit_comment(request: Request, comment_id: CommentId, data: EditComment,
                  viewer: Annotated[Viewer, Depends(require_viewer)]) -> dict[str, Any]:
     """A new signed version of the viewer's own comment (403 for anyone else's)."""
     chain_id = _chain_id(request)
@@ -270,7 +273,7 @@ def edit_comment(request: Request, comment_id: int, data: EditComment,
 
 
 @router.get("/api/comments/{comment_id}/verify", response_model=VerifyOut, tags=["discussion"])
-def verify_comment(request: Request, comment_id: int) -> dict[str, Any]:
+def verify_comment(request: Request, comment_id: CommentId) -> dict[str, Any]:
     """Recover the signer of the current version and of each earlier one (anyone can)."""
     with _domain(request) as s:
         view = dm.get(s, comment_id)
@@ -296,7 +299,7 @@ def _fragment(request: Request, target: dm.Target, page: int, per_page: int,
 
 @router.get("/proposals/{proposal_id}/discussion", response_class=HTMLResponse,
             tags=["pages"])
-def proposal_discussion(request: Request, proposal_id: int, page: Page = 1,
+def proposal_discussion(request: Request, proposal_id: ProposalId, page: Page = 1,
                         per_page: PerPage = dm.PAGE_SIZE, order: Order = "oldest") -> HTMLResponse:
     """The discussion fragment of a proposal's page (htmx)."""
     target = _target("proposal", proposal_id)
@@ -305,7 +308,7 @@ def proposal_discussion(request: Request, proposal_id: int, page: Page = 1,
 
 
 @router.get("/datasets/{name}/discussion", response_class=HTMLResponse, tags=["pages"])
-def dataset_discussion(request: Request, name: str, page: Page = 1,
+def dataset_discussion(request: Request, name: DatasetName, page: Page = 1,
                        per_page: PerPage = dm.PAGE_SIZE, order: Order = "oldest") -> HTMLResponse:
     """The discussion fragment of a dataset's page (htmx)."""
     target = _target("dataset", name)
