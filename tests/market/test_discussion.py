@@ -251,6 +251,20 @@ def test_pages_of_twenty_with_boundaries_and_both_orders(index):
     assert [c.id for c in big.comments] == ids
 
 
+def test_the_page_of_a_comment_is_where_the_listing_shows_it(index):
+    ids = [say(index, BOB, f"c{i}", now=T0 + timedelta(minutes=i)) for i in range(45)]
+    reply = say(index, CAROL, "on c20", parent_id=ids[20], now=T0 + timedelta(hours=1))
+    with index.session() as s:
+        for order in ("oldest", "newest"):
+            for cid in (*ids, reply):
+                page = dm.page_of(s, P2, cid, order=order)
+                shown = dm.list_page(s, P2, page=page, order=order).comments
+                top = ids[20] if cid == reply else cid
+                assert top in [c.id for c in shown], (order, cid, page)
+        assert dm.page_of(s, P2, ids[44]) == 3 and dm.page_of(s, P2, ids[44], order="newest") == 1
+        assert dm.page_of(s, DIGITS, ids[44]) == 1  # not on that target
+
+
 def test_a_page_costs_the_same_few_queries_however_many_comments_and_replies(index):
     for i in range(30):
         top = say(index, [ALICE, BOB, CAROL][i % 3], f"t{i}", now=T0 + timedelta(minutes=2 * i))

@@ -249,6 +249,9 @@ def test_pages_over_http_with_hx_get_links(server, bob):
     fragment = api.get("/datasets/digits/discussion").text
     assert 'hx-get="/datasets/digits/discussion?page=2&amp;order=oldest"' in fragment
     assert 'hx-target="#discussion"' in fragment
+    oldest = first["comments"][0]["id"]
+    focused = api.get(f"/datasets/digits/discussion?order=newest&focus={oldest}").text
+    assert f'id="comment-{oldest}"' in focused and f"page {first['pages']} of" in focused
     assert "Sign in to comment." in fragment  # anonymous: no form
     assert 'class="comment-form"' not in fragment
 
@@ -287,6 +290,98 @@ def test_shareholders_comments_show_their_weight(server, bob, carol):
     pct = f"{expected / 100:.2f}".rstrip("0").rstrip(".")
     assert f"holds {pct}%" in bob_article
     assert "holds" not in carol_article
+
+
+SHELL = """<!doctype html><html><head><meta charset="utf-8">
+<meta name="csrf-token" content="{csrf}">
+<meta name="htmx-config" content='{{"includeIndicatorStyles": false}}'><link rel="stylesheet" href="/static/app.css">
+<script src="/static/htmx.min.js" defer></script></head><body><main>
+<section id="discussion" hx-get="{fragment}" hx-trigger="load" hx-swap="innerHTML"></section>
+</main></body></html>"""
+#: stands in for app.js (the auth helper's): signMessage via Python's key, or null (local)
+FAKE_DATABRIGHT = """window.DataBright = {
+  csrf: () => document.querySelector('meta[name="csrf-token"]').content,
+  signMessage: async (m) => await window.__pySign(m),
+};"""
+
+
+def _browser_page(browser, served, client, sign, fragment):
+    """A page of the served origin holding the discussion section the real pages hold."""
+    from databright.web.app.security import CSP
+
+    context = browser.new_context()
+    context.add_cookies([{"name": COOKIE, "value": client.cookies[COOKIE],
+                          "url": served.url}])
+    page = context.new_page()
+    page.expose_function("__pySign", sign)
+    page.add_init_script(FAKE_DATABRIGHT)
+    html = SHELL.format(csrf=client.headers["X-CSRF-Token"], fragment=fragment)
+    page.route(f"{served.url}/shell", lambda route: route.fulfill(
+        status=200, body=html, headers={"Content-Type": "text/html",
+                                        "Content-Security-Policy": CSP}))
+    dialogs, csp = [], []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.on("console", lambda m: csp.append(m.text) if "Content Security" in m.text else None)
+    page.goto(f"{served.url}/shell")
+    return context, page, dialogs, csp
+
+
+def test_in_chromium_discussion_js_signs_posts_replies_and_edits(server, bob, tmp_path):
+    """discussion.js in a real browser: draft → wallet signs → POST → htmx reloads the fragment;
+    reply and edit the same way; a hostile body runs nothing; a local session's comment is
+    signed by the server."""
+    from playwright.sync_api import sync_playwright
+
+    served = server.served
+    key = bob.account.key
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium",
+                                     args=["--disable-gpu", "--disable-quic"])
+        try:
+            context, page, dialogs, csp = _browser_page(
+                browser, served, bob, lambda m: sign_personal(key, m), "/proposals/1/discussion")
+            page.wait_for_selector("#comment-new-new")
+            page.fill("#comment-new-new", "**from the browser** <img src=x onerror=alert(1)>")
+            page.click("form[data-mode=new] button[type=submit]")
+            page.wait_for_selector(".comment-body strong:has-text('from the browser')")
+            cid = int(page.locator("article.comment").last.get_attribute("data-comment-id"))
+
+            page.click(f"#comment-{cid} .comment-reply")
+            page.fill(f"#comment-reply-{cid}", "replying *in place*")
+            page.click(f"#comment-{cid} form[data-mode=reply] button[type=submit]")
+            page.wait_for_selector(f"#comment-{cid} .replies em:has-text('in place')")
+
+            page.click(f"#comment-{cid} > .comment-actions .comment-edit")
+            page.fill(f"#comment-edit-{cid}", "**edited in the browser**")
+            page.click(f"#comment-{cid} > form[data-mode=edit] button[type=submit]")
+            page.wait_for_selector(f"#comment-{cid} .comment-body strong:has-text('edited')")
+            assert "edited 1×" in page.inner_text(f"#comment-{cid} > .meta")
+            page.screenshot(path=str(tmp_path / "discussion.png"), full_page=True)
+            assert dialogs == [] and csp == []
+            context.close()
+
+            got = served.client.get(f"/api/comments/{cid}").json()
+            assert got["body"] == "**edited in the browser**"
+            assert got["history"][0]["body"].startswith("**from the browser**")
+            assert [r["body"] for r in got["replies"]] == ["replying *in place*"]
+            verify = served.client.get(f"/api/comments/{cid}/verify").json()
+            assert verify["valid"] and {v["signer"] for v in verify["versions"]} == {
+                bob.account.address}
+
+            alice = sign_in(served.ctx, "alice", kind="local", base_url=served.url)
+            context, page, dialogs, _ = _browser_page(browser, served, alice, lambda m: None,
+                                                      "/datasets/digits/discussion")
+            page.wait_for_selector("#comment-new-new")
+            page.fill("#comment-new-new", "local account, server-signed")
+            page.click("form[data-mode=new] button[type=submit]")
+            page.wait_for_selector(".comment-body:has-text('server-signed')")
+            context.close()
+            listing = served.client.get("/api/datasets/digits/comments?order=newest").json()
+            newest = listing["comments"][0]
+            assert (newest["body"], newest["author"]) == ("local account, server-signed",
+                                                          alice.account.address)
+        finally:
+            browser.close()
 
 
 def test_the_rate_limit_is_counted_in_the_database_across_contexts(server):

@@ -471,6 +471,21 @@ def list_page(s: Session, target: Target, *, page: int = 1, per_page: int = PAGE
     return CommentPage(target, tops, page, per_page, total, order)
 
 
+def page_of(s: Session, target: Target, comment_id: int, *, per_page: int = PAGE_SIZE,
+            order: str = "oldest") -> int:
+    """The page of ``target``'s listing that shows ``comment_id`` (a reply: its parent's);
+    1 for a comment not on ``target``."""
+    row = s.get(Comment, comment_id)
+    if row is None or (row.target_kind, row.target_id) != (target.kind, target.id):
+        return 1
+    top = row.parent_id if row.parent_id is not None else row.id
+    before = Comment.id < top if order == "oldest" else Comment.id > top
+    ahead = int(s.scalar(select(func.count()).select_from(Comment).where(
+        Comment.target_kind == target.kind, Comment.target_id == target.id,
+        Comment.parent_id.is_(None), before)) or 0)
+    return ahead // per_page + 1
+
+
 def get(s: Session, comment_id: int) -> CommentView:
     """A comment with its replies, its author's weight and its earlier versions."""
     row = s.get(Comment, comment_id)

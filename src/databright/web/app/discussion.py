@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse
@@ -284,13 +285,19 @@ def verify_comment(request: Request, comment_id: CommentId) -> dict[str, Any]:
 
 # ---- HTML fragments -------------------------------------------------------------------------
 
+Focus = Annotated[int | None, Query(ge=1, le=2**63 - 1,
+                                    description="show the page holding this comment")]
+
+
 def _fragment(request: Request, target: dm.Target, page: int, per_page: int,
-              order: str, base_url: str) -> HTMLResponse:
+              order: str, base_url: str, focus: int | None) -> HTMLResponse:
     with _domain(request) as s:
+        if focus is not None:
+            page = dm.page_of(s, target, focus, per_page=per_page, order=order)
         listing = dm.list_page(s, target, page=page, per_page=per_page, order=order)
     viewer = viewer_of(request)
     return render(request, "_discussion.html", {
-        "listing": listing, "target": str(target), "base_url": base_url,
+        "listing": listing, "target": str(target), "base_url": base_url, "focus": focus,
         "post_url": f"/api{base_url.removesuffix('/discussion')}/comments",
         "me": viewer.address if viewer else None,
         "max_body": dm.MAX_BODY_CHARS,
@@ -300,19 +307,19 @@ def _fragment(request: Request, target: dm.Target, page: int, per_page: int,
 @router.get("/proposals/{proposal_id}/discussion", response_class=HTMLResponse,
             tags=["pages"])
 def proposal_discussion(request: Request, proposal_id: ProposalId, page: Page = 1,
-                        per_page: PerPage = dm.PAGE_SIZE, order: Order = "oldest") -> HTMLResponse:
+                        per_page: PerPage = dm.PAGE_SIZE, order: Order = "oldest",
+                        focus: Focus = None) -> HTMLResponse:
     """The discussion fragment of a proposal's page (htmx)."""
     target = _target("proposal", proposal_id)
     return _fragment(request, target, page, per_page, order,
-                     f"/proposals/{target.id}/discussion")
+                     f"/proposals/{target.id}/discussion", focus)
 
 
 @router.get("/datasets/{name}/discussion", response_class=HTMLResponse, tags=["pages"])
 def dataset_discussion(request: Request, name: DatasetName, page: Page = 1,
-                       per_page: PerPage = dm.PAGE_SIZE, order: Order = "oldest") -> HTMLResponse:
+                       per_page: PerPage = dm.PAGE_SIZE, order: Order = "oldest",
+                       focus: Focus = None) -> HTMLResponse:
     """The discussion fragment of a dataset's page (htmx)."""
     target = _target("dataset", name)
-    from urllib.parse import quote
-
     return _fragment(request, target, page, per_page, order,
-                     f"/datasets/{quote(target.id, safe='')}/discussion")
+                     f"/datasets/{quote(target.id, safe='')}/discussion", focus)

@@ -43,14 +43,17 @@
     return null;
   }
 
-  function reload(form) {
+  /* Reload the fragment at the page that shows comment ``id`` (the server finds it). */
+  function reload(form, id) {
     var root = form.closest(".discussion");
-    var url = root ? root.getAttribute("data-fragment-url") : null;
-    if (url && window.htmx) {
-      window.htmx.ajax("GET", url, { target: "#discussion", swap: "innerHTML" });
-    } else {
-      window.location.reload();
-    }
+    var base = root ? root.getAttribute("data-base-url") : null;
+    if (!base || !window.htmx) { window.location.reload(); return; }
+    var url = base + "?order=" + encodeURIComponent(root.getAttribute("data-order") || "oldest") +
+      "&focus=" + encodeURIComponent(id);
+    window.htmx.ajax("GET", url, { target: "#discussion", swap: "innerHTML" }).then(function () {
+      var shown = document.getElementById("comment-" + id);
+      if (shown) { shown.scrollIntoView({ block: "nearest" }); }
+    });
   }
 
   async function submit(form) {
@@ -71,10 +74,11 @@
     if (signature) { payload.message = draft.message; payload.signature = signature; }
     if (mode === "edit") {
       await send("PATCH", "/api/comments/" + encodeURIComponent(commentId), payload);
-    } else {
-      if (parentId) { payload.parent_id = Number(parentId); }
-      await send("POST", form.getAttribute("data-post-url"), payload);
+      return Number(commentId);
     }
+    if (parentId) { payload.parent_id = Number(parentId); }
+    var created = await send("POST", form.getAttribute("data-post-url"), payload);
+    return created.id;
   }
 
   document.addEventListener("submit", function (event) {
@@ -85,7 +89,7 @@
     var error = form.querySelector(".form-error");
     if (error) { error.textContent = ""; }
     if (button) { button.disabled = true; }
-    submit(form).then(function () { reload(form); }).catch(function (e) {
+    submit(form).then(function (id) { reload(form, id); }).catch(function (e) {
       if (error) { error.textContent = e && e.message ? e.message : String(e); }
     }).finally(function () { if (button) { button.disabled = false; } });
   });
