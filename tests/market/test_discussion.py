@@ -17,6 +17,7 @@ from databright.index.cache import DatasetRow, HolderRow, ProposalRow
 from databright.index.db import open_index
 from databright.index.web import Comment, CommentEdit
 from databright.market import discussion as dm
+from tests.index.conftest import fresh_database_url
 
 CHAIN = 31337
 T0 = datetime(2026, 12, 2, 5, 0, 0, tzinfo=UTC)
@@ -35,9 +36,13 @@ def _dataset(ds_id: int, name: str, supply: int) -> DatasetRow:
                       created_block=1)
 
 
-@pytest.fixture
-def index(tmp_path):
-    idx = open_index(f"sqlite:///{tmp_path / 'index.sqlite'}")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def index(request, tmp_path):
+    """The index with two datasets, proposal 2 and three holders, on SQLite and PostgreSQL
+    (``DATABRIGHT_TEST_PG_URL``, see tests/index/conftest.py)."""
+    url, drop = fresh_database_url(request.param, tmp_path)
+    request.addfinalizer(drop)
+    idx = open_index(url)
     with idx.session() as s:
         s.add_all([_dataset(1, "digits", 1000), _dataset(2, "other", 500)])
         s.add(ProposalRow(proposal_id=2, dataset_id=1, proposer=BOB.address, manifest_cid="m",
