@@ -209,6 +209,9 @@ def test_an_edit_keeps_the_history_and_every_version_still_verifies(index):
         checks = dm.verify_comment(s, cid, CHAIN)
     assert [(c.version, c.valid, c.signer) for c in checks] == [
         (0, True, BOB.address), (1, True, BOB.address), (2, True, BOB.address)]
+    with index.session() as s:
+        (listed,) = dm.list_page(s, P2).comments
+    assert [(v.version, v.body) for v in listed.history] == [(0, "first"), (1, "second")]
 
 
 def test_only_the_author_edits_and_an_old_edit_message_cannot_be_replayed(index):

@@ -232,6 +232,10 @@ def test_replies_edits_history_and_author_only_edits(server, bob, carol):
     assert verify["valid"] and [v["version"] for v in verify["versions"]] == [0, 1]
     fragment = carol.get("/proposals/2/discussion?order=newest").text
     assert "edited 1×" in fragment
+    start = fragment.index(f'id="comment-{top}"')
+    history = fragment[fragment.index('class="history"', start):]
+    history = history[:history.index("</details>")]
+    assert "version 0" in history and "Items 7 and 9 look mislabelled." in history
 
 
 def test_pages_over_http_with_hx_get_links(server, bob):

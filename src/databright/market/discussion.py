@@ -441,12 +441,30 @@ def _weigh(s: Session, info: TargetInfo, views: list[CommentView]) -> None:
             v.weight_bps = v.shares * 10_000 // info.total_supply
 
 
+def _versions(s: Session, comment_ids: list[int]) -> dict[int, list[Version]]:
+    found: dict[int, list[Version]] = {}
+    for e in s.scalars(select(CommentEdit).where(CommentEdit.comment_id.in_(comment_ids))
+                       .order_by(CommentEdit.comment_id, CommentEdit.version)):
+        found.setdefault(e.comment_id, []).append(
+            Version(e.version, e.body, render_markdown(e.body), e.message, e.signature,
+                    _utc(e.signed_at)))
+    return found
+
+
+def _add_history(s: Session, edited: list[CommentView]) -> None:
+    """The earlier versions of the edited comments of a page, in one query."""
+    if edited:
+        found = _versions(s, [v.id for v in edited])
+        for v in edited:
+            v.history = found.get(v.id, [])
+
+
 def list_page(s: Session, target: Target, *, page: int = 1, per_page: int = PAGE_SIZE,
               order: str = "oldest") -> CommentPage:
     """Page ``page`` (from 1) of ``target``'s top-level comments with their replies and weights.
 
-    Four queries whatever the page holds: the target, the count, the page with its replies,
-    the authors' holdings.
+    Four queries whatever the page holds (the target, the count, the page with its replies,
+    the authors' holdings), and one more for the earlier versions when some were edited.
     """
     if page < 1 or not 1 <= per_page <= MAX_PAGE_SIZE:
         raise UsageError(f"page ≥ 1 and 1 ≤ per_page ≤ {MAX_PAGE_SIZE}")
@@ -468,6 +486,7 @@ def list_page(s: Session, target: Target, *, page: int = 1, per_page: int = PAGE
             by_id[v.parent_id].replies.append(v)
     tops = sorted(by_id.values(), key=lambda v: v.id, reverse=order == "newest")
     _weigh(s, info, views)
+    _add_history(s, [v for v in views if v.version])
     return CommentPage(target, tops, page, per_page, total, order)
 
 
@@ -495,11 +514,7 @@ def get(s: Session, comment_id: int) -> CommentView:
     view.replies = [_view(r) for r in s.scalars(select(Comment)
                                                 .where(Comment.parent_id == comment_id)
                                                 .order_by(Comment.id))]
-    view.history = [Version(e.version, e.body, render_markdown(e.body), e.message, e.signature,
-                            _utc(e.signed_at))
-                    for e in s.scalars(select(CommentEdit)
-                                       .where(CommentEdit.comment_id == comment_id)
-                                       .order_by(CommentEdit.version))]
+    view.history = _versions(s, [comment_id]).get(comment_id, [])
     _weigh(s, resolve(s, view.target), [view, *view.replies])
     return view
 
