@@ -36,16 +36,16 @@ def fresh(index, **over) -> tuple[SiweMessage, str]:
     now = datetime.now(UTC)
     with index.session() as s:
         nonce = siwe.issue_nonce(s).nonce
-    fields = dict(domain=DOMAIN, address=ADDRESS, uri=ORIGIN, chain_id=CHAIN, nonce=nonce,
-                  issued_at=siwe.format_time(now), statement=siwe.STATEMENT,
-                  expiration_time=siwe.format_time(now + timedelta(minutes=5)))
+    fields = {"domain": DOMAIN, "address": ADDRESS, "uri": ORIGIN, "chain_id": CHAIN,
+              "nonce": nonce, "issued_at": siwe.format_time(now), "statement": siwe.STATEMENT,
+              "expiration_time": siwe.format_time(now + timedelta(minutes=5))}
     fields.update(over)
     msg = SiweMessage(**fields)
     return msg, siwe.build(msg)
 
 
 def check(index, text, sig, **over):
-    args = dict(domain=DOMAIN, origin=ORIGIN, chain_id=CHAIN)
+    args = {"domain": DOMAIN, "origin": ORIGIN, "chain_id": CHAIN}
     args.update(over)
     with index.session() as s:
         return siwe.verify(s, text, sig, **args)
@@ -151,7 +151,7 @@ def test_two_concurrent_logins_with_one_nonce_one_wins(index):
         results: list[str] = []
         barrier = threading.Barrier(2)
 
-        def login() -> None:
+        def login(barrier=barrier, text=text, sig=sig, results=results) -> None:
             barrier.wait()
             try:
                 check(index, text, sig)

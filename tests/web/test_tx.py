@@ -5,9 +5,9 @@ embedded chain does), or sent by the server for a local session; the index follo
 from __future__ import annotations
 
 import io
-from contextlib import closing
 import time
 import zipfile
+from contextlib import closing
 
 import httpx
 import pytest
@@ -147,7 +147,7 @@ def test_local_session_votes_and_finalizes_via_the_server(served):
         r = client.post("/api/tx/send", json={"transactions": txs}, headers=h)
         assert r.status_code == 200, r.text
         wait_indexed(client, r.json()["hashes"][0])
-        yes, no, votes = tally(served, 2)
+        _, no, votes = tally(served, 2)
         assert no > before[1] and votes == before[2] + 1
         # the server signs only transactions to this market's contracts
         bad = [{"to": Account.create().address, "data": "0x", "value": "1"}]

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from eth_typing import BlockNumber
 from web3 import Web3
 from web3.exceptions import ContractLogicError, Web3RPCError
 
@@ -143,9 +144,9 @@ class RpcBridge:
             raise RpcError(INVALID_PARAMS, "params must be an array")
         if method == "eth_getLogs":
             return self._logs(params)
-        if method == "eth_sendRawTransaction":
-            if len(params) != 1 or not isinstance(params[0], str):
-                raise RpcError(INVALID_PARAMS, "eth_sendRawTransaction takes one hex string")
+        if method == "eth_sendRawTransaction" and (len(params) != 1
+                                                   or not isinstance(params[0], str)):
+            raise RpcError(INVALID_PARAMS, "eth_sendRawTransaction takes one hex string")
         try:
             with self.chain.translating():
                 result = self.chain.w3.manager.request_blocking(method, params)  # type: ignore[arg-type]
@@ -172,7 +173,20 @@ class RpcBridge:
             self.after_send()
         if method == "net_version":
             return str(result)
+        if method == "eth_feeHistory":
+            result = self._with_next_base_fee(dict(result))
         return wire(result)
+
+    def _with_next_base_fee(self, history: dict[str, Any]) -> dict[str, Any]:
+        """eth-tester gives one base fee per block asked; the spec adds the next block's."""
+        fees = list(history.get("baseFeePerGas") or [])
+        embedded = self.chain.embedded
+        if embedded is not None and fees and len(fees) == len(history.get("gasUsedRatio") or []):
+            with embedded.mutex:
+                pending: Any = embedded.backend.chain
+                fees.append(int(pending.header.base_fee_per_gas))
+        history["baseFeePerGas"] = fees
+        return history
 
     def _logs(self, params: list[Any]) -> list[dict[str, Any]]:
         """``eth_getLogs`` over at most :data:`MAX_LOG_RANGE` blocks, read block by block."""
@@ -188,8 +202,9 @@ class RpcBridge:
             evm = embedded.backend.chain
             head = int(evm.get_canonical_head().block_number)
             start = _block_number(flt.get("fromBlock"), head)
-            end = min(_block_number(flt.get("toBlock"), head), head)
-            if end - start + 1 > MAX_LOG_RANGE:
+            asked = _block_number(flt.get("toBlock"), head)
+            end = min(asked, head)
+            if asked - start + 1 > MAX_LOG_RANGE:
                 raise RpcError(INVALID_PARAMS, f"ask for at most {MAX_LOG_RANGE} blocks of logs")
             address = flt.get("address")
             addresses = [address] if isinstance(address, str) else (address or [])
@@ -210,7 +225,7 @@ class RpcBridge:
                     want_topics.append({_as_topic(t)})
             out: list[dict[str, Any]] = []
             for number in range(max(0, start), end + 1):
-                block = evm.get_canonical_block_by_number(number)
+                block = evm.get_canonical_block_by_number(BlockNumber(number))
                 if not block.transactions:
                     continue
                 log_index = 0

@@ -98,7 +98,7 @@ def parse_time(text: str) -> datetime:
         frac = digits.group(0) if digits else ""
         text = f"{head}.{frac[:6].ljust(6, '0')}{rest[len(frac):]}"
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return datetime.fromisoformat(text)
     except ValueError:
         raise UsageError(f"not a valid time: {text!r}") from None
 

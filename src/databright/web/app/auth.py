@@ -104,9 +104,9 @@ async def read_model(request: Request, model: type[M]) -> M:
     try:
         return model.model_validate_json(raw or b"{}")
     except ValidationError as exc:
-        first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ()))
-        message = f"{where}: {first.get('msg', 'invalid')}" if where else "invalid JSON"
+        errors = exc.errors()
+        where = ".".join(str(p) for p in errors[0]["loc"]) if errors else ""
+        message = f"{where}: {errors[0]['msg']}" if where else "invalid JSON"
         raise ApiError(422, "invalid_request", message) from None
 
 
