@@ -26,6 +26,9 @@
     return el ? el.getAttribute("content") || "" : "";
   }
 
+  // htmx would inject an inline <style> for its indicators, which the CSP refuses
+  if (window.htmx && window.htmx.config) window.htmx.config.includeIndicatorStyles = false;
+
   var embedded = meta("databright-embedded") === "true";
   var pageChainId = Number(meta("databright-chain-id")) || null;
   var announced = [];
