@@ -270,3 +270,89 @@ def test_status_of_an_unknown_transaction(served):
     assert st == {"hash": "0x" + "ab" * 32, "mined": False, "status": None, "block": None,
                   "indexed": False}
     assert served.client.get("/api/tx/status/0x12").status_code == 422
+
+
+@pytest.fixture(scope="module")
+def attested(served):
+    """Model 1's checkpoint attested by the dataset's evaluator (the app serves only those)."""
+    from databright.market.models import attest_checkpoint
+
+    alice = key_of(served, "alice")
+    with served.ctx.chain_lock:
+        attest_checkpoint(served.ctx.dep, alice, 1)
+    served.ctx.sync_now()
+
+
+def test_try_it_refuses_a_model_without_an_attested_checkpoint(served):
+    """(Runs before the ``attested`` fixture: the world's checkpoint is self-reported.)"""
+    client, csrf = local_session(served, "dave")
+    with closing(client):
+        r = client.post("/api/models/1/try/quote", json={"n": 1}, headers={"X-CSRF-Token": csrf})
+    assert (r.status_code, r.json()["error"]["code"]) == (404, "no_checkpoint")
+
+
+def _digit_png(digit_folder, tmp_path) -> tuple[str, bytes]:
+    folder = digit_folder(tmp_path / "try", 500, 1)
+    [path] = [p for p in folder.rglob("*") if p.is_file()]
+    return path.name, path.read_bytes()
+
+
+def test_try_it_local_session_pays_from_its_channel(served, attested, digit_folder, tmp_path):
+    """carol opened a 0.01 ETH channel above; the server signs her vouchers."""
+    client, csrf = local_session(served, "carol")
+    h = {"X-CSRF-Token": csrf}
+    name, png = _digit_png(digit_folder, tmp_path)
+    with closing(client):
+        q = client.post("/api/models/1/try/quote", json={"n": 1}, headers=h).json()
+        price = int(q["price_wei"])
+        assert q["channel_id"] is not None and int(q["amount_wei"]) == price
+        r = client.post("/api/models/1/try", headers=h, data={},
+                        files=[("files", (name, png, "image/png"))])
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert len(body["predictions"]) == 1 and body["charged"] == str(price)
+        q2 = client.post("/api/models/1/try/quote", json={"n": 2}, headers=h).json()
+        assert int(q2["accepted_wei"]) == price and int(q2["amount_wei"]) == 3 * price
+
+
+def test_try_it_wallet_opens_a_channel_signs_vouchers_and_the_owner_redeems(
+        served, attested, digit_folder, tmp_path):
+    from eth_account.messages import encode_typed_data
+
+    from databright.market.channels import close_channel
+
+    client, csrf, bob = wallet_session(served, "bob")
+    h = {"X-CSRF-Token": csrf}
+    name, png = _digit_png(digit_folder, tmp_path)
+    with closing(client):
+        q = client.post("/api/models/1/try/quote", json={"n": 1}, headers=h).json()
+        assert q["voucher"] is None  # bob has no channel yet
+        txs = client.post("/api/tx/open-channel", headers=h, json={
+            "model_id": 1, "deposit_wei": q["suggested_deposit_wei"]}).json()["transactions"]
+        wait_indexed(client, wallet_send(client, bob, txs[0]))
+        q = client.post("/api/models/1/try/quote", json={"n": 1}, headers=h).json()
+        voucher = q["voucher"]
+        assert voucher["primaryType"] == "Voucher"
+
+        def sign(key, typed) -> str:
+            signed = Account.sign_message(encode_typed_data(full_message=typed), key)
+            return "0x" + bytes(signed.signature).hex()
+
+        form = {"channel_id": str(q["channel_id"]), "amount": q["amount_wei"]}
+        files = [("files", (name, png, "image/png"))]
+        r = client.post("/api/models/1/try", headers=h, files=files,
+                        data={**form, "signature": sign("0x" + "77" * 32, voucher)})
+        assert (r.status_code, r.json()["error"]["code"]) == (401, "bad_signature")
+        good = sign(bob.key, voucher)
+        r = client.post("/api/models/1/try", headers=h, files=files,
+                        data={**form, "signature": good})
+        assert r.status_code == 200, r.text
+        assert r.json()["charged"] == q["amount_wei"]
+        r = client.post("/api/models/1/try", headers=h, files=files,
+                        data={**form, "signature": good})
+        assert (r.status_code, r.json()["error"]["code"]) == (409, "voucher_replayed")
+        # the owner redeems the voucher from this home, as `databright channel close` does
+        dave = served.ctx.dep.keystore.unlock("dave", PASSWORD)
+        with served.ctx.chain_lock:
+            settled = close_channel(served.ctx.dep, dave, q["channel_id"])
+        assert settled.amount == int(q["amount_wei"])

@@ -11,16 +11,21 @@ the checks did not foresee is refused too, with the contract's reason.
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from databright.chain.calldata import UnsignedTx, encode, simulate
 from databright.chain.data_market import commitment_of
+from databright.chain.model_registry import ChannelInfo
 from databright.errors import DataBrightError, InsufficientFundsError, UsageError
 from databright.index.models import IngestReport
 from databright.market.channels import DEFAULT_TIMEOUT
 from databright.market.context import Deployment
 from databright.market.datasets import card_of, dataset_id
+from databright.market.predictions import ChannelView, PredictionService
 from databright.market.proposals import _without_known, get_proposal
 
 
@@ -194,3 +199,163 @@ def contract_addresses(dep: Deployment) -> set[str]:
     with dep.index.session() as s:
         found |= {str(t) for t in s.execute(select(DatasetRow.share_token)).scalars() if t}
     return found
+
+
+# -- "try it": predictions the web app serves itself, paid by voucher ---------------------------
+#
+# The web app serves a model's predictions itself when the model's best checkpoint is in this
+# home's store: the same PredictionService as `databright serve-model`, with its voucher rule
+# (cumulative EIP-712 vouchers signed by the channel's payer, kept in this home's payee book,
+# channels.sqlite). The model's owner redeems them from this home with `databright channel
+# close` (or a prediction server on the home), as for any voucher the home received. The
+# service reads channels through the web server's open deployment (the server holds the
+# embedded chain; opening a second one would wait for itself).
+
+SUGGESTED_PREDICTIONS = 20
+
+
+class WebPredictionService(PredictionService):
+    """A PredictionService whose channel reads go through ``read_channel`` (the server's open
+    deployment under its chain lock) instead of opening the home again."""
+
+    read_channel: Callable[[int], tuple[ChannelInfo | None, float]] | None = None
+
+    def _channel(self, channel_id: int, n: int, *, refresh: bool = False) -> ChannelView:
+        view = self._channels.get(channel_id)
+        if view is not None and not refresh:
+            return view
+        assert self.read_channel is not None  # set by load_try_service
+        info, offset = self.read_channel(channel_id)
+        if info is None:
+            raise self._refusal("unknown_channel", f"no channel {channel_id} on registry "
+                                f"{self.registry}", n)
+        self._clock_offset = offset
+        view = ChannelView(channel_id, info.payer, info.model_id, info.deposit, info.expiry,
+                           info.status)
+        self._channels[channel_id] = view
+        return view
+
+
+def load_try_service(dep: Deployment, model_id: int, lock: Any) -> WebPredictionService:
+    """The model's best checkpoint, loaded from this home's store and checked against the
+    chain's sha256, as a service answering paid predictions.
+
+    Raises:
+        TxRefused: ``no_checkpoint`` (nothing attested yet), ``not_served_here`` (the
+            checkpoint is not in this home's store), 404.
+    """
+    from databright.errors import NotFoundError
+    from databright.market.predictions import MAX_BODY_BYTES, MAX_ITEMS, VOUCHER_HEADER
+    from databright.training.checkpoint import load_checkpoint
+    from databright.training.families import get_family
+
+    with lock:
+        model = dep.registry.get_model(int(model_id))
+        best = dep.registry.best_checkpoint(int(model_id))
+        if best is None:
+            raise TxRefused("no_checkpoint", f"model {model_id} has no attested checkpoint yet",
+                            404)
+        if not dep.store.has(best.cid):
+            raise TxRefused("not_served_here", f"model {model_id}'s checkpoint is not in this "
+                            "server's store: use its owner's prediction server", 404)
+        ckpt = load_checkpoint(dep.store, best.cid, best.file_sha256.hex())
+        chain_id = int(dep.config.chain_id or dep.registry.chain_id())
+        registry = dep.registry.address
+    family = get_family(ckpt.family)
+    info: dict[str, Any] = {
+        "model_id": int(model_id), "name": model.name, "owner": model.owner,
+        "dataset_id": model.dataset_id, "share_token": model.share_token,
+        "price_per_prediction": model.price_per_prediction, "royalty_bps": model.royalty_bps,
+        "registry": registry, "chain_id": chain_id, "family": ckpt.family,
+        "media": family.media, "labels": list(ckpt.labels), "voucher_header": VOUCHER_HEADER,
+        "max_items": MAX_ITEMS, "max_body_bytes": MAX_BODY_BYTES, "payment_required": True,
+        "checkpoint": {"number": best.checkpoint, "cid": best.cid,
+                       "sha256": best.file_sha256.hex(), "metric_bps": best.metric_bps},
+    }
+    if family.media == "table":
+        info["columns"] = list(ckpt.extra.get("columns", []))
+    service = WebPredictionService(dep.home, int(model_id), chain_id, registry, info, ckpt,
+                                   family, None)
+
+    def read_channel(channel_id: int) -> tuple[ChannelInfo | None, float]:
+        with lock:
+            try:
+                found = dep.registry.get_channel(int(channel_id))
+            except NotFoundError:
+                return None, 0.0
+            return found, dep.chain.next_block_time() - time.time()
+
+    service.read_channel = read_channel
+    return service
+
+
+@dataclass(frozen=True)
+class TryQuote:
+    """What ``n`` predictions cost and, if one of the payer's channels covers it, the next
+    voucher to sign (EIP-712 typed data, numbers as decimal strings)."""
+
+    model_id: int
+    price_wei: int
+    needed_wei: int
+    channel_id: int | None
+    accepted_wei: int
+    deposit_wei: int
+    amount_wei: int | None
+    voucher: dict[str, Any] | None
+    suggested_deposit_wei: int
+
+
+def voucher_json(chain_id: int, registry: str, channel_id: int, amount: int) -> dict[str, Any]:
+    """A voucher's typed data for ``eth_signTypedData_v4`` (uint256 values as strings, which
+    wallets and eth-account read exactly; JSON numbers would round above 2**53 in JS)."""
+    from databright.chain.model_registry import Voucher
+
+    data = Voucher(int(chain_id), registry, int(channel_id), int(amount)).typed_data()
+    data["domain"] = {**data["domain"], "chainId": str(data["domain"]["chainId"])}
+    data["message"] = {k: str(v) for k, v in data["message"].items()}
+    return data
+
+
+def try_quote(dep: Deployment, service: WebPredictionService, payer: str, n: int,
+              lock: Any) -> TryQuote:
+    """The cheapest honest way to pay ``n`` predictions: the first open channel of ``payer``
+    for this model (index) whose deposit, less the highest voucher accepted on it (payee
+    book), covers them and that does not expire soon (chain)."""
+    from sqlalchemy import select
+
+    from databright.index.cache import ChannelRow
+    from databright.market.channels import REUSE_MARGIN
+
+    if not 1 <= n <= service.max_items:
+        raise TxRefused("bad_count", f"ask for 1 to {service.max_items} predictions", 422)
+    price = service.price
+    needed = price * n
+    with dep.index.session() as s:
+        ids = list(s.execute(select(ChannelRow.channel_id).where(
+            ChannelRow.payer == payer, ChannelRow.model_id == service.model_id,
+            ChannelRow.status == "open").order_by(ChannelRow.channel_id)).scalars())
+    suggested = max(needed, price * SUGGESTED_PREDICTIONS)
+    for channel_id in ids:
+        with lock:
+            info = dep.registry.get_channel(channel_id)
+            now = dep.chain.next_block_time()
+        received = service.book.get(service.chain_id, service.registry, channel_id)
+        stored = received.amount if received else 0
+        if received is not None and received.status != "open":
+            continue
+        if info.status == "open" and info.expiry > now + REUSE_MARGIN and \
+                info.deposit - stored >= needed:
+            amount = stored + needed
+            return TryQuote(service.model_id, price, needed, channel_id, stored, info.deposit,
+                            amount, voucher_json(service.chain_id, service.registry,
+                                                 channel_id, amount), suggested)
+    return TryQuote(service.model_id, price, needed, None, 0, 0, None, None, suggested)
+
+
+def sign_voucher(service: WebPredictionService, signer: Any, channel_id: int,
+                 amount: int) -> str:
+    """A local session's voucher, signed by the server with the session's key."""
+    from databright.chain.model_registry import Voucher, sign
+
+    voucher = Voucher(service.chain_id, service.registry, int(channel_id), int(amount))
+    return "0x" + bytes(sign(voucher, signer)).hex()

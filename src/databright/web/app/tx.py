@@ -381,3 +381,153 @@ async def status(request: Request, tx_hash: str) -> Status:
     if not _HASH.match(tx_hash):
         raise ApiError(422, "invalid_request", "a transaction hash is 0x and 64 hex digits")
     return await run_in_threadpool(_status, request, tx_hash)
+
+
+# -- "try it": paid predictions served by this app ---------------------------------------------
+MAX_TRY_BYTES = 8 * 1024 * 1024
+
+
+class QuoteBody(_Strict):
+    n: int = Field(ge=1, le=64)
+
+
+class QuoteOut(BaseModel):
+    model_id: int
+    price_wei: str
+    needed_wei: str
+    channel_id: int | None
+    accepted_wei: str
+    deposit_wei: str
+    amount_wei: str | None
+    voucher: dict[str, Any] | None
+    suggested_deposit_wei: str
+
+
+class TryOut(BaseModel):
+    predictions: list[dict[str, str]]
+    charged: str
+    channel: dict[str, str] | None
+
+
+def _service(request: Request, model_id: int) -> web_tx.WebPredictionService:
+    state = request.app.state
+    ctx = state.ctx
+    if not hasattr(state, "try_services"):
+        state.try_services = {}
+    service = state.try_services.get(model_id)
+    if service is None:
+        try:
+            service = web_tx.load_try_service(ctx.dep, model_id, ctx.chain_lock)
+        except web_tx.TxRefused as exc:
+            raise ApiError(exc.http_status, exc.code, str(exc)) from None
+        state.try_services[model_id] = service
+    return service  # type: ignore[no-any-return]
+
+
+def _quote(request: Request, model_id: int, payer: str, n: int) -> web_tx.TryQuote:
+    ctx = request.app.state.ctx
+    service = _service(request, model_id)
+    try:
+        return web_tx.try_quote(ctx.dep, service, payer, n, ctx.chain_lock)
+    except web_tx.TxRefused as exc:
+        raise ApiError(exc.http_status, exc.code, str(exc)) from None
+
+
+def _quote_json(q: web_tx.TryQuote) -> dict[str, Any]:
+    return {"model_id": q.model_id, "price_wei": str(q.price_wei),
+            "needed_wei": str(q.needed_wei), "channel_id": q.channel_id,
+            "accepted_wei": str(q.accepted_wei), "deposit_wei": str(q.deposit_wei),
+            "amount_wei": None if q.amount_wei is None else str(q.amount_wei),
+            "voucher": q.voucher, "suggested_deposit_wei": str(q.suggested_deposit_wei)}
+
+
+@router.post("/api/models/{model_id}/try/quote", response_model=QuoteOut, tags=["models"],
+             openapi_extra=body_schema(QuoteBody))
+async def try_quote(request: Request, model_id: int) -> dict[str, Any]:
+    """The price of ``n`` predictions and the next voucher to sign on the viewer's channel
+    (``voucher`` null: open a channel first, with ``/api/tx/open-channel``)."""
+    viewer = require_viewer(request)
+    body = await read_model(request, QuoteBody)
+    return _quote_json(await run_in_threadpool(_quote, request, model_id, viewer.address,
+                                               body.n))
+
+
+def _predict(request: Request, viewer: Viewer, model_id: int, channel_id: int, amount: int,
+             signature: str | None, files: list[tuple[str, str, bytes]], rows: str | None
+             ) -> dict[str, Any]:
+    import json
+
+    from databright.market.predictions import Item, PredictionRefused, VoucherClaim
+
+    service = _service(request, model_id)
+    try:
+        if files:
+            items = [Item(name, media, data) for name, media, data in files]
+        else:
+            try:
+                parsed = json.loads(rows or "")
+            except ValueError:
+                raise ApiError(422, "malformed_input", "rows must be a JSON list of objects"
+                               ) from None
+            items = service.rows_to_items(parsed)
+        if viewer.kind == "local":
+            # the server signs for a local session: exactly the next voucher, never more
+            quote = _quote(request, model_id, viewer.address, len(items))
+            if quote.channel_id is None or quote.amount_wei is None:
+                raise ApiError(402, "channel_required", "open a channel for this model first")
+            channel_id, amount = quote.channel_id, quote.amount_wei
+            signature = web_tx.sign_voucher(service, local_keys.signer_for(request, viewer),
+                                            channel_id, amount)
+        if not signature:
+            raise ApiError(422, "invalid_request", "signature: the voucher's signature is "
+                           "required")
+        claim = VoucherClaim(service.chain_id, service.registry, channel_id, amount, signature)
+        result = service.predict(items, claim)
+    except PredictionRefused as exc:
+        raise ApiError(exc.http_status, exc.code, str(exc)) from None
+    return {"predictions": [{"name": n, "label": lab} for n, lab in result.labels],
+            "charged": str(result.charged),
+            "channel": {k: str(v) for k, v in (result.channel or {}).items()} or None}
+
+
+@router.post("/api/models/{model_id}/try", response_model=TryOut, tags=["models"],
+             openapi_extra={"requestBody": {"required": True, "content": {
+                 "multipart/form-data": {"schema": {"type": "object", "properties": {
+                     "channel_id": {"type": "integer"}, "amount": {"type": "string"},
+                     "signature": {"type": "string"}, "rows": {"type": "string"},
+                     "files": {"type": "array", "items": {"type": "string",
+                                                          "format": "binary"}}}}}}}})
+async def try_it(request: Request, model_id: int) -> dict[str, Any]:
+    """Predict the uploaded images (or ``rows``) with the model's best checkpoint, paid by the
+    signed cumulative voucher (``channel_id``, ``amount`` wei, ``signature``; a local session's
+    voucher is signed by the server)."""
+    viewer = require_viewer(request)
+    declared = request.headers.get("content-length", "")
+    if not declared.isdigit():
+        raise ApiError(411, "length_required", "send the request with a Content-Length")
+    if int(declared) > MAX_TRY_BYTES:
+        raise ApiError(413, "request_too_large", f"at most {MAX_TRY_BYTES} bytes a request")
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise ApiError(415, "multipart_required", "send multipart/form-data")
+    form = await request.form(max_files=64, max_fields=8)
+    try:
+        channel_text = form.get("channel_id")
+        amount_text = form.get("amount")
+        signature = form.get("signature")
+        rows = form.get("rows")
+        local = viewer.kind == "local"
+        channel_id = int(channel_text) if isinstance(channel_text, str) and \
+            channel_text.isdigit() else None
+        amount = _wei(amount_text, "amount") if isinstance(amount_text, str) else None
+        if not local and (channel_id is None or amount is None):
+            raise ApiError(422, "invalid_request", "channel_id and amount are required")
+        files = [(f.filename or f"file {i}", f.content_type or "application/octet-stream",
+                  await f.read()) for i, f in enumerate(form.getlist("files"))
+                 if isinstance(f, UploadFile)]
+        files = [f for f in files if f[2]]
+    finally:
+        await form.close()
+    return await run_in_threadpool(
+        _predict, request, viewer, model_id, channel_id or 0, amount or 0,
+        signature if isinstance(signature, str) else None, files,
+        rows if isinstance(rows, str) else None)
