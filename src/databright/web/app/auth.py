@@ -88,10 +88,23 @@ class Me(BaseModel):
     expires_at: str | None = None
 
 
+def _inline(node: Any, defs: dict[str, Any]) -> Any:
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            return _inline(defs[ref.removeprefix("#/$defs/")], defs)
+        return {k: _inline(v, defs) for k, v in node.items() if k != "$defs"}
+    if isinstance(node, list):
+        return [_inline(v, defs) for v in node]
+    return node
+
+
 def body_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """``openapi_extra`` documenting a JSON body that a handler reads itself (size-limited)."""
+    """``openapi_extra`` documenting a JSON body that a handler reads itself (size-limited);
+    nested models are inlined (a ``$defs`` reference would not resolve in the OpenAPI file)."""
+    schema = model.model_json_schema()
     return {"requestBody": {"required": True, "content": {
-        "application/json": {"schema": model.model_json_schema()}}}}
+        "application/json": {"schema": _inline(schema, schema.get("$defs", {}))}}}}
 
 
 async def read_model(request: Request, model: type[M]) -> M:

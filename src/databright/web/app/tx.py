@@ -27,6 +27,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from fastapi import APIRouter, Request
+from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from sqlalchemy import select
@@ -376,7 +377,8 @@ def _status(request: Request, tx_hash: str) -> Status:
 
 
 @router.get("/api/tx/status/{tx_hash}", response_model=Status)
-async def status(request: Request, tx_hash: str) -> Status:
+async def status(request: Request,
+                 tx_hash: str = PathParam(pattern=_HASH.pattern)) -> Status:
     """Whether ``tx_hash`` is mined (``status`` 1: succeeded) and the index has caught up."""
     if not _HASH.match(tx_hash):
         raise ApiError(422, "invalid_request", "a transaction hash is 0x and 64 hex digits")
@@ -443,7 +445,8 @@ def _quote_json(q: web_tx.TryQuote) -> dict[str, Any]:
 
 @router.post("/api/models/{model_id}/try/quote", response_model=QuoteOut, tags=["models"],
              openapi_extra=body_schema(QuoteBody))
-async def try_quote(request: Request, model_id: int) -> dict[str, Any]:
+async def try_quote(request: Request,
+                    model_id: int = PathParam(ge=1, le=2**63)) -> dict[str, Any]:
     """The price of ``n`` predictions and the next voucher to sign on the viewer's channel
     (``voucher`` null: open a channel first, with ``/api/tx/open-channel``)."""
     viewer = require_viewer(request)
@@ -497,7 +500,8 @@ def _predict(request: Request, viewer: Viewer, model_id: int, channel_id: int, a
                      "signature": {"type": "string"}, "rows": {"type": "string"},
                      "files": {"type": "array", "items": {"type": "string",
                                                           "format": "binary"}}}}}}}})
-async def try_it(request: Request, model_id: int) -> dict[str, Any]:
+async def try_it(request: Request,
+                 model_id: int = PathParam(ge=1, le=2**63)) -> dict[str, Any]:
     """Predict the uploaded images (or ``rows``) with the model's best checkpoint, paid by the
     signed cumulative voucher (``channel_id``, ``amount`` wei, ``signature``; a local session's
     voucher is signed by the server)."""
