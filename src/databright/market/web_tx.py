@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -140,9 +141,13 @@ class StagedProposal:
 
 
 def propose_txs(dep: Deployment, proposer: str, dataset: str, source: Path, *,
-                max_file_size: int | None = None) -> StagedProposal:
+                max_file_size: int | None = None,
+                lock: AbstractContextManager[Any] | None = None) -> StagedProposal:
     """Ingest ``source`` as :func:`databright.market.proposals.propose` does, up to the
     transaction: store the blobs and the report first, then return ``commit`` and ``propose``.
+
+    ``lock`` (the web server's chain lock) is held around the chain reads only, not while the
+    files are ingested (which may take a while for a large upload).
 
     Raises:
         UsageError: nothing new to propose.
@@ -150,15 +155,19 @@ def propose_txs(dep: Deployment, proposer: str, dataset: str, source: Path, *,
     """
     from databright.storage.ingest import DEFAULT_MAX_FILE_SIZE, ingest
 
-    ds_id = dataset_id(dep, dataset)
-    info = dep.market.get_dataset(ds_id)
-    balance = dep.chain.balance(proposer)
-    if balance < info.stake:
-        raise InsufficientFundsError(f"{proposer} has {balance} wei, the stake is {info.stake}")
-    labels = set(card_of(dep, ds_id).get("labels", []))
+    guard = lock if lock is not None else nullcontext()
+    with guard:
+        ds_id = dataset_id(dep, dataset)
+        info = dep.market.get_dataset(ds_id)
+        balance = dep.chain.balance(proposer)
+        if balance < info.stake:
+            raise InsufficientFundsError(f"{proposer} has {balance} wei, the stake is "
+                                         f"{info.stake}")
+        labels = set(card_of(dep, ds_id).get("labels", []))
     result = ingest(Path(source), dep.store, label_set=labels or None,
                     max_file_size=max_file_size or DEFAULT_MAX_FILE_SIZE)
-    result = _without_known(dep, ds_id, result)
+    with guard:
+        result = _without_known(dep, ds_id, result)
     if not result.items or result.manifest_cid is None or result.merkle_root is None:
         dup, ref = len(result.duplicates), len(result.refused)
         first = f" (first refused: {result.refused[0][0]}: {result.refused[0][-1]})" if ref else ""
@@ -179,7 +188,8 @@ def propose_txs(dep: Deployment, proposer: str, dataset: str, source: Path, *,
         encode(dep.market, "propose", ds_id, result.manifest_cid, root, count, value=info.stake,
                description=f"Propose the batch, staking {info.stake} wei"),
     ]
-    _checked(dep, proposer, txs)
+    with guard:
+        _checked(dep, proposer, txs)
     return StagedProposal(dataset=info.name, manifest_cid=result.manifest_cid,
                           merkle_root="0x" + root.hex(), items=count,
                           duplicates=len(result.duplicates), refused=len(result.refused),

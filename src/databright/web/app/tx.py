@@ -304,6 +304,15 @@ async def _receive_upload(request: Request, out: Path) -> str:
         await form.close()
 
 
+def _stage(request: Request, proposer: str, dataset: str, folder: Path) -> Any:
+    """Ingest outside the chain lock (a large upload takes a while), chain reads inside it."""
+    ctx = request.app.state.ctx
+    try:
+        return web_tx.propose_txs(ctx.dep, proposer, dataset, folder, lock=ctx.chain_lock)
+    except web_tx.TxRefused as exc:
+        raise ApiError(exc.http_status, exc.code, str(exc)) from None
+
+
 @router.post("/api/tx/propose", response_model=ProposeOut, openapi_extra={
     "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
         "type": "object", "required": ["dataset", "files"],
@@ -317,8 +326,7 @@ async def propose(request: Request) -> dict[str, Any]:
         folder = Path(tmp) / "batch"
         folder.mkdir()
         dataset = await _receive_upload(request, folder)
-        staged = await run_in_threadpool(_on_chain, request, web_tx.propose_txs,
-                                         viewer.address, dataset, folder)
+        staged = await run_in_threadpool(_stage, request, viewer.address, dataset, folder)
     out = _answer(request, staged.transactions)
     out["proposal"] = {"dataset": staged.dataset, "manifest_cid": staged.manifest_cid,
                        "merkle_root": staged.merkle_root, "items": staged.items,
