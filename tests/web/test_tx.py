@@ -356,3 +356,33 @@ def test_try_it_wallet_opens_a_channel_signs_vouchers_and_the_owner_redeems(
         with served.ctx.chain_lock:
             settled = close_channel(served.ctx.dep, dave, q["channel_id"])
         assert settled.amount == int(q["amount_wei"])
+
+
+def test_upload_size_and_count_limits(served, monkeypatch):
+    from databright.web.app import tx as tx_routes
+
+    client, csrf = local_session(served, "carol")
+    h = {"X-CSRF-Token": csrf}
+    with closing(client):
+        monkeypatch.setattr(tx_routes, "MAX_UPLOAD_BYTES", 4096)
+        r = client.post("/api/tx/propose", data={"dataset": "digits"}, headers=h,
+                        files=[("files", ("3/a.png", b"x" * 8192, "image/png"))])
+        assert (r.status_code, r.json()["error"]["code"]) == (413, "request_too_large")
+        monkeypatch.setattr(tx_routes, "MAX_UPLOAD_BYTES", 64 * 1024 * 1024)
+        monkeypatch.setattr(tx_routes, "MAX_ARCHIVE_MEMBERS", 2)
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            for i in range(3):
+                zf.writestr(f"3/{i}.png", b"x")
+        r = client.post("/api/tx/propose", data={"dataset": "digits"}, headers=h,
+                        files=[("files", ("b.zip", buf.getvalue(), "application/zip"))])
+        assert (r.status_code, r.json()["error"]["code"]) == (413, "too_many_files")
+        monkeypatch.setattr(tx_routes, "MAX_UNPACKED_BYTES", 10)
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr("3/big.png", b"\0" * 10_000)  # a small zip that unpacks large
+        r = client.post("/api/tx/propose", data={"dataset": "digits"}, headers=h,
+                        files=[("files", ("b.zip", buf.getvalue(), "application/zip"))])
+        assert (r.status_code, r.json()["error"]["code"]) == (413, "archive_too_large")
+        r = client.post("/api/tx/propose", headers=h, json={"dataset": "digits"})
+        assert (r.status_code, r.json()["error"]["code"]) == (415, "multipart_required")
