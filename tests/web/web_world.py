@@ -44,7 +44,6 @@ def build_web_home(root: Path, digit_folder) -> Cli:
     cli("distribute", "digits", "1eth", as_="dave")
     cli("train", "digits", "--family", "small-cnn", "--epochs", "2", "--register", "--price",
         "0.001eth", "--royalty", "30%", "--name", "digits-cnn", as_="dave")
-    cli("model", "attest", "1", as_="alice")  # the evaluator measures it and signs
     cli.inputs = root
     cli.proposals = (first["proposal_id"], second["proposal_id"])
     return cli
