@@ -270,8 +270,11 @@
 
   async function propose(form) {
     if (!(await account())) throw new Error("sign in first");
-    var input = form.querySelector('input[type="file"]');
-    var files = input ? Array.prototype.slice.call(input.files || []) : [];
+    // every file input of the form: a folder picker and/or an archive picker
+    var files = [];
+    form.querySelectorAll('input[type="file"]').forEach(function (input) {
+      files = files.concat(Array.prototype.slice.call(input.files || []));
+    });
     if (!files.length) throw new Error("choose a folder of labelled files, or one archive");
     var data = new FormData();
     data.append("dataset", form.dataset.dataset);
