@@ -18,14 +18,19 @@ from fastapi.staticfiles import StaticFiles
 from databright.home import Home
 from databright.web.app import errors, security
 from databright.web.app.context import WebContext
+from databright.web.app.page_cache import PageCache, PageCacheMiddleware
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 
 __all__ = ["WebContext", "create_app"]
 
 
-def create_app(ctx: WebContext, *, manage: bool = True) -> FastAPI:
-    """The app over ``ctx``; with ``manage`` it starts and stops the context with the server."""
+def create_app(ctx: WebContext, *, manage: bool = True, page_cache_ttl: float = 2.0) -> FastAPI:
+    """The app over ``ctx``; with ``manage`` it starts and stops the context with the server.
+
+    ``page_cache_ttl``: seconds an anonymous visitor's page may be served from the page cache
+    (0: no cache; page_cache.py says what is cached and when it is dropped).
+    """
     from databright.web.app import (
         auth,
         compute_pages,
@@ -54,6 +59,9 @@ def create_app(ctx: WebContext, *, manage: bool = True) -> FastAPI:
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     for module in (auth, discussion, tx, rpc, dataset_pages, model_pages, compute_pages):
         app.include_router(module.router)
+    app.state.page_cache = PageCache(ttl=page_cache_ttl)
+    app.add_middleware(PageCacheMiddleware, cache=app.state.page_cache, version=ctx.version,
+                       on_write=ctx.wrote)
     return app
 
 

@@ -49,6 +49,10 @@ class WebContext:
         self.last_sync_error: str | None = None
         #: unlocked keys of local sign-ins, by the sha256 of their session token (local_keys.py)
         self.local_keys: dict[str, Any] = {}
+        #: the last block the index was synced to by this process, and this process's count of
+        #: successful writes: together the version the page cache keys on (page_cache.py)
+        self.synced_block = -1
+        self.writes = 0
 
     @property
     def is_embedded(self) -> bool:
@@ -77,11 +81,20 @@ class WebContext:
 
         with self.chain_lock:
             try:
-                sync(self.dep)
+                result = sync(self.dep)
+                self.synced_block = max(self.synced_block, result.to_block)
                 self.last_sync_error = None
             except DataBrightError as exc:
                 self.last_sync_error = str(exc)
                 log.error("index sync failed: %s", exc)
+
+    def version(self) -> tuple[int, int]:
+        """What a cached page depends on: the synced block and this process's writes."""
+        return self.synced_block, self.writes
+
+    def wrote(self) -> None:
+        """A request changed something (a comment, a session): cached pages are stale."""
+        self.writes += 1
 
     def synced_soon(self) -> None:
         """Ask the loop to sync at once (after a transaction was sent)."""
