@@ -46,7 +46,7 @@ _IMAGES = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"),
 IMMUTABLE = "public, max-age=31536000, immutable"
 
 Name = Annotated[str, Path(min_length=1, max_length=200, description="The dataset's name.")]
-ProposalId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The proposal's id.")]
+ProposalId = Annotated[int, Path(ge=0, le=2**63 - 1, description="The proposal's id.")]
 PageQ = Annotated[int, Query(ge=1, le=1_000_000)]
 PerPageQ = Annotated[int, Query(ge=1, le=MAX_PER_PAGE)]
 SortQ = Annotated[str, Query(pattern="^(" + "|".join(SORTS) + ")$")]
