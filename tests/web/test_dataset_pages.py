@@ -6,15 +6,20 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import secrets
 import sqlite3
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from sklearn.datasets import load_digits
 
 from databright.cli.demo_data import render_png
+from databright.index.web import WebSession
 from databright.storage.cid import cid_from_digest
+from databright.web.app.sessions import COOKIE
 from tests.conftest import _digit_folder
 from tests.web.web_world import Served
 
@@ -155,8 +160,10 @@ def test_impact_points_are_the_checkpoints(world):
     rows = _db(world, "select model_id, checkpoint, entries, metric_bps from checkpoints")
     assert sorted((p["model_id"], p["checkpoint"], p["entries"], p["metric_bps"])
                   for p in api["impact"]) == sorted(rows)
-    seed_items = [e["items"] for e in api["entries"] if e["index"] == 0][0]
-    sizes = {0: 0, 1: seed_items, 2: api["items"] if api["entry_count"] == 2 else None}
+    sizes = [0]  # items in the first k entries
+    for e in sorted(api["entries"], key=lambda e: e["index"]):
+        sizes.append(sizes[-1] + e["items"])
+    assert sizes[-1] == api["items"]
     for p in api["impact"]:
         assert p["items"] == sizes[p["entries"]]
 
@@ -202,6 +209,34 @@ def test_a_decided_proposal_shows_finalize(world):
     accepted = world.client.get(f"/api/proposals/{world.cli.proposals[0]}").json()
     assert accepted["status"] == "accepted" and not accepted["tally"]["finalizable"]
     assert accepted["tally"]["approval"] == 1.0
+
+
+def _signed_in(world, account: str) -> httpx.Client:
+    """A client with a session of ``account`` (stored the way sign-in stores one)."""
+    address = world.ctx.dep.keystore.address_of(account)
+    token = secrets.token_urlsafe(16)
+    with world.ctx.dep.index.session() as s:
+        s.add(WebSession(token_sha256=hashlib.sha256(token.encode()).hexdigest(),
+                         address=address, kind="wallet", csrf="x" * 32,
+                         chain_id=world.ctx.config.chain_id,
+                         expires_at=datetime.now(UTC) + timedelta(hours=1)))
+    return httpx.Client(base_url=world.url, cookies={COOKIE: token}, headers=HTML)
+
+
+def test_signed_in_viewers_see_their_vote_or_the_buttons(world):
+    pid = world.cli.proposals[1]
+    with _signed_in(world, "bob") as bob:
+        html = bob.get(f"/proposals/{pid}").text
+        assert f'data-action="vote" data-proposal-id="{pid}" data-support="true"' in html
+        assert 'data-support="false"' in html and "Sign in to vote" not in html
+        done = bob.get(f"/proposals/{world.cli.proposals[0]}").text  # accepted: closed
+        assert 'data-action="vote"' not in done
+    with _signed_in(world, "alice") as alice:
+        html = alice.get(f"/proposals/{world.third_id}").text
+        assert 'id="my-vote"' in html and "You voted <strong>no</strong>" in html
+        assert 'data-action="vote"' not in html
+        api = alice.get(f"/api/proposals/{world.third_id}").json()
+        assert api["viewer_vote"]["support"] is False and api["viewer_vote"]["weight"] > 0
 
 
 def test_gallery_filters_by_label_and_marks_suspects(world):

@@ -50,10 +50,10 @@ def _fmt(v: float) -> str:
 def _frame(title: str, x_label: str, y_label: str, xs: tuple[float, float],
            ys: tuple[float, float], x_text: object = _fmt, y_text: object = _fmt) -> list[str]:
     (x0, x1), (y0, y1) = xs, ys
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" class="chart" '
-           f'role="img" aria-label="{escape(title)}"><title>{escape(title)}</title>',
-           f'<rect x="{LEFT}" y="{TOP}" width="{W - LEFT - RIGHT}" height="{H - TOP - BOTTOM}" '
-           'fill="#f6f8fa" stroke="#d0d7de"/>']
+    out = [(f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" class="chart" '
+            f'role="img" aria-label="{escape(title)}"><title>{escape(title)}</title>'),
+           (f'<rect x="{LEFT}" y="{TOP}" width="{W - LEFT - RIGHT}" '
+            f'height="{H - TOP - BOTTOM}" fill="#f6f8fa" stroke="#d0d7de"/>')]
     for t in _ticks(y0, y1):
         y = _sy(t, ys)
         out.append(f'<line x1="{LEFT}" x2="{W - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" '
@@ -142,11 +142,11 @@ def progress_bar(fraction: float | None, *, target: float | None = None, label: 
     f = 0.0 if fraction is None else min(max(fraction, 0.0), 1.0)
     done = fraction is not None and target is not None and fraction >= target
     colour = "#1a7f37" if done else "#ff9d00"
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} 12" width="{width}" '
-             f'height="12" class="bar" role="img" aria-label="{escape(label)}">'
-             f'<title>{escape(label)}</title>'
-             f'<rect x="0.5" y="0.5" width="{width - 1}" height="11" rx="4" fill="#f6f8fa" '
-             'stroke="#d0d7de"/>']
+    parts = [(f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} 12" '
+              f'width="{width}" height="12" class="bar" role="img" '
+              f'aria-label="{escape(label)}"><title>{escape(label)}</title>'
+              f'<rect x="0.5" y="0.5" width="{width - 1}" height="11" rx="4" fill="#f6f8fa" '
+              'stroke="#d0d7de"/>')]
     if f > 0:
         parts.append(f'<rect x="0.5" y="0.5" width="{max(f * (width - 1), 2):.1f}" height="11" '
                      f'rx="4" fill="{colour}"/>')
