@@ -23,7 +23,7 @@ from databright.index.cache import (
 )
 from databright.index.db import open_index
 from databright.market.views import card_of
-from databright.market.views.datasets import dataset_detail, list_datasets
+from databright.market.views.datasets import MAX_PAYMENTS, dataset_detail, list_datasets
 from databright.market.views.proposals import decide, proposal_detail, snapshot_supply
 from databright.storage.cas import LocalBlobStore
 
@@ -163,7 +163,25 @@ def test_bounded_queries_and_fast_at_scale(big):
     assert n_list <= 5 and n_detail <= 12
     assert listing < 0.1 and detail < 0.1
     assert d.proposal_total == sum(d.proposal_counts.values()) > 0
-    assert d.payments[-1].cumulative_wei == 42 * 2**64
+    assert d.payments[-1].cumulative_wei == 42 * 2**64 == d.total_distributed_wei
+
+
+def test_payments_are_the_latest_with_exact_running_totals(big):
+    index, store, *_ = big
+    with index.session() as s:
+        ds = s.get(DatasetRow, 9)
+        amounts = [ds.total_distributed] + [3 * n + 2**70 for n in range(1, 1_500)]
+        s.execute(insert(DividendPaymentRow), [
+            {"dataset_id": 9, "source": "training_fee", "amount": a, "block_number": 500 + n,
+             "block_time": None} for n, a in enumerate(amounts[1:])])
+        ds.total_distributed = sum(amounts)
+        s.flush()
+        d = dataset_detail(s, store, "ds-009")
+        assert len(d.payments) == MAX_PAYMENTS
+        assert d.payments[-1].cumulative_wei == sum(amounts)
+        assert [p.amount_wei for p in d.payments] == amounts[-MAX_PAYMENTS:]
+        assert d.payments[0].cumulative_wei == sum(amounts[:len(amounts) - MAX_PAYMENTS + 1])
+        s.rollback()
 
 
 def test_dataset_detail_pages_open_first(big):

@@ -352,3 +352,27 @@ def test_openapi_names_the_twins(world):
                  "/api/proposals/{proposal_id}/items", "/blobs/{cid}"):
         assert path in paths
     assert re.search(r"DatasetDetail", str(world.client.get("/openapi.json").json()))
+
+
+# -- charts (no server) ---------------------------------------------------------------------------
+def test_charts_escape_untrusted_text_and_place_points():
+    from databright.web.app import charts
+
+    svg = str(charts.line_chart(
+        [charts.Series(HOSTILE_LABEL, (charts.Point(0, 0, HOSTILE_NAME),
+                                       charts.Point(10, 50, "b", filled=False)))],
+        title=HOSTILE_TEXT, x_label="x", y_label="y", y_range=(0.0, 100.0)))
+    assert "<img" not in svg and "<script" not in svg and "&lt;img src=x" in svg
+    assert "style=" not in svg
+    circles = re.findall(r'<circle cx="([\d.]+)" cy="([\d.]+)" r="4" fill="([^"]+)"', svg)
+    (x0, y0, f0), (x1, y1, f1) = circles
+    assert float(x0) == charts.LEFT and float(x1) == charts.W - charts.RIGHT  # x spans the box
+    assert float(y0) == charts.H - charts.BOTTOM  # 0 % at the bottom
+    assert float(y1) == pytest.approx((charts.TOP + charts.H - charts.BOTTOM) / 2)  # 50 %
+    assert f0 != "#ffffff" and f1 == "#ffffff"  # hollow: self-reported
+    assert "nothing yet" in str(charts.line_chart([], title="t", x_label="x", y_label="y",
+                                                  empty="nothing yet"))
+    bar = str(charts.progress_bar(0.5, target=0.3, label=HOSTILE_LABEL))
+    assert "<img" not in bar and "#1a7f37" in bar  # past the target: green
+    assert "#1a7f37" not in str(charts.progress_bar(0.2, target=0.3))
+    assert str(charts.progress_bar(None, target=0.3)).count("<rect") == 1  # no fill at all

@@ -68,6 +68,7 @@ class _Lru:
 
 _cards = _Lru(MAX_CARDS)
 _manifests = _Lru(MAX_MANIFESTS)
+_labels = _Lru(MAX_MANIFESTS)
 
 
 def _text(value: Any, limit: int) -> str:
@@ -116,3 +117,18 @@ def manifest_items(store: BlobStore, manifest_cid: str) -> tuple[ManifestItem, .
         return tuple(ManifestItem(*row) for row in zip(*cols, strict=True))
 
     return _manifests.get((store.url, manifest_cid), read)
+
+
+def manifest_labels(store: BlobStore, manifest_cid: str) -> dict[str, int]:
+    """Items per label of a manifest, sorted by label (cached beside the items).
+
+    Raises:
+        StorageError: as :func:`manifest_items`.
+    """
+    def count() -> dict[str, int]:
+        labels: dict[str, int] = {}
+        for it in manifest_items(store, manifest_cid):
+            labels[it.label] = labels.get(it.label, 0) + 1
+        return dict(sorted(labels.items()))
+
+    return dict(_labels.get((store.url, manifest_cid), count))

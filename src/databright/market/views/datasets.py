@@ -274,7 +274,9 @@ def dataset_by_name(s: Session, name: str) -> DatasetRow:
     Raises:
         NotFoundError: none (the message quotes the name with ``repr``: never markup).
     """
-    row = s.execute(select(DatasetRow).where(DatasetRow.name == name)).scalar_one_or_none()
+    printable = name.isprintable() and len(name) <= 64  # a NUL would fail on PostgreSQL
+    row = s.execute(select(DatasetRow).where(DatasetRow.name == name)).scalar_one_or_none() \
+        if printable else None
     if row is None:
         raise NotFoundError(f"no dataset named {name!r}")
     return row
@@ -343,19 +345,23 @@ def dataset_detail(s: Session, store: BlobStore, name: str, *, page: int = 1,
         shareholders=tuple(holders[:MAX_HOLDERS]), models=models, impact=impact,
         proposals=proposals, proposal_total=sum(counts.values()), proposal_counts=counts,
         page=page, per_page=per_page, sources=sources,
-        payments=_payments(s, ds_id), payment_count=sum(r.payments for r in sources),
+        payments=_payments(s, ds_id, ds.total_distributed),
+        payment_count=sum(r.payments for r in sources),
     )
 
 
-def _payments(s: Session, ds_id: int) -> tuple[PaymentView, ...]:
-    """The dataset's payments in chain order with running totals (the latest
-    :data:`MAX_PAYMENTS`; the running total still counts every earlier one)."""
+def _payments(s: Session, ds_id: int, total: int) -> tuple[PaymentView, ...]:
+    """The dataset's latest :data:`MAX_PAYMENTS` payments in chain order, each with the running
+    total after it (counted back from ``total``, the dataset's ``total_distributed``: the
+    payments of a dataset add up to it, so the query stays bounded however many there are)."""
     rows = s.execute(select(DividendPaymentRow.source, DividendPaymentRow.amount,
                             DividendPaymentRow.block_number, DividendPaymentRow.block_time)
                      .where(DividendPaymentRow.dataset_id == ds_id)
-                     .order_by(DividendPaymentRow.block_number, DividendPaymentRow.id)).all()
-    out, total = [], 0
+                     .order_by(DividendPaymentRow.block_number.desc(),
+                               DividendPaymentRow.id.desc())
+                     .limit(MAX_PAYMENTS)).all()
+    out = []
     for source, amount, block, when in rows:
-        total += amount
         out.append(PaymentView(source, amount, block, when, total))
-    return tuple(out[-MAX_PAYMENTS:])
+        total -= amount
+    return tuple(reversed(out))

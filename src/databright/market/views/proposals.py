@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from databright.errors import NotFoundError, StorageError
 from databright.index.cache import DatasetRow, EntryRow, ProposalRow, VoteRow
 from databright.index.models import Evaluation, IngestReport
-from databright.market.views.blobs import ManifestItem, manifest_items
+from databright.market.views.blobs import ManifestItem, manifest_items, manifest_labels
 from databright.market.views.datasets import ZERO, page_bounds
 from databright.storage.cas import BlobStore
 
@@ -200,8 +200,7 @@ def proposal_detail(s: Session, store: BlobStore, proposal_id: int, *, now: int,
     labels: dict[str, int] = {}
     error = None
     try:
-        for it in manifest_items(store, p.manifest_cid):
-            labels[it.label] = labels.get(it.label, 0) + 1
+        labels = manifest_labels(store, p.manifest_cid)
     except StorageError as exc:
         error = str(exc)
     rep = ingest.report if ingest is not None and isinstance(ingest.report, dict) else None
@@ -218,7 +217,7 @@ def proposal_detail(s: Session, store: BlobStore, proposal_id: int, *, now: int,
         ingest_duplicates=len(rep.get("duplicates") or []) if rep else None,
         ingest_refused=len(rep.get("refused") or []) if rep else None,
         votes=tuple(VoteView(*r) for r in vote_rows), vote_count=vote_count,
-        labels=dict(sorted(labels.items())), manifest_error=error, viewer_vote=mine,
+        labels=labels, manifest_error=error, viewer_vote=mine,
         can_vote=bool(viewer) and mine is None and is_open,
     )
 
