@@ -152,6 +152,7 @@ def test_dataset_page_and_twin(world):
     assert "databright export digits OUT --format parquet" in text
     assert text.count("<svg") >= 2 and 'id="impact-chart"' in text
     assert "digits-cnn" in text and "30%" in text  # a model; the quorum rule
+    assert 'id="propose-form"' not in text and "Sign in to propose" in text
     assert "style=" not in text and "<script>" not in text.split("</head>")[1]
 
 
@@ -235,6 +236,9 @@ def test_signed_in_viewers_see_their_vote_or_the_buttons(world):
         html = alice.get(f"/proposals/{world.third_id}").text
         assert 'id="my-vote"' in html and "You voted <strong>no</strong>" in html
         assert 'data-action="vote"' not in html
+        page = alice.get("/datasets/digits").text
+        assert '<form id="propose-form" data-dataset="digits"' in page
+        assert 'type="file" name="files" webkitdirectory' in page
         api = alice.get(f"/api/proposals/{world.third_id}").json()
         assert api["viewer_vote"]["support"] is False and api["viewer_vote"]["weight"] > 0
 
