@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
+from sqlalchemy.orm import Session
 
 from databright.errors import StorageError
 from databright.market.views.datasets import (
@@ -142,32 +143,30 @@ def dataset_api(request: Request, name: Name, page: PageQ = 1,
 
 
 # -- one proposal -----------------------------------------------------------------------------
-def _proposal(request: Request, proposal_id: int) -> ProposalDetail:
-    ctx = request.app.state.ctx
+def _proposal(request: Request, s: Session, proposal_id: int) -> ProposalDetail:
     viewer = viewer_of(request)
-    with ctx.read() as s:
-        return proposal_detail(s, ctx.dep.store, proposal_id, now=chain_now(request),
-                               viewer=viewer.address if viewer else None)
+    return proposal_detail(s, request.app.state.ctx.dep.store, proposal_id,
+                           now=chain_now(request), viewer=viewer.address if viewer else None)
 
 
-def _gallery(request: Request, proposal_id: int, label: str | None, suspects: bool,
-             page: int, per_page: int) -> Gallery:
-    ctx = request.app.state.ctx
-    with ctx.read() as s:
-        try:
-            return gallery(s, ctx.dep.store, proposal_id, label=label or None,
-                           suspects_only=suspects, page=page, per_page=per_page)
-        except StorageError as exc:
-            raise ApiError(502, "manifest_unreadable",
-                           f"the proposal's manifest cannot be read from the store: {exc}") \
-                from None
+def _gallery(request: Request, s: Session, proposal_id: int, label: str | None,
+             suspects: bool, page: int, per_page: int) -> Gallery:
+    try:
+        return gallery(s, request.app.state.ctx.dep.store, proposal_id, label=label or None,
+                       suspects_only=suspects, page=page, per_page=per_page)
+    except StorageError as exc:
+        raise ApiError(502, "manifest_unreadable",
+                       f"the proposal's manifest cannot be read from the store: {exc}") from None
 
 
 @router.get("/proposals/{proposal_id}", response_class=HTMLResponse, include_in_schema=False)
 def proposal_page(request: Request, proposal_id: ProposalId, label: LabelQ = None,
                   suspects: bool = False, page: PageQ = 1) -> HTMLResponse:
-    p = _proposal(request, proposal_id)
-    g = None if p.manifest_error else _gallery(request, proposal_id, label, suspects, page, 60)
+    viewer_of(request)  # looked up before the page's session (it opens its own)
+    with request.app.state.ctx.read() as s:  # one session: the rows are read once
+        p = _proposal(request, s, proposal_id)
+        g = None if p.manifest_error else _gallery(request, s, proposal_id, label, suspects,
+                                                   page, 60)
     t = p.tally
     return render(request, "proposal.html", {
         "p": p, "g": g,
@@ -184,7 +183,8 @@ def proposal_page(request: Request, proposal_id: ProposalId, label: LabelQ = Non
 def gallery_fragment(request: Request, proposal_id: ProposalId, label: LabelQ = None,
                      suspects: bool = False, page: PageQ = 1) -> HTMLResponse:
     """The gallery alone (htmx swaps it in when the label filter changes)."""
-    g = _gallery(request, proposal_id, label, suspects, page, 60)
+    with request.app.state.ctx.read() as s:
+        g = _gallery(request, s, proposal_id, label, suspects, page, 60)
     return render(request, "_ds_gallery.html", {"g": g})
 
 
@@ -192,7 +192,9 @@ def gallery_fragment(request: Request, proposal_id: ProposalId, label: LabelQ = 
 def proposal_api(request: Request, proposal_id: ProposalId) -> ProposalDetail:
     """A proposal: record, evaluation report, tally against quorum and approval (and
     whether ``finalize`` would pass now), votes, label counts, the viewer's own vote."""
-    return _proposal(request, proposal_id)
+    viewer_of(request)
+    with request.app.state.ctx.read() as s:
+        return _proposal(request, s, proposal_id)
 
 
 @router.get("/api/proposals/{proposal_id}/items", response_model=Gallery, tags=["proposals"])
@@ -201,7 +203,8 @@ def gallery_api(request: Request, proposal_id: ProposalId, label: LabelQ = None,
                 per_page: Annotated[int, Query(ge=1, le=MAX_PER_PAGE)] = 60) -> Gallery:
     """A page of the proposal's items (suspects first): CID, label, file name, suspect flag;
     ``label`` keeps one label, ``suspects`` only the flagged items."""
-    return _gallery(request, proposal_id, label, suspects, page, per_page)
+    with request.app.state.ctx.read() as s:
+        return _gallery(request, s, proposal_id, label, suspects, page, per_page)
 
 
 # -- blobs ------------------------------------------------------------------------------------
