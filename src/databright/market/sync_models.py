@@ -59,12 +59,15 @@ def _rank(source: str) -> int:
     return SOURCES.index(source) if source in SOURCES else len(SOURCES)
 
 
-def block_time(chain: Any, number: int) -> int:
+def block_time(chain: Any, number: int) -> int | None:
     """The timestamp of block ``number``: the embedded chain's header read in-process (no
-    JSON-RPC round trip), a node's ``eth_getBlockByNumber`` otherwise."""
+    JSON-RPC round trip; ``None`` past its head: only events made up by a test are), a node's
+    ``eth_getBlockByNumber`` otherwise."""
     if chain.embedded is not None:
         with chain.embedded.mutex:
             evm: Any = chain.embedded.backend.chain
+            if int(number) > evm.get_canonical_head().block_number:
+                return None
             return int(evm.get_canonical_block_header_by_number(int(number)).timestamp)
     with chain.translating():
         return int(chain.w3.eth.get_block(int(number))["timestamp"])
@@ -88,7 +91,7 @@ class ModelMarketEvents:
     #: the event being applied (set by the applier's ``apply``, see ``__init_subclass__``)
     _event: Any
     #: block timestamps read for payment rows, by block number (one read per block)
-    _block_times: dict[int, int]
+    _block_times: dict[int, int | None]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Wrap the applier's ``apply`` so the dividend accounts know the event being applied:
