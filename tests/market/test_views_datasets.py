@@ -26,6 +26,7 @@ from databright.market.views import card_of
 from databright.market.views.datasets import MAX_PAYMENTS, dataset_detail, list_datasets
 from databright.market.views.proposals import decide, proposal_detail, snapshot_supply
 from databright.storage.cas import LocalBlobStore
+from tests.index.conftest import fresh_database_url
 
 N_DATASETS, N_PROPOSALS = 100, 10_000
 ZERO = "0x" + "00" * 20
@@ -35,13 +36,15 @@ def _addr(n: int) -> str:
     return "0x" + f"{n:040x}"
 
 
-@pytest.fixture(scope="module")
-def big(tmp_path_factory):
-    """An index with 100 datasets (revenues past 2**64, sizes that sort wrong as text) and
-    10,000 proposals, holders and models spread over them."""
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def big(request, tmp_path_factory):
+    """An index (SQLite, and PostgreSQL when a server is given) with 100 datasets (revenues
+    past 2**64, sizes that sort wrong as text) and 10,000 proposals, holders and models spread
+    over them."""
     root = tmp_path_factory.mktemp("views")
     store = LocalBlobStore(root / "store")
-    index = open_index(f"sqlite:///{root / 'index.sqlite'}")
+    url, drop = fresh_database_url(request.param, root)
+    index = open_index(url)
     rng = random.Random(7)
     datasets, proposals, holders, models, entries, payments = [], [], [], [], [], []
     for d in range(1, N_DATASETS + 1):
@@ -84,6 +87,7 @@ def big(tmp_path_factory):
             s.execute(insert(table), rows)
     yield index, store, datasets, proposals, holders, models
     index.close()
+    drop()
 
 
 def _queries(index):
