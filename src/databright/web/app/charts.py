@@ -7,7 +7,7 @@ place the chart inline without ``|safe``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -43,12 +43,16 @@ def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     return [lo + i * step for i in range(n)]
 
 
-def _fmt(v: float) -> str:
+def number_text(v: float) -> str:
+    """An axis label: whole numbers as they are, small ones with two significant digits."""
     return f"{v:.0f}" if abs(v) >= 100 or v == int(v) else f"{v:.2g}"
 
 
+Label = Callable[[float], str]
+
+
 def _frame(title: str, x_label: str, y_label: str, xs: tuple[float, float],
-           ys: tuple[float, float], x_text: object = _fmt, y_text: object = _fmt) -> list[str]:
+           ys: tuple[float, float], x_text: Label, y_text: Label) -> list[str]:
     (x0, x1), (y0, y1) = xs, ys
     out = [(f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" class="chart" '
             f'role="img" aria-label="{escape(title)}"><title>{escape(title)}</title>'),
@@ -59,11 +63,11 @@ def _frame(title: str, x_label: str, y_label: str, xs: tuple[float, float],
         out.append(f'<line x1="{LEFT}" x2="{W - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" '
                    'stroke="#d0d7de" stroke-dasharray="2 3"/>'
                    f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11" '
-                   f'fill="#656d76">{escape(y_text(t))}</text>')  # type: ignore[operator]
+                   f'fill="#656d76">{escape(y_text(t))}</text>')
     for t in _ticks(x0, x1):
         x = _sx(t, xs)
         out.append(f'<text x="{x:.1f}" y="{H - BOTTOM + 16}" text-anchor="middle" '
-                   f'font-size="11" fill="#656d76">{escape(x_text(t))}</text>')  # type: ignore[operator]
+                   f'font-size="11" fill="#656d76">{escape(x_text(t))}</text>')
     out.append(f'<text x="{(LEFT + W - RIGHT) / 2:.0f}" y="{H - 6}" text-anchor="middle" '
                f'font-size="12" fill="#1f2328">{escape(x_label)}</text>'
                f'<text x="14" y="{(TOP + H - BOTTOM) / 2:.0f}" text-anchor="middle" '
@@ -94,7 +98,8 @@ def _empty(title: str, message: str) -> Markup:
 
 def line_chart(series: Sequence[Series], *, title: str, x_label: str, y_label: str,
                empty: str = "nothing to plot yet", y_range: tuple[float, float] | None = None,
-               x_text: object = _fmt, y_text: object = _fmt, step: bool = False) -> Markup:
+               x_text: Label = number_text, y_text: Label = number_text,
+               step: bool = False) -> Markup:
     """A line chart of ``series`` (hover a point for its ``tip``); ``step`` draws a staircase
     (a running total)."""
     pts = [p for s in series for p in s.points]

@@ -122,7 +122,8 @@ def _dividend_chart(d: DatasetDetail) -> Any:
                              x_label="time (UTC)" if timed else "block",
                              y_label="ETH (cumulative)", empty="no dividends paid yet",
                              y_text=charts.eth_text,
-                             x_text=charts.date_text if timed else charts._fmt, step=True)
+                             x_text=charts.date_text if timed else charts.number_text,
+                             step=True)
 
 
 @router.get("/datasets/{name}", response_class=HTMLResponse, include_in_schema=False)
