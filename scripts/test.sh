@@ -9,6 +9,7 @@ export DATABRIGHT_REQUIRE_NPM="${DATABRIGHT_REQUIRE_NPM:-1}"
 # The index tests run on SQLite and on a throwaway PostgreSQL server started here; without a
 # server they fail (a developer without PostgreSQL sets DATABRIGHT_REQUIRE_PG=0: SQLite only).
 export DATABRIGHT_REQUIRE_PG="${DATABRIGHT_REQUIRE_PG:-1}"
+export DATABRIGHT_REQUIRE_CHROMIUM="${DATABRIGHT_REQUIRE_CHROMIUM:-1}"
 
 pg_dir=""
 stop_postgres() {
