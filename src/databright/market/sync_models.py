@@ -9,6 +9,8 @@ handlers here are mixed into the sync's applier (``market.sync._Applier``).
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import select
@@ -19,6 +21,7 @@ from databright.index.cache import (
     SOURCES,
     ChannelRow,
     CheckpointRow,
+    DividendPaymentRow,
     DividendSourceRow,
     HolderDividendRow,
     ModelRow,
@@ -56,6 +59,20 @@ def _rank(source: str) -> int:
     return SOURCES.index(source) if source in SOURCES else len(SOURCES)
 
 
+def block_time(chain: Any, number: int) -> int | None:
+    """The timestamp of block ``number``: the embedded chain's header read in-process (no
+    JSON-RPC round trip; ``None`` past its head: only events made up by a test are), a node's
+    ``eth_getBlockByNumber`` otherwise."""
+    if chain.embedded is not None:
+        with chain.embedded.mutex:
+            evm: Any = chain.embedded.backend.chain
+            if int(number) > evm.get_canonical_head().block_number:
+                return None
+            return int(evm.get_canonical_block_header_by_number(int(number)).timestamp)
+    with chain.translating():
+        return int(chain.w3.eth.get_block(int(number))["timestamp"])
+
+
 def as_hex(value: Any) -> str:
     """``bytes32`` fields as 0x-hex; anything else as its string."""
     return "0x" + bytes(value).hex() if isinstance(value, (bytes, bytearray)) else str(value)
@@ -65,14 +82,37 @@ class ModelMarketEvents:
     """ModelRegistry handlers and the per-source dividend accounts of the sync's applier."""
 
     s: Session
+    dep: Any
     _sources: dict[int, dict[str, DividendSourceRow]]
     #: a registry ``distribute`` waiting for its DividendPaid: dataset, amount, per-share growth
     _unnamed: tuple[int, int, int] | None
     #: a HeldReleased waiting for its distribution: dataset, held wei by source
     _releasing: tuple[int, dict[str, int]] | None
+    #: the event being applied (set by the applier's ``apply``, see ``__init_subclass__``)
+    _event: Any
+    #: block timestamps read for payment rows, by block number (one read per block)
+    _block_times: dict[int, int | None]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Wrap the applier's ``apply`` so the dividend accounts know the event being applied:
+        every payment row records the block (and its time) of the event that paid it, whichever
+        handler reaches :meth:`_paid`."""
+        super().__init_subclass__(**kwargs)
+        apply: Callable[[Any, Any], None] | None = cls.__dict__.get("apply")
+        if apply is None:
+            return
+
+        @functools.wraps(apply)
+        def applying(self: Any, event: Any) -> None:
+            self._event = event
+            apply(self, event)
+
+        cls.apply = applying  # type: ignore[attr-defined]
 
     def _init_model_market(self) -> None:
         self._sources = {}
+        self._event = None
+        self._block_times = {}
         # the registry's `distribute` logs come before its DividendPaid (which names the
         # source) and after its HeldReleased (whose wei may mix sources): each waits here
         self._unnamed = None
@@ -186,10 +226,20 @@ class ModelMarketEvents:
             rows[src].per_share_paid = sources[src].per_share
 
     def _paid(self, ds_id: int, source: str, amount: int, growth: int) -> None:
+        """``amount`` wei of ``source`` reached the dataset's token: its totals, and one
+        ``dividend_payments`` row at the paying event's block and that block's time."""
         row = self._source(ds_id, source)
         row.distributed += amount
         row.per_share += growth
         row.payments += 1
+        if self._event is None:
+            raise IntegrityError(f"a dividend of {amount} wei to dataset {ds_id} outside of an "
+                                 "event: the index cannot date it")
+        number = int(self._event.block_number)
+        if number not in self._block_times:
+            self._block_times[number] = block_time(self.dep.chain, number)
+        self.s.add(DividendPaymentRow(dataset_id=ds_id, source=source, amount=amount,
+                                      block_number=number, block_time=self._block_times[number]))
 
     def _paid_release(self, ds_id: int, held: dict[str, int], amount: int, growth: int) -> None:
         """A release of held registry wei: its per-share growth split in proportion to the
