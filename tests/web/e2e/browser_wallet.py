@@ -80,7 +80,7 @@ class BrowserWallet:
         try:
             result = self._answer(method, json.loads(params_json))
             return json.dumps({"result": result})
-        except Exception as exc:  # the page sees an EIP-1193 error, as from a real wallet
+        except Exception as exc:  # noqa: BLE001 - the page sees an EIP-1193 error, as a wallet's
             return json.dumps({"error": {"code": 4001 if isinstance(exc, PermissionError)
                                          else -32603, "message": str(exc)}})
 
