@@ -23,7 +23,12 @@ class Index:
     def __init__(self, url: str) -> None:
         self.url = url
         try:
-            self.engine: Engine = create_engine(url, future=True)
+            # A web server reads from many threads: a pool that holds enough connections that
+            # none is opened (and its pragmas run) per request. Only file databases pool.
+            pooled = url.startswith("postgresql") or (url.startswith("sqlite:///")
+                                                      and ":memory:" not in url)
+            kw = {"pool_size": 20, "max_overflow": 20} if pooled else {}
+            self.engine: Engine = create_engine(url, future=True, **kw)
         except (SQLAlchemyError, ImportError) as exc:
             raise ConfigError(f"cannot open the index database {url!r}: {exc}") from exc
         if url.startswith("sqlite"):
