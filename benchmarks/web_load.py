@@ -15,6 +15,12 @@ work), then the pages: random ``/datasets/{name}`` and ``/proposals/{id}`` (HTML
 asks). Reported per page kind: p50 / p95 / p99 latency in ms and requests/s; the target is a
 p95 ≤ 100 ms for both kinds. ``p95_ratio`` = pages' p95 / the anchor's p95.
 
+The server caches pages for visitors who are not signed in (``--page-cache-ttl``, default 10 s,
+as ``databright serve``; any sync or write drops them sooner). ``--spread hot`` asks for random
+pages among 260 (the cache serves most of them), ``--spread all`` for every dataset and proposal
+page (10,100 pages: few repeats, so most requests render), and ``--page-cache-ttl 0`` renders
+every request: run all three to see what the cache does and what a page costs.
+
 Usage: ``python benchmarks/web_load.py [--json] [--quick] [--seconds S] [--clients N]``; writes
 the JSON to ``benchmarks/results/web_load.json`` as well.
 """
@@ -120,31 +126,31 @@ def seed_index(home: Path, proposal_id: int, datasets: int, proposals: int,
             for h in range(HOLDERS_PER_DATASET):
                 balance = rng.randint(1, 10_000) * 10**18
                 supply += balance
-                holder_rows.append(dict(share_token=_address(ds_id * 1000), account=_address(
-                    10**6 + h), dataset_id=ds_id, balance=balance, withdrawn=0, owed=0,
-                    per_share_paid=0))
+                holder_rows.append({"share_token": _address(ds_id * 1000), "account": _address(
+                    10**6 + h), "dataset_id": ds_id, "balance": balance, "withdrawn": 0, "owed": 0,
+                    "per_share_paid": 0})
             for e in range(5):
-                entry_rows.append(dict(dataset_id=ds_id, index=e, manifest_cid=real_p.manifest_cid,
-                                       merkle_root=real_p.merkle_root, item_count=40,
-                                       contributor=_address(10**6 + e), proposal_id=0,
-                                       shares_minted=10**18, first_item=40 * e,
-                                       items_loaded=True, block_number=1))
-            ds_rows.append(dict(
-                dataset_id=ds_id, name=f"bench-{d:03d}", symbol=f"B{d:03d}",
-                share_token=_address(ds_id * 1000), initiator=real.initiator,
-                card_cid=real.card_cid, quorum_bps=real.quorum_bps,
-                approval_bps=real.approval_bps, voting_period=real.voting_period,
-                stake=real.stake, reward_r0=real.reward_r0, reward_n0=real.reward_n0,
-                evaluator=real.evaluator, training_fee=real.training_fee,
-                min_royalty_bps=real.min_royalty_bps, item_count=200, entry_count=5,
-                total_supply=supply, total_distributed=rng.randint(0, 10) * 10**18,
-                total_withdrawn=0, dividends_held=0, per_share=0,
-                validation_manifest_cid=real.validation_manifest_cid, items_loaded=True,
-                created_block=1))
+                entry_rows.append({"dataset_id": ds_id, "index": e, "manifest_cid": real_p.manifest_cid,
+                                       "merkle_root": real_p.merkle_root, "item_count": 40,
+                                       "contributor": _address(10**6 + e), "proposal_id": 0,
+                                       "shares_minted": 10**18, "first_item": 40 * e,
+                                       "items_loaded": True, "block_number": 1})
+            ds_rows.append({
+                "dataset_id": ds_id, "name": f"bench-{d:03d}", "symbol": f"B{d:03d}",
+                "share_token": _address(ds_id * 1000), "initiator": real.initiator,
+                "card_cid": real.card_cid, "quorum_bps": real.quorum_bps,
+                "approval_bps": real.approval_bps, "voting_period": real.voting_period,
+                "stake": real.stake, "reward_r0": real.reward_r0, "reward_n0": real.reward_n0,
+                "evaluator": real.evaluator, "training_fee": real.training_fee,
+                "min_royalty_bps": real.min_royalty_bps, "item_count": 200, "entry_count": 5,
+                "total_supply": supply, "total_distributed": rng.randint(0, 10) * 10**18,
+                "total_withdrawn": 0, "dividends_held": 0, "per_share": 0,
+                "validation_manifest_cid": real.validation_manifest_cid, "items_loaded": True,
+                "created_block": 1})
             if real_meta is not None:
-                meta_rows.append(dict(dataset_id=ds_id, name=f"bench-{d:03d}",
-                                      card_cid=real_meta.card_cid, labels=real_meta.labels,
-                                      validation_manifest_cid=real_meta.validation_manifest_cid))
+                meta_rows.append({"dataset_id": ds_id, "name": f"bench-{d:03d}",
+                                      "card_cid": real_meta.card_cid, "labels": real_meta.labels,
+                                      "validation_manifest_cid": real_meta.validation_manifest_cid})
         s.execute(insert(DatasetRow), ds_rows)
         if meta_rows:
             s.execute(insert(DatasetMeta), meta_rows)
@@ -156,22 +162,22 @@ def seed_index(home: Path, proposal_id: int, datasets: int, proposals: int,
             pid = first_p + n
             ds_id = first_ds + n % datasets
             yes, no = rng.randint(0, 5) * 10**21, rng.randint(0, 5) * 10**21
-            p_rows.append(dict(
-                proposal_id=pid, dataset_id=ds_id, proposer=_address(10**6 + n % 50),
-                manifest_cid=real_p.manifest_cid, merkle_root=real_p.merkle_root,
-                item_count=ITEMS_PER_PROPOSAL, stake=real_p.stake, snapshot=real_p.snapshot,
-                snapshot_supply=10**22, deadline=real_p.deadline, position=None, yes=yes, no=no,
-                score_bps=rng.randint(-500, 1500), status=statuses[n % 4], shares_minted=0,
-                items_loaded=True, created_block=1, finalized_block=None))
+            p_rows.append({
+                "proposal_id": pid, "dataset_id": ds_id, "proposer": _address(10**6 + n % 50),
+                "manifest_cid": real_p.manifest_cid, "merkle_root": real_p.merkle_root,
+                "item_count": ITEMS_PER_PROPOSAL, "stake": real_p.stake, "snapshot": real_p.snapshot,
+                "snapshot_supply": 10**22, "deadline": real_p.deadline, "position": None, "yes": yes, "no": no,
+                "score_bps": rng.randint(-500, 1500), "status": statuses[n % 4], "shares_minted": 0,
+                "items_loaded": True, "created_block": 1, "finalized_block": None})
             for cid in real_items[:ITEMS_PER_PROPOSAL]:
-                item_rows.append(dict(dataset_id=ds_id, cid=cid, proposal_id=pid, state="pending"))
+                item_rows.append({"dataset_id": ds_id, "cid": cid, "proposal_id": pid, "state": "pending"})
             if real_eval is not None:
-                eval_rows.append(dict(proposal_id=pid, manifest_cid=real_eval.manifest_cid,
-                                      report_cid=real_eval.report_cid, report=real_eval.report,
-                                      score_bps=real_eval.score_bps))
+                eval_rows.append({"proposal_id": pid, "manifest_cid": real_eval.manifest_cid,
+                                      "report_cid": real_eval.report_cid, "report": real_eval.report,
+                                      "score_bps": real_eval.score_bps})
             for v in range(3):
-                vote_rows.append(dict(proposal_id=pid, voter=_address(10**6 + v), support=v != 2,
-                                      weight=10**21, block_number=1))
+                vote_rows.append({"proposal_id": pid, "voter": _address(10**6 + v), "support": v != 2,
+                                      "weight": 10**21, "block_number": 1})
             if len(item_rows) >= 50_000:
                 s.execute(insert(ItemRow), item_rows)
                 item_rows = []
@@ -184,18 +190,18 @@ def seed_index(home: Path, proposal_id: int, datasets: int, proposals: int,
         keys = [Account.create() for _ in range(10)]
         now = datetime.now(UTC)
         c_rows = []
-        hot = [first_p + n for n in range(0, min(proposals, 50))]  # where the talk is
+        hot = [first_p + n for n in range(min(proposals, 50))]  # where the talk is
         for c in range(comments):
             key = keys[c % len(keys)]
             target = str(hot[c % len(hot)])
             body = f"Comment {c}: the **labels** of items {c % 30}–{c % 30 + 3} look off."
             message = f"DataBright comment\nproposal {target}\n\n{body}"
             sig = key.sign_message(encode_defunct(text=message)).signature
-            c_rows.append(dict(target_kind="proposal", target_id=target, parent_id=None,
-                               author=key.address, body=body, message=message,
-                               signature="0x" + bytes(sig).hex(),
-                               created_at=now - timedelta(seconds=comments - c), edited_at=None,
-                               edits=0))
+            c_rows.append({"target_kind": "proposal", "target_id": target, "parent_id": None,
+                               "author": key.address, "body": body, "message": message,
+                               "signature": "0x" + bytes(sig).hex(),
+                               "created_at": now - timedelta(seconds=comments - c), "edited_at": None,
+                               "edits": 0})
         s.execute(insert(Comment), c_rows)
     return {"datasets": [f"bench-{d:03d}" for d in range(datasets)],
             "proposals": [first_p + n for n in range(proposals)], "hot": hot}
@@ -216,28 +222,70 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
-async def _load(url: str, paths: list[str], clients: int, seconds: float) -> dict[str, Any]:
-    import httpx
+class _Connection:
+    """One keep-alive HTTP/1.1 connection: a client light enough that the 2 cores go to the
+    server (httpx costs about 1 ms of CPU a request, as much as a cached page)."""
 
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def get(self, path: str, accept: str) -> int:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        self.writer.write(f"GET {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+                          f"Accept: {accept}\r\n\r\n".encode())
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        length = None
+        chunked = False
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.lower() == b"content-length":
+                length = int(value)
+            elif name.lower() == b"transfer-encoding" and b"chunked" in value.lower():
+                chunked = True
+        if length is not None:
+            await self.reader.readexactly(length)
+        elif chunked:
+            while True:
+                size = int((await self.reader.readuntil(b"\r\n")).strip(), 16)
+                await self.reader.readexactly(size + 2)
+                if size == 0:
+                    break
+        return status
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+async def _load(url: str, paths: list[str], clients: int, seconds: float) -> dict[str, Any]:
+    host, port = url.removeprefix("http://").split(":")
     latencies: dict[str, list[float]] = {}
     errors: list[str] = []
     stop_at = time.perf_counter() + seconds
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30,
-                                 headers={"accept": "text/html"}) as client:
-        async def one(worker: int) -> None:
-            rng = random.Random(worker)
+
+    async def one(worker: int) -> None:
+        rng = random.Random(worker)
+        conn = _Connection(host, int(port))
+        try:
             while time.perf_counter() < stop_at:
                 path = rng.choice(paths)
                 kind = path.split("/")[1] or "root"
                 t = time.perf_counter()
-                r = await client.get(path)
+                status = await conn.get(path, "text/html")
                 latencies.setdefault(kind, []).append((time.perf_counter() - t) * 1000)
-                if r.status_code != 200:
-                    errors.append(f"{path}: {r.status_code}")
-        started = time.perf_counter()
-        await asyncio.gather(*(one(w) for w in range(clients)))
-        elapsed = time.perf_counter() - started
+                if status != 200:
+                    errors.append(f"{path}: {status}")
+        finally:
+            conn.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(w) for w in range(clients)))
+    elapsed = time.perf_counter() - started
     out: dict[str, Any] = {"seconds": round(elapsed, 2), "errors": len(errors),
                            "first_errors": errors[:5]}
     for kind, values in sorted(latencies.items()):
@@ -250,7 +298,7 @@ async def _load(url: str, paths: list[str], clients: int, seconds: float) -> dic
 
 
 def run(datasets: int, proposals: int, comments: int, clients: int,
-        seconds: float) -> dict[str, Any]:
+        seconds: float, page_cache_ttl: float, spread: str = "hot") -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="databright-web-load-"))
     server = None
     try:
@@ -265,13 +313,18 @@ def run(datasets: int, proposals: int, comments: int, clients: int,
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
         server = subprocess.Popen(
             [sys.executable, "-m", "databright.cli", "serve", "--home", str(home), "--port",
-             str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+             str(port), "--page-cache-ttl", str(page_cache_ttl)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         url = f"http://127.0.0.1:{port}"
         _wait_up(url, server)
         rng = random.Random(1)
-        pages = ([f"/datasets/{n}" for n in rng.sample(names["datasets"], min(50, datasets))]
-                 + [f"/proposals/{p}" for p in rng.sample(names["proposals"], 200)]
-                 + [f"/proposals/{p}" for p in names["hot"][:10]])
+        if spread == "hot":  # what visitors read most: a few hundred pages
+            pages = ([f"/datasets/{n}" for n in rng.sample(names["datasets"], min(50, datasets))]
+                     + [f"/proposals/{p}" for p in rng.sample(names["proposals"],
+                                                              min(200, proposals))]
+                     + [f"/proposals/{p}" for p in names["hot"][:10]])
+        else:  # every page equally likely: few repeats, so the page cache seldom helps
+            pages = ([f"/datasets/{n}" for n in names["datasets"]] * (proposals // datasets // 2)
+                     + [f"/proposals/{p}" for p in names["proposals"]])
         asyncio.run(_load(url, pages, clients, 2.0))  # warm-up: caches, connections
         anchor = asyncio.run(_load(url, ["/static/app.css"], clients, seconds))
         loaded = asyncio.run(_load(url, pages, clients, seconds))
@@ -279,6 +332,8 @@ def run(datasets: int, proposals: int, comments: int, clients: int,
                     for k in ("datasets", "proposals"))
         return {
             "figure": "web_load", "clients": clients, "seconds_per_phase": seconds,
+            "page_cache_ttl_s": page_cache_ttl, "spread": spread,
+            "distinct_pages": len(set(pages)),
             "index": {"datasets": datasets + 1, "proposals": proposals + 1,
                       "comments": comments, "items": proposals * ITEMS_PER_PROPOSAL},
             "build_s": round(built, 1), "seed_s": round(seeded, 1),
@@ -331,11 +386,17 @@ def main() -> None:
     ap.add_argument("--comments", type=int, default=1_000)
     ap.add_argument("--clients", type=int, default=20)
     ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--spread", choices=("hot", "all"), default="hot",
+                    help="hot: random pages of 50 datasets and 210 proposals; all: every "
+                         "dataset and proposal page (a third of the requests to datasets)")
+    ap.add_argument("--page-cache-ttl", type=float, default=10.0,
+                    help="the server's page cache for anonymous visitors (0: off)")
     args = ap.parse_args()
     if args.quick:
         args.datasets, args.proposals, args.comments = 10, 400, 100
         args.seconds = min(args.seconds, 3.0)
-    result = run(args.datasets, args.proposals, args.comments, args.clients, args.seconds)
+    result = run(args.datasets, args.proposals, args.comments, args.clients, args.seconds,
+                 args.page_cache_ttl, args.spread)
     out = ROOT / "benchmarks" / "results"
     out.mkdir(exist_ok=True)
     (out / "web_load.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -343,7 +404,9 @@ def main() -> None:
         print(json.dumps(result))
         return
     print(f"index: {result['index']} (seeded in {result['seed_s']} s)")
-    print(f"{args.clients} clients, {args.seconds:g} s a phase")
+    cache = f"page cache {args.page_cache_ttl:g} s" if args.page_cache_ttl else "page cache off"
+    print(f"{args.clients} clients, {args.seconds:g} s a phase, {cache}, "
+          f"{result['distinct_pages']} distinct pages ({args.spread})")
     for label, key in (("anchor GET /static/app.css", "anchor_static"),
                        ("GET /datasets/{name}", "datasets_page"),
                        ("GET /proposals/{id}", "proposals_page")):

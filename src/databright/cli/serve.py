@@ -20,6 +20,9 @@ def serve(
              "one writer, so one).")] = 1,
     sync_seconds: Annotated[float, typer.Option(
         help="Seconds between index syncs with the chain.")] = 1.0,
+    page_cache_ttl: Annotated[float, typer.Option(
+        help="Seconds a page stays in the cache for visitors who are not signed in (any sync "
+             "or write drops it sooner; 0: no cache).")] = 10.0,
     home: HomeOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -32,6 +35,8 @@ def serve(
 
     if not 1 <= port <= 65535:
         raise UsageError(f"--port must be 1..65535, not {port}")
+    if page_cache_ttl < 0:
+        raise UsageError(f"--page-cache-ttl must be ≥ 0 seconds, not {page_cache_ttl}")
     if workers < 1:
         raise UsageError(f"--workers must be at least 1, not {workers}")
     the_home = Home(home)
@@ -47,6 +52,7 @@ def serve(
             err_console.print("several workers on a SQLite index: writes queue on its lock; "
                               "PostgreSQL suits them better")
         os.environ["DATABRIGHT_HOME"] = str(the_home.path)
+        os.environ["DATABRIGHT_PAGE_CACHE_TTL"] = str(page_cache_ttl)
         err_console.print(f"DataBright on {url} ({workers} workers)")
         uvicorn.run("databright.web.app:app_from_env", factory=True, host=host, port=port,
                     workers=workers, log_level="warning")
@@ -55,4 +61,5 @@ def serve(
     err_console.print(f"DataBright on {url}" + (
         " (embedded chain: this server is its single writer; other commands on this home wait "
         "for it)" if config.chain == "embedded" else ""))
-    uvicorn.run(create_app(ctx), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(ctx, page_cache_ttl=page_cache_ttl), host=host, port=port,
+                log_level="warning")

@@ -25,7 +25,7 @@ STATIC = Path(__file__).resolve().parent.parent / "static"
 __all__ = ["WebContext", "create_app"]
 
 
-def create_app(ctx: WebContext, *, manage: bool = True, page_cache_ttl: float = 2.0) -> FastAPI:
+def create_app(ctx: WebContext, *, manage: bool = True, page_cache_ttl: float = 10.0) -> FastAPI:
     """The app over ``ctx``; with ``manage`` it starts and stops the context with the server.
 
     ``page_cache_ttl``: seconds an anonymous visitor's page may be served from the page cache
@@ -67,5 +67,9 @@ def create_app(ctx: WebContext, *, manage: bool = True, page_cache_ttl: float = 
 
 def app_from_env() -> FastAPI:
     """An app for ``uvicorn --factory databright.web.app:app_from_env`` (several workers on a
-    real node): the home is ``$DATABRIGHT_HOME``."""
-    return create_app(WebContext(Home()))
+    real node): the home is ``$DATABRIGHT_HOME``, the page cache's seconds
+    ``$DATABRIGHT_PAGE_CACHE_TTL`` (default 10)."""
+    import os
+
+    ttl = float(os.environ.get("DATABRIGHT_PAGE_CACHE_TTL") or 10.0)
+    return create_app(WebContext(Home()), page_cache_ttl=ttl)

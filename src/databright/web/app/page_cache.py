@@ -42,7 +42,7 @@ MAX_BODY = 2 * 1024 * 1024
 class PageCache:
     """Entries ``key → (stored_at, status, headers, body)``, least recently used evicted."""
 
-    def __init__(self, ttl: float = 2.0, max_entries: int = 4096) -> None:
+    def __init__(self, ttl: float = 10.0, max_entries: int = 4096) -> None:
         self.ttl = ttl
         self.max_entries = max_entries
         self._entries: OrderedDict[tuple[Any, ...], tuple[float, int, list[Any], bytes]] = \
