@@ -61,7 +61,7 @@ class EventDecoder:
     @cached_property
     def _by_topic(self) -> dict[tuple[str, bytes], dict[str, Any]]:
         table: dict[tuple[str, bytes], dict[str, Any]] = {}
-        for contract in ("DataMarket", "ShareToken", "ModelRegistry"):
+        for contract in ("DataMarket", "ShareToken", "ModelRegistry", "ComputeMarket"):
             for item in compile_contract(contract).abi:
                 if item.get("type") == "event":
                     topic = event_abi_to_log_topic(item)  # type: ignore[arg-type]

@@ -5,10 +5,9 @@ Algorithm (see ``docs/index.md``):
 1. Check the last synced block: if the chain no longer has it with the stored hash (a
    reorganisation, or another chain behind the same URL), the cache is cleared and rebuilt.
 2. From the last synced block + 1 to the head, in ranges of ``range_size`` blocks: read the
-   DataMarket's logs (and the ModelRegistry's, when the home names one), learn the share tokens
-   of datasets created in the range, read every share token's logs, and apply all of them in
-   chain order in ONE database transaction that also
-   moves the sync state. A range is applied at most once: the transaction starts by moving the
+   DataMarket's logs (and the ModelRegistry's and ComputeMarket's, when the home names them),
+   learn the share tokens of datasets created in the range, read every share token's logs, and
+   apply all of them in chain order in ONE database transaction that also moves the sync state. A range is applied at most once: the transaction starts by moving the
    state forward only if it still names the range's first block - 1 (another process that synced
    it first wins, this one starts again from there).
 3. Record the hashes of the last ``confirmations`` blocks, to report how deep a reorg went.
@@ -46,7 +45,9 @@ from databright.index.cache import (
     SyncState,
     VoteRow,
 )
+from databright.index.compute import COMPUTE_TABLES
 from databright.market.context import Deployment
+from databright.market.sync_compute import ComputeMarketEvents
 from databright.market.sync_models import (
     DIVIDEND_MAG,
     ZERO,
@@ -56,6 +57,8 @@ from databright.market.sync_models import (
 
 RANGE_SIZE = 2_000
 CONFIRMATIONS = 12
+#: every chain-derived table: ``clear`` (a rebuild, a reorg) deletes them all
+REBUILT_TABLES = CHAIN_TABLES + COMPUTE_TABLES
 STATUS = {1: "open", 2: "accepted", 3: "rejected", 4: "expired"}
 
 
@@ -91,9 +94,14 @@ def registry_address(dep: Deployment) -> str | None:
     return dep.config.contracts.get("ModelRegistry") or None
 
 
+def compute_address(dep: Deployment) -> str | None:
+    """The home's ComputeMarket, or ``None`` (homes made before the compute market)."""
+    return dep.config.contracts.get("ComputeMarket") or None
+
+
 def sync(dep: Deployment, *, range_size: int = RANGE_SIZE, confirmations: int = CONFIRMATIONS,
          rebuild: bool = False) -> SyncResult:
-    """Apply every new DataMarket, ShareToken and ModelRegistry log to the index.
+    """Apply every new DataMarket, ShareToken, ModelRegistry and ComputeMarket log to the index.
 
     Args:
         dep: the open deployment.
@@ -164,7 +172,7 @@ def _check_state(dep: Deployment, rebuild: bool) -> tuple[int, int | None]:
 def clear(dep: Deployment) -> None:
     """Delete every chain-derived row (one transaction); off-chain tables are kept."""
     with dep.index.session() as s:
-        for table in reversed(CHAIN_TABLES):
+        for table in reversed(REBUILT_TABLES):
             s.execute(delete(table))
 
 
@@ -215,13 +223,15 @@ def _apply_range(dep: Deployment, start: int, end: int) -> int | None:
     market_events = decoder.read("DataMarket", [dep.market.address], start, end)
     registry = registry_address(dep)
     registry_events = decoder.read("ModelRegistry", [registry], start, end) if registry else []
+    compute = compute_address(dep)
+    compute_events = decoder.read("ComputeMarket", [compute], start, end) if compute else []
     with dep.index.session() as s:
         tokens = list(s.execute(select(DatasetRow.share_token)).scalars())
     tokens += [e.args["share_token"] for e in market_events if e.name == "DatasetCreated"]
     token_events = decoder.read("ShareToken", tokens, start, end)
     if block_hash(dep.chain, end) != end_hash:
         return None  # the chain reorganised while the range was read
-    events = in_order(market_events + registry_events + token_events)
+    events = in_order(market_events + registry_events + compute_events + token_events)
     with dep.index.session() as s:
         moved = s.execute(
             update(SyncState)
@@ -246,7 +256,7 @@ def _decoder(dep: Deployment) -> Any:
     return dep.__dict__["_event_decoder"]
 
 
-class _Applier(ModelMarketEvents):
+class _Applier(ModelMarketEvents, ComputeMarketEvents):
     """Applies decoded events to the rows of one transaction."""
 
     def __init__(self, dep: Deployment, session: Session) -> None:
@@ -261,7 +271,9 @@ class _Applier(ModelMarketEvents):
         self._init_model_market()
 
     def apply(self, event: Any) -> None:
-        handler = getattr(self, f"on_{event.name}", None)
+        # the ComputeMarket's DividendPaid, HeldReleased, Withdrawn share names with the registry's
+        prefix = "on_compute_" if event.contract == "ComputeMarket" else "on_"
+        handler = getattr(self, f"{prefix}{event.name}", None)
         if handler is not None:
             handler(event, dict(event.args))
 

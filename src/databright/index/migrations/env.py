@@ -3,6 +3,7 @@
 from alembic import context
 
 import databright.index.cache
+import databright.index.compute  # registers the compute market's tables
 import databright.index.web  # noqa: F401 - registers the web app's tables
 from databright.index.models import Base
 
