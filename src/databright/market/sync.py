@@ -46,6 +46,7 @@ from databright.index.cache import (
     VoteRow,
 )
 from databright.index.compute import COMPUTE_TABLES
+from databright.index.withdrawals import HolderSourceWithdrawnRow
 from databright.market.context import Deployment
 from databright.market.sync_compute import ComputeMarketEvents
 from databright.market.sync_models import (
@@ -54,11 +55,12 @@ from databright.market.sync_models import (
     ModelMarketEvents,
     as_hex,
 )
+from databright.market.sync_withdrawals import record_withdrawal
 
 RANGE_SIZE = 2_000
 CONFIRMATIONS = 12
 #: every chain-derived table: ``clear`` (a rebuild, a reorg) deletes them all
-REBUILT_TABLES = CHAIN_TABLES + COMPUTE_TABLES
+REBUILT_TABLES = CHAIN_TABLES + COMPUTE_TABLES + (HolderSourceWithdrawnRow,)
 STATUS = {1: "open", 2: "accepted", 3: "rejected", 4: "expired"}
 
 
@@ -409,6 +411,7 @@ class _Applier(ModelMarketEvents, ComputeMarketEvents):
         ds.total_withdrawn += int(a["amount"])
         holder.withdrawn += int(a["amount"])
         holder.owed = 0
+        record_withdrawal(self.s, ds.dataset_id, a["account"])
 
     def _settled(self, token: str, account: str, ds: DatasetRow) -> HolderRow:
         """The holder with its dividends since the last settlement credited, as the token does

@@ -1,5 +1,6 @@
 """The compute market in the chain-event cache: workers, coordinators, jobs, per-part payouts
-and slashes, credits and withdrawals, and the cached verification of each job's receipt.
+and slashes, credits and withdrawals, the cached verification of each job's receipt; and each holder's dividends withdrawn by source
+(the shareholder dashboard's dividends waiting by source).
 
 Chain events synced before this revision were read without the ComputeMarket's logs, so the
 upgrade marks the cache stale (its market address no longer matches): the next sync clears it
@@ -99,11 +100,18 @@ def upgrade() -> None:
         sa.Column("checks", sa.JSON, nullable=False),
         sa.Column("checked_block", sa.BigInteger, nullable=False),
     )
+    op.create_table(
+        "holder_dividends_withdrawn",
+        sa.Column("dataset_id", sa.Integer, primary_key=True),
+        sa.Column("account", sa.String(42), primary_key=True),
+        sa.Column("source", sa.String(24), primary_key=True),
+        sa.Column("withdrawn", UINT, nullable=False),
+    )
     # rebuild the cache on the next sync: it was read without the ComputeMarket's logs
     op.execute("UPDATE sync_state SET market = ''")
 
 
 def downgrade() -> None:
-    for table in ("compute_receipt_checks", "compute_accounts", "compute_payouts",
+    for table in ("holder_dividends_withdrawn", "compute_receipt_checks", "compute_accounts", "compute_payouts",
                   "compute_jobs", "compute_coordinators", "compute_workers"):
         op.drop_table(table)
