@@ -1,0 +1,178 @@
+"""The model registry page's read model, from the index only (no chain call, no sync).
+
+A card per model: its *shown* checkpoint (the registry's best, which is always attested; a
+model without one shows its latest checkpoint, marked self-reported), its price, royalty, and
+the predictions paid so far: closed channels' settled amounts divided by the price (open
+channels have paid nothing yet). A fixed number of queries per page, whatever the number of
+models or channels: no per-row lookups.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from databright.errors import NotFoundError
+from databright.index.cache import ChannelRow, DatasetRow, ModelRow
+from databright.market.model_listings import (
+    ChannelView,
+    CheckpointView,
+    checkpoints_of,
+    dataset_row,
+)
+
+#: models per page of ``/models``
+PAGE_SIZE = 50
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """One model as the registry page shows it.
+
+    Attributes:
+        shown: the best checkpoint, else the latest one (``None``: no checkpoint yet).
+        predictions_paid: settled wei // price (``None`` for a free model).
+        paid_wei: wei consumers paid through closed channels (royalty included).
+        royalty_wei: of which the dataset's shareholders received.
+    """
+
+    model_id: int
+    name: str
+    dataset_id: int
+    dataset: str
+    owner: str
+    program_digest: str
+    price_per_prediction: int
+    royalty_bps: int
+    checkpoint_count: int
+    shown: CheckpointView | None
+    predictions_paid: int | None
+    paid_wei: int
+    royalty_wei: int
+    channels: int
+    open_channels: int
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON with every wei amount as a decimal string."""
+        return {
+            "model_id": self.model_id, "name": self.name, "dataset_id": self.dataset_id,
+            "dataset": self.dataset, "owner": self.owner, "program_digest": self.program_digest,
+            "price_per_prediction_wei": str(self.price_per_prediction),
+            "royalty_bps": self.royalty_bps, "checkpoint_count": self.checkpoint_count,
+            "best_checkpoint": checkpoint_json(self.shown) if self.shown else None,
+            "predictions_paid": self.predictions_paid, "paid_wei": str(self.paid_wei),
+            "royalty_wei": str(self.royalty_wei), "channels": self.channels,
+            "open_channels": self.open_channels,
+        }
+
+
+@dataclass(frozen=True)
+class ModelPage:
+    """A model with every checkpoint and channel."""
+
+    card: ModelCard
+    checkpoints: tuple[CheckpointView, ...]
+    channels: tuple[ChannelView, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.card.to_json(),
+                "checkpoints": [checkpoint_json(c) for c in self.checkpoints],
+                "channels": [channel_json(c) for c in self.channels]}
+
+
+@dataclass(frozen=True)
+class ModelList:
+    """One page of models: ``total`` models match, ``cards`` from ``offset``."""
+
+    cards: tuple[ModelCard, ...]
+    total: int
+    offset: int
+    limit: int
+    dataset: str | None
+
+
+def model_list(s: Session, dataset: str | None = None, *, offset: int = 0,
+               limit: int = PAGE_SIZE) -> ModelList:
+    """Models by id (of ``dataset``, by name, if given), one page.
+
+    Raises:
+        NotFoundError: ``dataset`` is not in the index.
+    """
+    query = select(ModelRow)
+    count = select(func.count()).select_from(ModelRow)
+    if dataset is not None:
+        ds_id = dataset_row(s, dataset).dataset_id
+        query, count = query.where(ModelRow.dataset_id == ds_id), count.where(
+            ModelRow.dataset_id == ds_id)
+    total = int(s.execute(count).scalar_one())
+    models = list(s.execute(query.order_by(ModelRow.model_id).offset(offset).limit(limit))
+                  .scalars())
+    return ModelList(tuple(_cards(s, models)), total, offset, limit, dataset)
+
+
+def model_page(s: Session, model_id: int) -> ModelPage:
+    """One model with all its checkpoints and channels.
+
+    Raises:
+        NotFoundError: no such model in the index.
+    """
+    model = s.get(ModelRow, model_id)
+    if model is None:
+        raise NotFoundError(f"no model {model_id} in the index")
+    card = _cards(s, [model])[0]
+    checkpoints = tuple(checkpoints_of(s, [model])[model.model_id])
+    channels = tuple(
+        ChannelView(c.channel_id, c.model_id, c.payer, c.deposit, c.expiry, c.reclaim_at,
+                    c.status, c.amount, c.royalty, c.payee_amount, c.refund)
+        for c in s.execute(select(ChannelRow).where(ChannelRow.model_id == model_id)
+                           .order_by(ChannelRow.channel_id)).scalars())
+    return ModelPage(card, checkpoints, channels)
+
+
+def _cards(s: Session, models: list[ModelRow]) -> list[ModelCard]:
+    if not models:
+        return []
+    ids = [m.model_id for m in models]
+    names = dict(s.execute(select(DatasetRow.dataset_id, DatasetRow.name).where(
+        DatasetRow.dataset_id.in_({m.dataset_id for m in models}))).tuples().all())
+    money: dict[int, list[int]] = {i: [0, 0, 0, 0] for i in ids}  # paid, royalty, all, open
+    for model_id, status, amount, royalty in s.execute(
+            select(ChannelRow.model_id, ChannelRow.status, ChannelRow.amount, ChannelRow.royalty)
+            .where(ChannelRow.model_id.in_(ids))):
+        m = money[model_id]
+        m[2] += 1
+        m[3] += status in ("open", "reclaiming")
+        if status == "closed":  # amounts are wei strings on SQLite: summed here, exactly
+            m[0] += amount
+            m[1] += royalty
+    checkpoints = checkpoints_of(s, models)
+    cards = []
+    for m in models:
+        cps = checkpoints[m.model_id]
+        shown = next((c for c in cps if c.best), cps[-1] if cps else None)
+        paid, royalty, channels, open_channels = money[m.model_id]
+        price = m.price_per_prediction
+        cards.append(ModelCard(
+            m.model_id, m.name, m.dataset_id, names.get(m.dataset_id, "?"), m.owner,
+            m.program_digest, price, m.royalty_bps, m.checkpoint_count, shown,
+            paid // price if price else None, paid, royalty, channels, open_channels))
+    return cards
+
+
+def checkpoint_json(c: CheckpointView) -> dict[str, Any]:
+    """A checkpoint; ``attested_by`` is ``None`` for a self-reported metric."""
+    return {"checkpoint": c.checkpoint, "cid": c.cid, "file_sha256": c.file_sha256,
+            "snapshot_entries": c.entries, "snapshot_items": c.items,
+            "metric_bps": c.metric_bps, "attested": c.attested, "attested_by": c.attestor,
+            "attested_metric_bps": c.attested_metric_bps, "best": c.best,
+            "block_number": c.block_number}
+
+
+def channel_json(c: ChannelView) -> dict[str, Any]:
+    return {"channel_id": c.channel_id, "payer": c.payer, "deposit_wei": str(c.deposit),
+            "expiry": c.expiry, "reclaim_at": c.reclaim_at, "status": c.status,
+            "amount_wei": str(c.amount), "royalty_wei": str(c.royalty),
+            "payee_amount_wei": str(c.payee_amount), "refund_wei": str(c.refund)}
