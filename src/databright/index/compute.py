@@ -124,6 +124,8 @@ class ComputeReceiptCheckRow(Base):
 
     job_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     receipt_hash: Mapped[str] = mapped_column(String(66))
+    #: the indexed job when it was checked (``status:parts``): a job settled since is rechecked
+    job_state: Mapped[str] = mapped_column(String(32))
     ok: Mapped[bool] = mapped_column(Boolean)
     policy: Mapped[str] = mapped_column(String(200))
     checks: Mapped[list] = mapped_column(JSON)

@@ -142,12 +142,12 @@ def _cards(s: Session, models: list[ModelRow]) -> list[ModelCard]:
     for model_id, status, amount, royalty in s.execute(
             select(ChannelRow.model_id, ChannelRow.status, ChannelRow.amount, ChannelRow.royalty)
             .where(ChannelRow.model_id.in_(ids))):
-        m = money[model_id]
-        m[2] += 1
-        m[3] += status in ("open", "reclaiming")
+        tally = money[model_id]
+        tally[2] += 1
+        tally[3] += status in ("open", "reclaiming")
         if status == "closed":  # amounts are wei strings on SQLite: summed here, exactly
-            m[0] += amount
-            m[1] += royalty
+            tally[0] += amount
+            tally[1] += royalty
     checkpoints = checkpoints_of(s, models)
     cards = []
     for m in models:

@@ -95,6 +95,7 @@ def upgrade() -> None:
         "compute_receipt_checks",
         sa.Column("job_id", sa.Integer, primary_key=True),
         sa.Column("receipt_hash", sa.String(66), nullable=False),
+        sa.Column("job_state", sa.String(32), nullable=False),
         sa.Column("ok", sa.Boolean, nullable=False),
         sa.Column("policy", sa.String(200), nullable=False),
         sa.Column("checks", sa.JSON, nullable=False),
