@@ -251,8 +251,8 @@ def _dataset_names(s: Session, jobs: tuple[ComputeJobRow, ...]) -> dict[int, str
     ids = {j.dataset_id for j in jobs}
     if not ids:
         return {}
-    return dict(s.execute(select(DatasetRow.dataset_id, DatasetRow.name)
-                          .where(DatasetRow.dataset_id.in_(ids))).tuples().all())
+    return {ds: name for ds, name in s.execute(
+        select(DatasetRow.dataset_id, DatasetRow.name).where(DatasetRow.dataset_id.in_(ids)))}
 
 
 def _rank(status: str) -> int:

@@ -136,8 +136,9 @@ def _cards(s: Session, models: list[ModelRow]) -> list[ModelCard]:
     if not models:
         return []
     ids = [m.model_id for m in models]
-    names = dict(s.execute(select(DatasetRow.dataset_id, DatasetRow.name).where(
-        DatasetRow.dataset_id.in_({m.dataset_id for m in models}))).tuples().all())
+    names: dict[int, str] = {ds: name for ds, name in s.execute(
+        select(DatasetRow.dataset_id, DatasetRow.name)
+        .where(DatasetRow.dataset_id.in_({m.dataset_id for m in models})))}
     money: dict[int, list[int]] = {i: [0, 0, 0, 0] for i in ids}  # paid, royalty, all, open
     for model_id, status, amount, royalty in s.execute(
             select(ChannelRow.model_id, ChannelRow.status, ChannelRow.amount, ChannelRow.royalty)
