@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from databright.index.cache import (
@@ -48,6 +48,8 @@ REGISTRY_NOTE = ("model registry credits (prediction revenue, channel refunds) a
                  "index: `databright dividends` reads them from the chain")
 #: contributions (entries, proposals) and waiting votes listed, newest first
 LIST_LIMIT = 50
+#: open proposals read (newest first, in growing chunks) to find those before their deadline
+SCAN_CHUNK, SCAN_LIMIT = 2_000, 20_000
 
 
 @dataclass(frozen=True)
@@ -247,31 +249,42 @@ def _waiting_votes(s: Session, address: str, holdings: dict[int, DashboardHoldin
         return []
     voted = select(VoteRow.proposal_id).where(VoteRow.voter == address,
                                               VoteRow.proposal_id == ProposalRow.proposal_id)
-    rows = s.execute(
-        select(ProposalRow, DatasetRow.name)
-        .join(DatasetRow, DatasetRow.dataset_id == ProposalRow.dataset_id)
-        .where(ProposalRow.status == "open", ProposalRow.dataset_id.in_(held),
-               ~voted.exists())
-        .order_by(ProposalRow.proposal_id.desc()).limit(LIST_LIMIT * 4)).all()
+    query = (select(ProposalRow.proposal_id, DatasetRow.name, ProposalRow.proposer,
+                    ProposalRow.item_count, ProposalRow.deadline, ProposalRow.score_bps,
+                    ProposalRow.yes, ProposalRow.no, ProposalRow.snapshot,
+                    ProposalRow.dataset_id)
+             .join(DatasetRow, DatasetRow.dataset_id == ProposalRow.dataset_id)
+             .where(ProposalRow.status == "open", ProposalRow.dataset_id.in_(held),
+                    ~voted.exists())
+             .order_by(ProposalRow.proposal_id.desc()))
     # shares the account got from its own entries, by dataset and block (for the snapshot test)
     minted: dict[int, list[tuple[int, int]]] = {}
     for ds, block, shares in s.execute(
             select(EntryRow.dataset_id, EntryRow.block_number, EntryRow.shares_minted)
             .where(EntryRow.contributor == address, EntryRow.dataset_id.in_(held))):
         minted.setdefault(ds, []).append((block, shares))
-    out = []
-    for p, name in rows:
-        if p.deadline <= now:
-            continue
-        balance = holdings[p.dataset_id].balance
-        mine = minted.get(p.dataset_id, [])
-        if mine and sum(sh for _, sh in mine) == balance and \
-                all(block > p.snapshot for block, _ in mine):
-            continue  # every share it holds was minted to it after the snapshot
-        out.append(WaitingVote(p.proposal_id, name, p.proposer, p.item_count, p.deadline,
-                               p.score_bps, p.yes, p.no, balance))
-        if len(out) == LIST_LIMIT:
+    out: list[WaitingVote] = []
+    # deadlines are exact decimals (text on SQLite): compared here, newest proposals first, in
+    # chunks; open proposals past their deadline (not finalized yet) are skipped
+    start, chunk = 0, 2 * LIST_LIMIT
+    while start < SCAN_LIMIT:
+        rows = s.execute(query.offset(start).limit(chunk)).all()
+        start += len(rows)
+        for pid, name, proposer, items, deadline, score, yes, no, snapshot, ds in rows:
+            if deadline <= now:
+                continue
+            balance = holdings[ds].balance
+            mine = minted.get(ds, [])
+            if mine and sum(sh for _, sh in mine) == balance and \
+                    all(block > snapshot for block, _ in mine):
+                continue  # every share it holds was minted to it after the snapshot
+            out.append(WaitingVote(pid, name, proposer, items, deadline, score, yes, no,
+                                   balance))
+            if len(out) == LIST_LIMIT:
+                return out
+        if len(rows) < chunk:
             break
+        chunk = min(4 * chunk, SCAN_CHUNK)
     return out
 
 
@@ -286,20 +299,20 @@ def _entries(s: Session, address: str) -> list[EntryContribution]:
 
 
 def _proposals(s: Session, address: str) -> list[ProposalContribution]:
+    # only the report's figures are read (its per-item list can be large)
+    figures = [Evaluation.report[key].as_float() for key in
+               ("gain", "utility_gain", "accuracy_before", "accuracy_after")]
     rows = s.execute(
-        select(ProposalRow, DatasetRow.name, Evaluation.report)
+        select(ProposalRow.proposal_id, DatasetRow.name, ProposalRow.status,
+               ProposalRow.item_count, ProposalRow.stake, ProposalRow.shares_minted,
+               ProposalRow.score_bps, *figures)
         .join(DatasetRow, DatasetRow.dataset_id == ProposalRow.dataset_id)
-        .outerjoin(Evaluation, and_(Evaluation.proposal_id == ProposalRow.proposal_id))
+        .outerjoin(Evaluation, Evaluation.proposal_id == ProposalRow.proposal_id)
         .where(ProposalRow.proposer == address)
         .order_by(ProposalRow.proposal_id.desc()).limit(LIST_LIMIT)).all()
-    out = []
-    for p, name, report in rows:
-        r = report if isinstance(report, dict) else {}
-        out.append(ProposalContribution(
-            p.proposal_id, name, p.status, p.item_count, p.stake, p.shares_minted, p.score_bps,
-            _num(r.get("gain")), _num(r.get("utility_gain")), _num(r.get("accuracy_before")),
-            _num(r.get("accuracy_after"))))
-    return out
+    return [ProposalContribution(pid, name, status, items, stake, minted, score,
+                                 *(_num(v) for v in values))
+            for pid, name, status, items, stake, minted, score, *values in rows]
 
 
 def _num(value: Any) -> float | None:
