@@ -100,6 +100,8 @@ def test_the_receipt_is_verified_once_and_cached(served, job_home, monkeypatch):
     assert first["receipt"]["receipt_hash"] == job_home.job["receipt_hash"]
     assert page.status_code == 200 and ">verified<" in page.text
     assert page.text.count('data-check="') == 6
+    body = first["receipt"]["body"]
+    assert f"first {body['snapshot']} entries, {body['items']} items" in page.text
 
 
 def test_the_jobs_payouts_and_slash(served, job_home):
