@@ -12,17 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session
 
 from databright.errors import NotFoundError
-from databright.index.cache import ChannelRow, DatasetRow, ModelRow
-from databright.market.model_listings import (
-    ChannelView,
-    CheckpointView,
-    checkpoints_of,
-    dataset_row,
-)
+from databright.index.cache import ChannelRow, CheckpointRow, DatasetRow, EntryRow, ModelRow
+from databright.market.model_listings import ChannelView, CheckpointView, dataset_row
 
 #: models per page of ``/models``
 PAGE_SIZE = 50
@@ -123,7 +118,9 @@ def model_page(s: Session, model_id: int) -> ModelPage:
     if model is None:
         raise NotFoundError(f"no model {model_id} in the index")
     card = _cards(s, [model])[0]
-    checkpoints = tuple(checkpoints_of(s, [model])[model.model_id])
+    rows = list(s.execute(select(CheckpointRow).where(CheckpointRow.model_id == model_id)
+                          .order_by(CheckpointRow.checkpoint)).scalars())
+    checkpoints = tuple(_views(s, rows, {model_id: model}))
     channels = tuple(
         ChannelView(c.channel_id, c.model_id, c.payer, c.deposit, c.expiry, c.reclaim_at,
                     c.status, c.amount, c.royalty, c.payee_amount, c.refund)
@@ -149,11 +146,16 @@ def _cards(s: Session, models: list[ModelRow]) -> list[ModelCard]:
         if status == "closed":  # amounts are wei strings on SQLite: summed here, exactly
             tally[0] += amount
             tally[1] += royalty
-    checkpoints = checkpoints_of(s, models)
+    # the shown checkpoint only: the best (attested) one, else the latest
+    wanted = [(m.model_id, m.best_checkpoint or m.checkpoint_count) for m in models
+              if m.checkpoint_count]
+    rows = list(s.execute(select(CheckpointRow).where(
+        tuple_(CheckpointRow.model_id, CheckpointRow.checkpoint).in_(wanted))).scalars()
+                ) if wanted else []
+    shown_of = {c.model_id: c for c in _views(s, rows, {m.model_id: m for m in models})}
     cards = []
     for m in models:
-        cps = checkpoints[m.model_id]
-        shown = next((c for c in cps if c.best), cps[-1] if cps else None)
+        shown = shown_of.get(m.model_id)
         paid, royalty, channels, open_channels = money[m.model_id]
         price = m.price_per_prediction
         cards.append(ModelCard(
@@ -161,6 +163,25 @@ def _cards(s: Session, models: list[ModelRow]) -> list[ModelCard]:
             m.program_digest, price, m.royalty_bps, m.checkpoint_count, shown,
             paid // price if price else None, paid, royalty, channels, open_channels))
     return cards
+
+
+def _views(s: Session, rows: list[CheckpointRow], models: dict[int, ModelRow]
+           ) -> list[CheckpointView]:
+    """Checkpoints with the item count of their snapshot: the first ``k`` entries hold
+    ``first_item + item_count`` of entry ``k - 1`` items (one indexed lookup per snapshot)."""
+    last = {(models[c.model_id].dataset_id, c.entries - 1) for c in rows if c.entries > 0}
+    sizes: dict[tuple[int, int], int] = {}
+    if last:
+        for ds, index, first, count in s.execute(
+                select(EntryRow.dataset_id, EntryRow.index, EntryRow.first_item,
+                       EntryRow.item_count)
+                .where(tuple_(EntryRow.dataset_id, EntryRow.index).in_(list(last)))):
+            sizes[(ds, index)] = first + count
+    return [CheckpointView(
+        c.model_id, c.checkpoint, c.cid, c.file_sha256, c.entries,
+        sizes.get((models[c.model_id].dataset_id, c.entries - 1), 0), c.metric_bps,
+        c.attestor is not None, c.attestor, c.attested_metric_bps,
+        c.checkpoint == models[c.model_id].best_checkpoint, c.block_number) for c in rows]
 
 
 def checkpoint_json(c: CheckpointView) -> dict[str, Any]:
