@@ -119,3 +119,29 @@ def test_the_schema_lists_the_json_twins(served):
     for path in ("/api/models", "/api/models/{model_id}", "/api/dashboard", "/api/compute",
                  "/api/compute/jobs/{job_id}"):
         assert path in paths, path
+
+
+HOSTILE = '<script>alert(1)</script><img src=x onerror="alert(2)">'
+
+
+def test_hostile_model_names_are_escaped(served):
+    """A model name is whatever its owner registered on chain: shown as text, never markup."""
+    from databright.index.cache import ModelRow
+
+    with served.ctx.dep.index.session() as s:
+        base = s.get(ModelRow, 1)
+        s.add(ModelRow(model_id=77, dataset_id=base.dataset_id, owner=base.owner, name=HOSTILE,
+                       program_digest=base.program_digest, price_per_prediction=0,
+                       royalty_bps=base.royalty_bps, checkpoint_count=0, best_checkpoint=0,
+                       best_metric_bps=0, registered_block=base.registered_block))
+    try:
+        for path in ("/models", "/models/77"):
+            html = served.client.get(path, headers={"accept": "text/html"}).text
+            assert HOSTILE not in html and "<img src=x" not in html
+            assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+        got = served.client.get("/api/models/77").json()
+        assert got["name"] == HOSTILE and got["best_checkpoint"] is None
+        assert got["predictions_paid"] is None  # a free model counts no predictions
+    finally:
+        with served.ctx.dep.index.session() as s:
+            s.delete(s.get(ModelRow, 77))
