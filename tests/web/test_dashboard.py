@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
@@ -204,6 +205,17 @@ class _Token:
         return self.claims[a] + self.bal[a] * (self.ps - self.last[a]) // MAG
 
 
+class _BlockClock:
+    """The part of a chain the sync reads besides logs: a block's timestamp (a node's way)."""
+
+    embedded = None
+    w3 = SimpleNamespace(eth=SimpleNamespace(get_block=lambda n: {"timestamp": 1_700_000_000 + n}))
+
+    @contextmanager
+    def translating(self):
+        yield
+
+
 class _Ev(SimpleNamespace):
     def __init__(self, name, address, block, index, args):
         super().__init__(name=name, contract="ShareToken", address=address,
@@ -230,7 +242,7 @@ ops = st.lists(st.one_of(
 @given(history=ops)
 def test_waiting_by_source_adds_up_to_what_the_token_owes(small_index, history):
     note(f"history: {history!r}")
-    dep = SimpleNamespace(market=SimpleNamespace(address=MARKET),
+    dep = SimpleNamespace(market=SimpleNamespace(address=MARKET), chain=_BlockClock(),
                           config=SimpleNamespace(contracts={"ComputeMarket": COMPUTE}))
     token = _Token()
     with small_index.session() as s:
