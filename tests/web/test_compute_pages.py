@@ -78,6 +78,7 @@ def test_the_receipt_is_verified_once_and_cached(served, job_home, monkeypatch):
 
     with served.ctx.dep.index.session() as s:
         s.execute(delete(ComputeReceiptCheckRow))
+    served.ctx.wrote()  # the page cache must not answer for the verification
     calls = []
     real = verify.verify_receipt
 
@@ -121,6 +122,7 @@ def test_a_job_without_its_receipt_file_here_says_so(served, job_home):
     path = Path(job_home.home) / "compute" / "receipts" / f"job-{job_id}.json"
     moved = path.with_suffix(".away")
     path.rename(moved)
+    served.ctx.wrote()
     try:
         got = served.client.get(f"/api/compute/jobs/{job_id}").json()
         assert got["receipt"] is None and got["verification"] is None
@@ -130,6 +132,7 @@ def test_a_job_without_its_receipt_file_here_says_so(served, job_home):
         assert 'id="receipt-missing"' in page.text and "no receipt file" in page.text
     finally:
         moved.rename(path)
+        served.ctx.wrote()
 
 
 def test_the_compute_page(served, job_home):

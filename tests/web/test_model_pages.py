@@ -98,6 +98,7 @@ def test_predictions_paid_count_only_settled_channels(served):
         s.add(ChannelRow(channel_id=902, model_id=1, payer=payer, deposit=3 * PRICE,
                          expiry=2**40, reclaim_at=None, status="open", amount=0, royalty=0,
                          payee_amount=0, refund=0, opened_block=3, settled_block=None))
+    served.ctx.wrote()  # cached pages are stale (the sync would have moved the synced block)
     try:
         model = served.client.get("/api/models").json()["models"][0]
         assert model["predictions_paid"] == 5
@@ -112,6 +113,7 @@ def test_predictions_paid_count_only_settled_channels(served):
         with served.ctx.dep.index.session() as s:
             for cid in (901, 902):
                 s.delete(s.get(ChannelRow, cid))
+        served.ctx.wrote()
 
 
 def test_the_schema_lists_the_json_twins(served):
@@ -134,6 +136,7 @@ def test_hostile_model_names_are_escaped(served):
                        program_digest=base.program_digest, price_per_prediction=0,
                        royalty_bps=base.royalty_bps, checkpoint_count=0, best_checkpoint=0,
                        best_metric_bps=0, registered_block=base.registered_block))
+    served.ctx.wrote()
     try:
         for path in ("/models", "/models/77"):
             html = served.client.get(path, headers={"accept": "text/html"}).text
@@ -145,3 +148,4 @@ def test_hostile_model_names_are_escaped(served):
     finally:
         with served.ctx.dep.index.session() as s:
             s.delete(s.get(ModelRow, 77))
+        served.ctx.wrote()
