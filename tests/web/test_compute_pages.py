@@ -176,22 +176,23 @@ def test_the_pages_in_a_real_browser(served, job_home):
                                      args=["--disable-gpu", "--disable-quic", "--no-sandbox"])
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.set_default_timeout(90_000)  # a loaded CI machine: the first job view verifies
             page.goto(f"{served.url}/models")
             assert page.locator('#model-1 [data-field="sha256"]').inner_text() == \
                 model["best_checkpoint"]["file_sha256"]
             assert page.locator('#model-1 [data-field="price"]').inner_text() == "0.001 ETH"
-            page.screenshot(path=str(SCREENSHOTS / "models.png"), full_page=True)
+            page.screenshot(path=str(SCREENSHOTS / "job-home-models.png"), full_page=True)
             page.goto(f"{served.url}/dashboard?address={job_home.dave}")
             assert page.locator('[data-field="address"]').inner_text() == job_home.dave
             assert page.locator('[data-field="compute"]').inner_text() != "0 ETH"  # slash+refund
-            page.screenshot(path=str(SCREENSHOTS / "dashboard.png"), full_page=True)
+            page.screenshot(path=str(SCREENSHOTS / "job-home-dashboard.png"), full_page=True)
             page.goto(f"{served.url}/compute")
             assert page.locator(f'tr[data-job="{job_id}"] .badge').first.inner_text() == "final"
-            page.screenshot(path=str(SCREENSHOTS / "compute.png"), full_page=True)
+            page.screenshot(path=str(SCREENSHOTS / "job-home-compute.png"), full_page=True)
             page.goto(f"{served.url}/compute/jobs/{job_id}")
             assert page.locator("#verification .badge").inner_text() == "verified"
             page.screenshot(path=str(SCREENSHOTS / "compute_job.png"), full_page=True)
         finally:
             browser.close()
-    for name in ("models", "dashboard", "compute", "compute_job"):
+    for name in ("job-home-models", "job-home-dashboard", "job-home-compute", "compute_job"):
         assert (SCREENSHOTS / f"{name}.png").stat().st_size > 10_000
