@@ -36,12 +36,14 @@ from databright.web.app.sessions import COOKIE
 from tests.web.web_world import ACCOUNTS, PASSWORD, Served, build_web_home
 
 PREDICTIONS = 7  # paid through the channel: 7 × 0.001 ETH of a 0.01 ETH deposit
+RECLAIMED = 5 * 10**13  # the deposit of a second channel, reclaimed after it expired
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, digit_folder):
     """The web world with one paid channel closed: carol paid dave's model 1 for 7 predictions
-    (her voucher redeemed by `databright channel close`), then the index synced."""
+    (her voucher redeemed by `databright channel close`); and one channel of hers expired and
+    reclaimed (its deposit credited back to her); then the index synced."""
     cli = build_web_home(tmp_path_factory.mktemp("credits"), digit_folder)
     opened = cli("channel", "open", "1", "--deposit", "0.01", as_="carol")
     channel = int(opened["channel_id"])
@@ -59,6 +61,13 @@ def world(tmp_path_factory, digit_folder):
         finally:
             book.close()
     (settled,) = cli("channel", "close", str(channel), as_="dave")
+    with Deployment(Home(cli.home)) as dep:  # a channel nobody paid through, reclaimed
+        carol = dep.keystore.unlock("carol", PASSWORD)
+        second, _ = dep.registry.open_channel(carol, 1, 60, RECLAIMED)
+        dep.chain.advance_time(61)
+        dep.registry.start_reclaim(carol, second)
+        dep.chain.advance_time(dep.registry.challenge_period() + 1)
+        assert dep.registry.reclaim(carol, second).value == RECLAIMED
     cli("index", "sync")
     cli.addresses = {n: cli("account", "show", n)["address"] for n in ACCOUNTS}
     cli.settled, cli.deposit = settled, int(opened["deposit"])
@@ -97,7 +106,7 @@ def test_a_paid_close_credits_owner_and_payer_as_the_registry_does(world):
     rows = _rows(world.home)
     chain = _owed_on_chain(world.home, addr)
     assert rows[addr["dave"]] == (settled["payee_amount"], 0)
-    assert rows[addr["carol"]] == (settled["refund"], 0)
+    assert rows[addr["carol"]] == (settled["refund"] + RECLAIMED, 0)  # the refund, the reclaim
     for name, address in addr.items():  # the index's figure is the contract's, for everyone
         credited, withdrawn = rows.get(address, (0, 0))
         assert credited - withdrawn == chain[name], name
