@@ -1,6 +1,7 @@
 """The shareholder dashboard's read model: one account's holdings, dividends waiting (in all
-and by source), refunds, compute and model-registry credits waiting, proposals waiting for its vote, and its
-contributions with their evaluated impact — from the index only (no chain call, no sync).
+and by source), refunds, compute and model-registry credits waiting, proposals waiting for its
+vote, and its contributions with their evaluated impact — from the index only (no chain call,
+no sync).
 
 What a user relies on:
 
