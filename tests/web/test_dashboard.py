@@ -79,7 +79,8 @@ def test_bobs_dividends_waiting_match_the_cli_to_the_wei(served, cli_view):
     assert int(board["dividends_wei"]) == sum(r["dividends_wei"] for r in cli["dividends"])
     assert int(board["refund_wei"]) == cli["refund_wei"]
     assert int(board["compute_wei"]) == cli["compute_wei"]
-    assert board["registry_wei"] is None and board["notes"]  # not indexed, and said so
+    assert int(board["registry_wei"]) == cli["registry_wei"]  # indexed now: no note
+    assert int(board["total_wei"]) == cli["total_wei"] and board["notes"] == []
     (shares,) = cli_view["bob"]["shares"]["shares"]
     assert int(holding["balance"]) == shares["balance"]
 
@@ -93,6 +94,8 @@ def test_every_accounts_waiting_total_matches_the_cli(served, cli_view, who):
         assert waiting.get(row["dataset"], 0) == row["dividends_wei"], row
     listed = {r["dataset"] for r in cli["dividends"]}
     assert all(not wei for ds, wei in waiting.items() if ds not in listed)
+    for key in ("refund_wei", "compute_wei", "registry_wei", "total_wei"):
+        assert int(board[key]) == cli[key], key
     assert sum(int(v) for v in board["waiting_by_source"].values()) == int(board["dividends_wei"])
 
 

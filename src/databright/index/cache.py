@@ -96,9 +96,15 @@ class DatasetRow(Base):
 
 
 class ProposalRow(Base):
-    """A proposal with its tally and outcome (``status``: open|accepted|rejected|expired)."""
+    """A proposal with its tally and outcome (``status``: open|accepted|rejected|expired).
+
+    ``ix_proposals_dataset_status`` serves the dataset pages' counts by status per dataset (and
+    a dataset's open proposals, newest first) from the index alone.
+    """
 
     __tablename__ = "proposals"
+    __table_args__ = (Index("ix_proposals_dataset_status", "dataset_id", "status",
+                            "proposal_id"),)
 
     proposal_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     dataset_id: Mapped[int] = mapped_column(Integer, index=True)

@@ -46,6 +46,7 @@ from databright.index.cache import (
     VoteRow,
 )
 from databright.index.compute import COMPUTE_TABLES
+from databright.index.credits import RegistryAccountRow
 from databright.index.withdrawals import HolderSourceWithdrawnRow
 from databright.market.context import Deployment
 from databright.market.sync_compute import ComputeMarketEvents
@@ -60,7 +61,7 @@ from databright.market.sync_withdrawals import record_withdrawal
 RANGE_SIZE = 2_000
 CONFIRMATIONS = 12
 #: every chain-derived table: ``clear`` (a rebuild, a reorg) deletes them all
-REBUILT_TABLES = CHAIN_TABLES + COMPUTE_TABLES + (HolderSourceWithdrawnRow,)
+REBUILT_TABLES = CHAIN_TABLES + COMPUTE_TABLES + (HolderSourceWithdrawnRow, RegistryAccountRow)
 STATUS = {1: "open", 2: "accepted", 3: "rejected", 4: "expired"}
 
 

@@ -1,4 +1,5 @@
-"""The model market's part of the index sync: ModelRegistry events, and dividends by source.
+"""The model market's part of the index sync: ModelRegistry events (models, checkpoints,
+channels, the registry's credits and withdrawals), and dividends by source.
 
 Every distribution to a share token gets one source (training fee, prediction royalty, rejected
 stake, direct payment) from its payer; each source keeps its own running per-share total, and
@@ -26,6 +27,7 @@ from databright.index.cache import (
     HolderDividendRow,
     ModelRow,
 )
+from databright.index.credits import RegistryAccountRow
 
 ZERO = "0x" + "00" * 20
 #: ShareToken's magnification of the per-share dividend total (its ``MAG``)
@@ -185,6 +187,19 @@ class ModelMarketEvents:
         channel.status, channel.settled_block = "reclaimed", ev.block_number
         channel.refund = int(a["refund"])
 
+    def on_Credited(self, ev: Any, a: dict[str, Any]) -> None:
+        """The registry credited an account (a channel's payee amount or refund, a reclaim)."""
+        self._registry_account(a["account"]).credited += int(a["amount"])
+
+    def on_Withdrawn(self, ev: Any, a: dict[str, Any]) -> None:
+        """The registry paid an account everything credited to it (the ComputeMarket's
+        same-named event goes to ``on_compute_Withdrawn``)."""
+        row = self._registry_account(a["account"])
+        row.withdrawn += int(a["amount"])
+        if row.withdrawn > row.credited:
+            raise IntegrityError(f"{row.account} withdrew more from the ModelRegistry than the "
+                                 "index saw credited")
+
     def on_DividendPaid(self, ev: Any, a: dict[str, Any]) -> None:
         ds_id, amount = int(a["dataset_id"]), int(a["amount"])
         source = REGISTRY_SOURCE.get(int(a["source"]))
@@ -264,6 +279,13 @@ class ModelMarketEvents:
         row = self.s.get(ChannelRow, channel_id)
         if row is None:
             raise IntegrityError(f"the chain names channel {channel_id} before opening it")
+        return row
+
+    def _registry_account(self, account: str) -> RegistryAccountRow:
+        row = self.s.get(RegistryAccountRow, account)
+        if row is None:
+            row = RegistryAccountRow(account=account, credited=0, withdrawn=0)
+            self.s.add(row)
         return row
 
     def _sources_of(self, ds_id: int) -> dict[str, DividendSourceRow]:

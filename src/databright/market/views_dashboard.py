@@ -1,6 +1,7 @@
 """The shareholder dashboard's read model: one account's holdings, dividends waiting (in all
-and by source), refunds and compute credits waiting, proposals waiting for its vote, and its
-contributions with their evaluated impact — from the index only (no chain call, no sync).
+and by source), refunds, compute and model-registry credits waiting, proposals waiting for its
+vote, and its contributions with their evaluated impact — from the index only (no chain call,
+no sync).
 
 What a user relies on:
 
@@ -10,8 +11,11 @@ What a user relies on:
 - its ``waiting_by_source`` adds up to it to the wei: each source's earnings (settled, plus its
   part of the growth since the last settlement, split as the sync splits a settlement) minus
   what was withdrawn of it (a withdrawal takes everything settled at that moment);
-- the compute market's credits are indexed (fees, refunds, slashed stakes, minus withdrawals);
-  the ModelRegistry's are not (its withdrawals are not indexed): ``registry_wei`` is ``None``;
+- the compute market's credits (fees, refunds, slashed stakes) and the ModelRegistry's
+  (prediction revenue of a model's owner, channel refunds) are indexed minus withdrawals:
+  ``compute_wei`` and ``registry_wei`` are each contract's ``owed_of``, and ``total_wei`` (the
+  dividends, refunds and both credits) is what ``databright dividends`` calls the total
+  withdrawable, to the wei, at the index's last synced block;
 - "waiting for my vote" approximates the chain's rule (weight = shares held at the snapshot
   block), as the index keeps no balance history: an open proposal whose deadline has not
   passed, on a dataset where the account holds shares *now* and has not voted yet, excluding
@@ -40,12 +44,11 @@ from databright.index.cache import (
     VoteRow,
 )
 from databright.index.compute import ComputeAccountRow
+from databright.index.credits import RegistryAccountRow
 from databright.index.models import Evaluation
 from databright.index.withdrawals import HolderSourceWithdrawnRow
 from databright.market.sync_models import DIVIDEND_MAG, split_by_source
 
-REGISTRY_NOTE = ("model registry credits (prediction revenue, channel refunds) are not in the "
-                 "index: `databright dividends` reads them from the chain")
 #: contributions (entries, proposals) and waiting votes listed, newest first
 LIST_LIMIT = 50
 #: open proposals read (newest first, in growing chunks) to find those before their deadline
@@ -115,8 +118,8 @@ class Dashboard:
     waiting_by_source: dict[str, int]
     dividends_wei: int
     refund_wei: int
-    compute_wei: int | None
-    registry_wei: int | None
+    compute_wei: int
+    registry_wei: int
     waiting_votes: tuple[WaitingVote, ...]
     entries: tuple[EntryContribution, ...]
     proposals: tuple[ProposalContribution, ...]
@@ -124,8 +127,9 @@ class Dashboard:
 
     @property
     def total_wei(self) -> int:
-        """Everything indexed as withdrawable (the registry's credits are not indexed)."""
-        return self.dividends_wei + self.refund_wei + (self.compute_wei or 0)
+        """Everything the account can withdraw: dividends, refunds, compute and registry
+        credits (what ``databright withdraw`` pays out)."""
+        return self.dividends_wei + self.refund_wei + self.compute_wei + self.registry_wei
 
     def to_json(self) -> dict[str, Any]:
         """JSON with every wei amount (and share count) as a decimal string."""
@@ -141,8 +145,7 @@ class Dashboard:
             } for h in self.holdings],
             "waiting_by_source": {k: str(v) for k, v in self.waiting_by_source.items()},
             "dividends_wei": str(self.dividends_wei), "refund_wei": str(self.refund_wei),
-            "compute_wei": None if self.compute_wei is None else str(self.compute_wei),
-            "registry_wei": None if self.registry_wei is None else str(self.registry_wei),
+            "compute_wei": str(self.compute_wei), "registry_wei": str(self.registry_wei),
             "total_wei": str(self.total_wei),
             "waiting_votes": [{
                 "proposal_id": v.proposal_id, "dataset": v.dataset, "proposer": v.proposer,
@@ -190,16 +193,16 @@ def dashboard(s: Session, address: str, now: float) -> Dashboard:
             total_by_source[src] = total_by_source.get(src, 0) + wei
     refund = s.get(RefundRow, address)
     compute = s.get(ComputeAccountRow, address)
+    registry = s.get(RegistryAccountRow, address)
     return Dashboard(
         address=address, holdings=tuple(holdings), waiting_by_source=total_by_source,
         dividends_wei=sum(h.waiting_wei for h in holdings),
         refund_wei=refund.credited - refund.withdrawn if refund else 0,
         compute_wei=compute.credited - compute.withdrawn if compute else 0,
-        registry_wei=None,
+        registry_wei=registry.owed if registry else 0,
         waiting_votes=tuple(_waiting_votes(s, address, {h.dataset_id: h for h in holdings},
                                            now)),
         entries=tuple(_entries(s, address)), proposals=tuple(_proposals(s, address)),
-        notes=(REGISTRY_NOTE,),
     )
 
 

@@ -4,6 +4,7 @@ from alembic import context
 
 import databright.index.cache
 import databright.index.compute  # registers the compute market's tables
+import databright.index.credits  # registers the ModelRegistry's credits
 import databright.index.web  # registers the web app's tables
 import databright.index.withdrawals  # noqa: F401 - registers the dividends withdrawn by source
 from databright.index.models import Base
