@@ -62,6 +62,7 @@ def create_app(ctx: WebContext, *, manage: bool = True, page_cache_ttl: float = 
     app.state.page_cache = PageCache(ttl=page_cache_ttl)
     app.add_middleware(PageCacheMiddleware, cache=app.state.page_cache, version=ctx.version,
                        on_write=ctx.wrote)
+    app.add_middleware(security.BodyLimitMiddleware)  # outermost: before anything reads
     return app
 
 

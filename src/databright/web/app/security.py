@@ -9,7 +9,9 @@ tag and htmx and ``app.js`` send it). A cross-site form cannot read it, so canno
 from __future__ import annotations
 
 import hmac
+import json
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from fastapi import FastAPI, Request
 from starlette.responses import Response
@@ -65,3 +67,70 @@ async def read_json_limited(request: Request, limit: int = MAX_JSON_BYTES) -> by
             raise ApiError(413, "request_too_large", f"the body exceeds {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+#: the largest body each kind of request may send (uploads first; everything else is JSON)
+BODY_LIMITS = (("/api/tx/propose", 64 * 1024 * 1024 + 64 * 1024),
+               ("/api/models/", 8 * 1024 * 1024 + 64 * 1024),
+               ("/rpc", 512 * 1024))
+
+
+def body_limit(path: str) -> int:
+    for prefix, limit in BODY_LIMITS:
+        if path.startswith(prefix):
+            return limit
+    return MAX_JSON_BYTES
+
+
+class BodyLimitMiddleware:
+    """Refuse (413, the one error shape) a body larger than its path's limit, by its declared
+    Content-Length before the app runs and by counting what a chunked body streams."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = body_limit(scope["path"])
+        declared = next((v for k, v in scope.get("headers", ()) if k == b"content-length"), None)
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await _too_large(send, limit)
+            return
+        seen = 0
+        started = refused = False
+
+        async def counted() -> Any:
+            nonlocal seen, started, refused
+            if refused:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    # answer now; the app sees the client gone and whatever it answers is dropped
+                    refused = True
+                    if not started:
+                        started = True
+                        await _too_large(send, limit)
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def watch(message: Any) -> None:
+            nonlocal started
+            if refused:
+                return
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        await self.app(scope, counted, watch)
+
+
+async def _too_large(send: Any, limit: int) -> None:
+    body = json.dumps({"error": {"code": "request_too_large",
+                                 "message": f"the body exceeds {limit} bytes"}}).encode()
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
