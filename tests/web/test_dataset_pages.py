@@ -451,6 +451,15 @@ def test_every_amount_of_a_dataset_is_a_decimal_string_equal_to_the_index(world)
     names = [d["name"] for d in world.client.get("/api/datasets?sort=revenue").json()["datasets"]]
     assert listed == {f".datasets[{i}].revenue_wei": str(int(revenue[n]))
                       for i, n in enumerate(names)}
+    # the pages still get exact ints: the eth filter formats them as before
+    from databright.web.app.templating import eth
+
+    html = world.client.get("/datasets/digits", headers=HTML).text
+    assert f'<dt>distributed</dt><dd class="num">{eth(int(distributed))}</dd>' in html
+    assert f"<dt>training fee</dt><dd>{eth(int(fee))}</dd>" in html and eth(int(fee)) == \
+        "0.01 ETH"
+    assert f'<dd class="num">{eth(int(revenue["digits"]))}</dd>' in \
+        world.client.get("/", headers=HTML).text
 
 
 @pytest.mark.parametrize("which", ["open", "decided", "accepted"])
@@ -476,6 +485,8 @@ def test_every_amount_of_a_proposal_is_a_decimal_string_equal_to_the_index(world
     assert len(api["votes"]) == len(weights) and (which == "open" or weights)
     assert got == {k: str(int(v)) for k, v in want.items()}
     assert int(got[".tally.snapshot_supply"]) > 2**53
+    html = world.client.get(f"/proposals/{pid}", headers=HTML).text
+    assert "<dt>stake</dt><dd>0.01 ETH</dd>" in html and int(stake) == 10**16
 
 
 # -- charts (no server) ---------------------------------------------------------------------------
