@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import jsonschema_rs  # schemathesis's validator
 import pytest
 from sklearn.datasets import load_digits
 
@@ -395,8 +396,9 @@ def _big_ints(value):
 
 
 def _typed_amounts(world, path: str) -> dict[str, str]:
-    """The answer of ``path`` as ``{field path: amount}``, checked: every amount field of the
-    schema is a string of digits and no integer of the answer passes 2**53."""
+    """The answer of ``path`` as ``{field path: amount}``, checked: it conforms to its OpenAPI
+    response schema, every amount field of the schema is a string of digits and no integer of
+    the answer passes 2**53."""
     answer = world.client.get(path).json()
     spec = world.client.get("/openapi.json").json()
     route = re.sub(r"/api/datasets/[^/?]+", "/api/datasets/{name}",
@@ -404,6 +406,7 @@ def _typed_amounts(world, path: str) -> dict[str, str]:
                           path.split("?")[0]))
     schema = spec["paths"][route]["get"]["responses"]["200"]["content"]["application/json"][
         "schema"]
+    jsonschema_rs.validate({**schema, "components": spec["components"]}, answer)  # conforms
     found = dict(_amounts(answer, schema, spec["components"]["schemas"]))
     bad = {k: v for k, v in found.items() if not (isinstance(v, str) and DIGITS.fullmatch(v))}
     assert not bad, bad
@@ -485,6 +488,11 @@ def test_every_amount_of_a_proposal_is_a_decimal_string_equal_to_the_index(world
     assert len(api["votes"]) == len(weights) and (which == "open" or weights)
     assert got == {k: str(int(v)) for k, v in want.items()}
     assert int(got[".tally.snapshot_supply"]) > 2**53
+    spec = world.client.get("/openapi.json").json()
+    schema = {**spec["paths"]["/api/proposals/{proposal_id}"]["get"]["responses"]["200"][
+        "content"]["application/json"]["schema"], "components": spec["components"]}
+    with pytest.raises(jsonschema_rs.ValidationError):  # an amount as a JSON number is refused
+        jsonschema_rs.validate(schema, api | {"tally": api["tally"] | {"yes": int(yes)}})
     html = world.client.get(f"/proposals/{pid}", headers=HTML).text
     assert "<dt>stake</dt><dd>0.01 ETH</dd>" in html and int(stake) == 10**16
 
