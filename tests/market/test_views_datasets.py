@@ -10,6 +10,7 @@ import time
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import TypeAdapter
 from sqlalchemy import event, insert
 
 from databright.errors import NotFoundError, UsageError
@@ -23,8 +24,20 @@ from databright.index.cache import (
 )
 from databright.index.db import open_index
 from databright.market.views import card_of
-from databright.market.views.datasets import MAX_PAYMENTS, dataset_detail, list_datasets
-from databright.market.views.proposals import decide, proposal_detail, snapshot_supply
+from databright.market.views.amounts import Shares, Wei
+from databright.market.views.datasets import (
+    MAX_PAYMENTS,
+    DatasetDetail,
+    DatasetList,
+    dataset_detail,
+    list_datasets,
+)
+from databright.market.views.proposals import (
+    ProposalDetail,
+    decide,
+    proposal_detail,
+    snapshot_supply,
+)
 from databright.storage.cas import LocalBlobStore
 from tests.index.conftest import fresh_database_url
 
@@ -249,6 +262,57 @@ def test_unreadable_cards_are_not_cached(tmp_path):
     path.write_bytes(good)
     card = card_of(store, cid)
     assert card.ok and card.description == "hi" and card.labels == ("x",)
+
+
+
+# -- amounts in JSON: exact decimal strings --------------------------------------------------------
+def test_the_json_of_the_list_sorts_on_exact_numbers_and_writes_them_as_strings(big):
+    """Revenues past 2**64 sort as numbers (not as text) and reach JSON as exact strings; the
+    read model the pages get keeps them ``int`` (the ``eth`` filter formats ints)."""
+    index, store, datasets, *_ = big
+    with index.session() as s:
+        listed = list_datasets(s, store, sort="revenue", per_page=100)
+    assert all(type(c.revenue_wei) is int for c in listed.datasets)
+    out = TypeAdapter(DatasetList).dump_python(listed, mode="json")
+    revenue = {d["name"]: d["total_distributed"] for d in datasets}
+    assert [c["revenue_wei"] for c in out["datasets"]] == [
+        str(v) for v in sorted(revenue.values(), reverse=True)]
+    assert all(c["revenue_wei"] == str(revenue[c["name"]]) for c in out["datasets"])
+    assert isinstance(out["datasets"][0]["items"], int)  # counts stay numbers
+
+
+def test_the_json_of_a_dataset_and_a_proposal_carries_every_amount_as_a_string(big):
+    index, store, _, proposals, *_ = big
+    with index.session() as s:
+        d = dataset_detail(s, store, "ds-042")
+        p = proposal_detail(s, store, next(q["proposal_id"] for q in proposals
+                                           if q["dataset_id"] == 42), now=0)
+    dj = TypeAdapter(DatasetDetail).dump_python(d, mode="json")
+    assert dj["total_distributed_wei"] == str(42 * 2**64)
+    assert dj["payments"][-1] == {"source": "direct_payment", "amount_wei": str(42 * 2**64),
+                                  "block_number": 42, "block_time": 1_700_000_042,
+                                  "cumulative_wei": str(42 * 2**64)}
+    assert (dj["total_supply"], dj["rules"]["stake_wei"], dj["rules"]["reward_r0"]) == (
+        str(10**21), str(10**16), str(10**20))
+    assert dj["entries"][0]["shares_minted"] == str(10**21)
+    assert [h["balance"] for h in dj["shareholders"]] == [str(10**18)]  # holder 1 has none
+    assert {(x["yes"], x["no"]) for x in dj["proposals"]} == {("0", "0")}
+    pj = TypeAdapter(ProposalDetail).dump_python(p, mode="json")
+    assert (pj["stake_wei"], pj["shares_minted"]) == (str(10**16), "0")
+    assert pj["tally"]["snapshot_supply"] == str(10**21)
+    assert pj["tally"]["quorum_needed"] == str(3 * 10**20)
+    assert type(p.tally.snapshot_supply) is int  # the page's read model: an int
+
+
+@settings(max_examples=300, deadline=None)
+@given(amount=st.integers(0, 2**256 - 1), kind=st.sampled_from([Wei, Shares]))
+def test_an_amount_is_exact_digits_in_json_and_an_int_in_python(amount, kind):
+    adapter = TypeAdapter(kind)
+    assert adapter.dump_json(amount) == f'"{amount}"'.encode()
+    assert adapter.dump_python(amount) == amount  # what the HTML pages get
+    assert int(json.loads(adapter.dump_json(amount))) == amount
+    schema = adapter.json_schema(mode="serialization")
+    assert schema["type"] == "string" and "decimal string" in schema["description"]
 
 
 # -- the tally rule (DataMarket._decide) ----------------------------------------------------------

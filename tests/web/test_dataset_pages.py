@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import jsonschema_rs  # schemathesis's validator
 import pytest
 from sklearn.datasets import load_digits
 
@@ -101,7 +102,7 @@ def test_datasets_list_matches_the_index(world):
     (items, entries, revenue), = _db(world, "select item_count, entry_count, total_distributed "
                                             "from datasets where name = 'digits'")
     assert (digits["items"], digits["entries"], digits["revenue_wei"]) == \
-        (int(items), entries, int(revenue))
+        (int(items), entries, str(int(revenue)))  # wei: a decimal string
     assert digits["shareholders"] == 2 and digits["models"] == 1
     assert digits["open_proposals"] == 2  # proposal 2 and proposal 3
     assert by_name["hostile"]["open_proposals"] == 1 and by_name["hostile"]["models"] == 0
@@ -134,12 +135,12 @@ def test_sort_search_and_pages(world):
 def test_dataset_page_and_twin(world):
     api = world.client.get("/api/datasets/digits").json()
     supply = int(_db(world, "select total_supply from datasets where name='digits'")[0][0])
-    assert api["total_supply"] == supply
-    assert sum(h["balance"] for h in api["shareholders"]) == supply
+    assert api["total_supply"] == str(supply) and supply > 2**53  # JSON.parse would round it
+    assert sum(int(h["balance"]) for h in api["shareholders"]) == supply
     assert [e["index"] for e in api["entries"]] == [1, 0]
     assert api["entries"][0]["proposal_id"] == world.cli.proposals[0]
-    assert api["rules"]["quorum_bps"] == 3000 and api["rules"]["stake_wei"] == 10**16
-    assert api["rules"]["training_fee_wei"] == 10**16
+    assert api["rules"]["quorum_bps"] == 3000 and api["rules"]["stake_wei"] == str(10**16)
+    assert api["rules"]["training_fee_wei"] == str(10**16)
     assert api["labels"] == [str(i) for i in range(10)]
     assert [m["name"] for m in api["models"]] == ["digits-cnn"]
     assert api["payments"][-1]["cumulative_wei"] == api["total_distributed_wei"]
@@ -187,11 +188,11 @@ def test_open_proposal_page(world):
     assert api["evaluation"]["suspects"] == report["suspects"]
     assert api["evaluation"]["gain"] == report["gain"]
     t = api["tally"]
-    assert (t["yes"], t["no"], t["quorum_met"], t["finalizable"]) == (0, 0, False, False)
+    assert (t["yes"], t["no"], t["quorum_met"], t["finalizable"]) == ("0", "0", False, False)
     with world.ctx.chain_lock:
         onchain = world.ctx.dep.market.get_proposal(pid)
-    assert t["snapshot_supply"] == onchain.snapshot_supply > 0
-    assert t["quorum_needed"] == -(-3000 * onchain.snapshot_supply // 10_000)
+    assert t["snapshot_supply"] == str(onchain.snapshot_supply) and onchain.snapshot_supply > 0
+    assert t["quorum_needed"] == str(-(-3000 * onchain.snapshot_supply // 10_000))
     assert api["seconds_left"] > 0 and api["viewer_vote"] is None and not api["can_vote"]
     html = world.client.get(f"/proposals/{pid}", headers=HTML).text
     assert html.count('<figure class="suspect"') == len(report["suspects"])
@@ -203,7 +204,7 @@ def test_open_proposal_page(world):
 def test_a_decided_proposal_shows_finalize(world):
     api = world.client.get(f"/api/proposals/{world.third_id}").json()
     t = api["tally"]
-    assert t["no"] > 0 and t["quorum_met"] and t["outcome_now"] == "rejected"
+    assert int(t["no"]) > 0 and t["quorum_met"] and t["outcome_now"] == "rejected"
     assert t["finalizable"] and api["status"] == "open"
     html = world.client.get(f"/proposals/{world.third_id}", headers=HTML).text
     assert f'data-action="finalize" data-proposal-id="{world.third_id}"' in html
@@ -240,7 +241,7 @@ def test_signed_in_viewers_see_their_vote_or_the_buttons(world):
         assert '<form id="propose-form" data-dataset="digits"' in page
         assert 'type="file" name="files" webkitdirectory' in page
         api = alice.get(f"/api/proposals/{world.third_id}").json()
-        assert api["viewer_vote"]["support"] is False and api["viewer_vote"]["weight"] > 0
+        assert api["viewer_vote"]["support"] is False and int(api["viewer_vote"]["weight"]) > 0
 
 
 def test_gallery_filters_by_label_and_marks_suspects(world):
@@ -356,6 +357,144 @@ def test_openapi_names_the_twins(world):
                  "/api/proposals/{proposal_id}/items", "/blobs/{cid}"):
         assert path in paths
     assert re.search(r"DatasetDetail", str(world.client.get("/openapi.json").json()))
+
+
+
+# -- amounts: decimal strings ---------------------------------------------------------------------
+DIGITS = re.compile(r"[0-9]+")
+
+
+def _amounts(value, schema, components, path=""):
+    """``(path, value)`` of every field the OpenAPI schema types as a decimal-string amount."""
+    while "$ref" in schema:
+        schema = components[schema["$ref"].rsplit("/", 1)[1]]
+    if "anyOf" in schema:
+        for option in schema["anyOf"]:
+            if value is not None and option.get("type") != "null":
+                yield from _amounts(value, option, components, path)
+        return
+    if "decimal string" in schema.get("description", ""):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, sub in (schema.get("properties") or {}).items():
+            if key in value:
+                yield from _amounts(value[key], sub, components, f"{path}.{key}")
+    elif isinstance(value, list) and "items" in schema:
+        for i, item in enumerate(value):
+            yield from _amounts(item, schema["items"], components, f"{path}[{i}]")
+
+
+def _big_ints(value):
+    """Every JSON integer past 2**53 (a browser's JSON.parse would round it)."""
+    if isinstance(value, bool):
+        return []
+    if isinstance(value, int):
+        return [value] if abs(value) > 2**53 else []
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) \
+        else ()
+    return [n for v in items for n in _big_ints(v)]
+
+
+def _typed_amounts(world, path: str) -> dict[str, str]:
+    """The answer of ``path`` as ``{field path: amount}``, checked: it conforms to its OpenAPI
+    response schema, every amount field of the schema is a string of digits and no integer of
+    the answer passes 2**53."""
+    answer = world.client.get(path).json()
+    spec = world.client.get("/openapi.json").json()
+    route = re.sub(r"/api/datasets/[^/?]+", "/api/datasets/{name}",
+                   re.sub(r"/api/proposals/\d+", "/api/proposals/{proposal_id}",
+                          path.split("?")[0]))
+    schema = spec["paths"][route]["get"]["responses"]["200"]["content"]["application/json"][
+        "schema"]
+    jsonschema_rs.validate({**schema, "components": spec["components"]}, answer)  # conforms
+    found = dict(_amounts(answer, schema, spec["components"]["schemas"]))
+    bad = {k: v for k, v in found.items() if not (isinstance(v, str) and DIGITS.fullmatch(v))}
+    assert not bad, bad
+    assert _big_ints(answer) == []
+    return found
+
+
+def test_every_amount_of_a_dataset_is_a_decimal_string_equal_to_the_index(world):
+    got = _typed_amounts(world, "/api/datasets/digits")
+    (ds_id, supply, distributed, withdrawn, stake, r0, fee), = _db(
+        world, "select dataset_id, total_supply, total_distributed, total_withdrawn, stake, "
+               "reward_r0, training_fee from datasets where name = 'digits'")
+    want = {".total_supply": supply, ".total_distributed_wei": distributed,
+            ".total_withdrawn_wei": withdrawn, ".rules.stake_wei": stake,
+            ".rules.reward_r0": r0, ".rules.training_fee_wei": fee}
+    api = world.client.get("/api/datasets/digits").json()
+    entries = dict(_db(world, 'select "index", shares_minted from entries where dataset_id = ?',
+                       ds_id))
+    for i, e in enumerate(api["entries"]):
+        want[f".entries[{i}].shares_minted"] = entries[e["index"]]
+    balances = dict(_db(world, "select account, balance from holders where dataset_id = ?",
+                        ds_id))
+    for i, h in enumerate(api["shareholders"]):
+        want[f".shareholders[{i}].balance"] = balances[h["account"]]
+    tallies = {pid: (yes, no) for pid, yes, no in _db(
+        world, "select proposal_id, yes, no from proposals where dataset_id = ?", ds_id)}
+    for i, p in enumerate(api["proposals"]):
+        want[f".proposals[{i}].yes"], want[f".proposals[{i}].no"] = tallies[p["proposal_id"]]
+    sources = {src: (d, h) for src, d, h in _db(
+        world, "select source, distributed, held from dividend_sources where dataset_id = ?",
+        ds_id)}
+    for i, src in enumerate(api["sources"]):
+        d, h = sources.get(src["source"], (0, 0))
+        want[f".sources[{i}].distributed_wei"], want[f".sources[{i}].held_wei"] = d, h
+    running = 0
+    for i, (amount,) in enumerate(_db(world, "select amount from dividend_payments where "
+                                             "dataset_id = ? order by block_number, id", ds_id)):
+        running += int(amount)
+        want[f".payments[{i}].amount_wei"] = amount
+        want[f".payments[{i}].cumulative_wei"] = running
+    assert got == {k: str(int(v)) for k, v in want.items()}
+    assert int(got[".total_supply"]) > 2**53 and len(api["payments"]) >= 2
+    listed = _typed_amounts(world, "/api/datasets?sort=revenue")
+    revenue = dict(_db(world, "select name, total_distributed from datasets"))
+    names = [d["name"] for d in world.client.get("/api/datasets?sort=revenue").json()["datasets"]]
+    assert listed == {f".datasets[{i}].revenue_wei": str(int(revenue[n]))
+                      for i, n in enumerate(names)}
+    # the pages still get exact ints: the eth filter formats them as before
+    from databright.web.app.templating import eth
+
+    html = world.client.get("/datasets/digits", headers=HTML).text
+    assert f'<dt>distributed</dt><dd class="num">{eth(int(distributed))}</dd>' in html
+    assert f"<dt>training fee</dt><dd>{eth(int(fee))}</dd>" in html and eth(int(fee)) == \
+        "0.01 ETH"
+    assert f'<dd class="num">{eth(int(revenue["digits"]))}</dd>' in \
+        world.client.get("/", headers=HTML).text
+
+
+@pytest.mark.parametrize("which", ["open", "decided", "accepted"])
+def test_every_amount_of_a_proposal_is_a_decimal_string_equal_to_the_index(world, which):
+    pid = {"open": world.cli.proposals[1], "decided": world.third_id,
+           "accepted": world.cli.proposals[0]}[which]
+    got = _typed_amounts(world, f"/api/proposals/{pid}")
+    (ds_id, snapshot, supply, stake, minted, yes, no), = _db(
+        world, "select dataset_id, snapshot, snapshot_supply, stake, shares_minted, yes, no "
+               "from proposals where proposal_id = ?", pid)
+    if supply is None:  # not finalized: the shares minted by the snapshot block
+        supply = sum(int(m) for m, in _db(world, "select shares_minted from entries where "
+                                                 "dataset_id = ? and block_number <= ?",
+                                          ds_id, snapshot))
+    (quorum_bps,), = _db(world, "select quorum_bps from datasets where dataset_id = ?", ds_id)
+    want = {".stake_wei": stake, ".shares_minted": minted, ".tally.yes": yes, ".tally.no": no,
+            ".tally.snapshot_supply": supply,
+            ".tally.quorum_needed": -(-quorum_bps * int(supply) // 10_000)}
+    weights = dict(_db(world, "select voter, weight from votes where proposal_id = ?", pid))
+    api = world.client.get(f"/api/proposals/{pid}").json()
+    for i, v in enumerate(api["votes"]):
+        want[f".votes[{i}].weight"] = weights[v["voter"]]
+    assert len(api["votes"]) == len(weights) and (which == "open" or weights)
+    assert got == {k: str(int(v)) for k, v in want.items()}
+    assert int(got[".tally.snapshot_supply"]) > 2**53
+    spec = world.client.get("/openapi.json").json()
+    schema = {**spec["paths"]["/api/proposals/{proposal_id}"]["get"]["responses"]["200"][
+        "content"]["application/json"]["schema"], "components": spec["components"]}
+    with pytest.raises(jsonschema_rs.ValidationError):  # an amount as a JSON number is refused
+        jsonschema_rs.validate(schema, api | {"tally": api["tally"] | {"yes": int(yes)}})
+    html = world.client.get(f"/proposals/{pid}", headers=HTML).text
+    assert "<dt>stake</dt><dd>0.01 ETH</dd>" in html and int(stake) == 10**16
 
 
 # -- charts (no server) ---------------------------------------------------------------------------

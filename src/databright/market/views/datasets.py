@@ -26,6 +26,7 @@ from databright.index.cache import (
     ProposalRow,
 )
 from databright.market.model_listings import checkpoints_of
+from databright.market.views.amounts import Shares, Wei
 from databright.market.views.blobs import card_of
 from databright.storage.cas import BlobStore
 
@@ -59,7 +60,7 @@ class DatasetCard:
     entries: int
     shareholders: int
     models: int
-    revenue_wei: int
+    revenue_wei: Wei
     open_proposals: int
     created_block: int
 
@@ -136,10 +137,10 @@ class RulesView:
     quorum_bps: int
     approval_bps: int
     voting_period: int
-    stake_wei: int
-    reward_r0: int
+    stake_wei: Wei
+    reward_r0: Shares
     reward_n0: int
-    training_fee_wei: int
+    training_fee_wei: Wei
     min_royalty_bps: int
 
 
@@ -150,7 +151,7 @@ class EntryView:
     index: int
     items: int
     contributor: str
-    shares_minted: int
+    shares_minted: Shares
     proposal_id: int
     manifest_cid: str
     block_number: int
@@ -161,7 +162,7 @@ class ShareholderView:
     """A holder with a positive balance; ``share_bps`` of the supply (floored)."""
 
     account: str
-    balance: int
+    balance: Shares
     share_bps: int
 
 
@@ -200,8 +201,8 @@ class ProposalLine:
     proposer: str
     items: int
     status: str
-    yes: int
-    no: int
+    yes: Shares
+    no: Shares
     score_bps: int | None
     deadline: int
 
@@ -211,8 +212,8 @@ class SourceView:
     """Dividends of one source: distributed to holders, held by the payer, payments."""
 
     source: str
-    distributed_wei: int
-    held_wei: int
+    distributed_wei: Wei
+    held_wei: Wei
     payments: int
 
 
@@ -221,10 +222,10 @@ class PaymentView:
     """One dividend payment, with the running total of all sources after it."""
 
     source: str
-    amount_wei: int
+    amount_wei: Wei
     block_number: int
     block_time: int | None
-    cumulative_wei: int
+    cumulative_wei: Wei
 
 
 @dataclass(frozen=True)
@@ -245,9 +246,9 @@ class DatasetDetail:
     items: int
     entry_count: int
     validation_items: int | None
-    total_supply: int
-    total_distributed_wei: int
-    total_withdrawn_wei: int
+    total_supply: Shares
+    total_distributed_wei: Wei
+    total_withdrawn_wei: Wei
     created_block: int
     entries: tuple[EntryView, ...]
     shareholder_count: int

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from databright.errors import NotFoundError, StorageError
 from databright.index.cache import DatasetRow, EntryRow, ProposalRow, VoteRow
 from databright.index.models import Evaluation, IngestReport
+from databright.market.views.amounts import Shares, Wei
 from databright.market.views.blobs import ManifestItem, manifest_items, manifest_labels
 from databright.market.views.datasets import ZERO, page_bounds
 from databright.storage.cas import BlobStore
@@ -31,12 +32,12 @@ class Tally:
     """Votes against the rules. ``quorum_progress`` = (yes + no) / supply as a fraction of
     the quorum (1.0: met); ``approval`` = yes / (yes + no) (``None`` before any vote)."""
 
-    yes: int
-    no: int
-    snapshot_supply: int
+    yes: Shares
+    no: Shares
+    snapshot_supply: Shares
     quorum_bps: int
     approval_bps: int
-    quorum_needed: int
+    quorum_needed: Shares
     quorum_met: bool
     quorum_progress: float | None
     approval: float | None
@@ -101,7 +102,7 @@ class EvaluationView:
 class VoteView:
     voter: str
     support: bool
-    weight: int
+    weight: Shares
 
 
 @dataclass(frozen=True)
@@ -118,12 +119,12 @@ class ProposalDetail:
     manifest_cid: str
     merkle_root: str
     items: int
-    stake_wei: int
+    stake_wei: Wei
     snapshot: int
     deadline: int
     seconds_left: int
     score_bps: int | None
-    shares_minted: int
+    shares_minted: Shares
     created_block: int
     finalized_block: int | None
     tally: Tally

@@ -2,8 +2,10 @@
 with its item gallery, each with a JSON twin under ``/api``, and item thumbnails (``/blobs``).
 
 Pages read the index only (``ctx.read()``) and blobs from the store, verified by CID. In the
-JSON twins every amount of wei or shares is a JSON integer (exact: the numbers can pass 2**53,
-so read them with a big-integer-aware parser) and every address is EIP-55 checksummed.
+JSON twins every amount of wei or shares is a string of decimal digits (the numbers pass 2**53,
+which ``JSON.parse`` would round: read them with ``BigInt``), typed so in ``/openapi.json``
+(market/views/amounts.py), as the dashboard, model and compute twins carry them; the HTML
+pages get the same read models with exact ``int`` amounts. Every address is EIP-55 checksummed.
 """
 
 from __future__ import annotations
