@@ -73,4 +73,6 @@ def app_from_env() -> FastAPI:
     import os
 
     ttl = float(os.environ.get("DATABRIGHT_PAGE_CACHE_TTL") or 10.0)
-    return create_app(WebContext(Home()), page_cache_ttl=ttl)
+    app = create_app(WebContext(Home()), page_cache_ttl=ttl)
+    app.add_middleware(security.ServedByMiddleware)  # which of the processes answered
+    return app

@@ -63,6 +63,30 @@ class SecurityHeadersMiddleware:
         await self.app(scope, receive, with_headers)
 
 
+class ServedByMiddleware:
+    """``X-Served-By: <pid>`` on every answer, when several server processes share a port
+    (operators and the tests see which one answered)."""
+
+    def __init__(self, app: Any) -> None:
+        import os
+
+        self.app = app
+        self.pid = str(os.getpid()).encode()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def tagged(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()),
+                                                  (b"x-served-by", self.pid)]}
+            await send(message)
+
+        await self.app(scope, receive, tagged)
+
+
 def install(app: FastAPI) -> None:
     app.add_middleware(SecurityHeadersMiddleware)
 
