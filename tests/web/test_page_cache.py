@@ -8,8 +8,7 @@ import time
 import pytest
 from eth_account import Account
 
-from databright.chain.signatures import sign_personal
-from tests.web.web_world import Served
+from tests.web.web_world import Served, siwe_login
 
 
 @pytest.fixture(scope="module")
@@ -71,17 +70,7 @@ def test_nonces_and_errors_are_never_cached(served):
 
 def test_signed_in_viewers_never_get_a_cached_page(served):
     key = Account.create()
-    fields = served.client.get("/api/auth/nonce").json()
-    from databright.market.siwe import SiweMessage, build
-
-    message = build(SiweMessage(domain=fields["domain"], address=key.address,
-                                statement=fields["statement"], uri=fields["uri"],
-                                version=fields["version"], chain_id=fields["chain_id"],
-                                nonce=fields["nonce"], issued_at=fields["issued_at"],
-                                expiration_time=fields["expiration_time"]))
-    login = served.client.post("/api/auth/login", json={
-        "message": message, "signature": sign_personal(key.key, message)})
-    assert login.status_code == 200, login.text
+    siwe_login(served.client, key)
     try:
         page = served.client.get("/datasets/digits", headers={"accept": "text/html"})
         assert page.status_code == 200 and _state(page) is None

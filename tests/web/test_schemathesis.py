@@ -16,10 +16,8 @@ from eth_account import Account
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
-from databright.chain.signatures import sign_personal
-from databright.market.siwe import SiweMessage, build
 from databright.web.app.errors import error_body
-from tests.web.web_world import Served
+from tests.web.web_world import Served, siwe_login
 
 #: operations and their examples: about 30 operations × 2 sessions × this many cases
 EXAMPLES = 20
@@ -41,16 +39,7 @@ def api_schema(served_api):
 @pytest.fixture(scope="module")
 def session_headers(served_api):
     """A signed-in session's cookie and CSRF header."""
-    key = Account.create()
-    fields = served_api.client.get("/api/auth/nonce").json()
-    message = build(SiweMessage(domain=fields["domain"], address=key.address,
-                                statement=fields["statement"], uri=fields["uri"],
-                                version=fields["version"], chain_id=fields["chain_id"],
-                                nonce=fields["nonce"], issued_at=fields["issued_at"],
-                                expiration_time=fields["expiration_time"]))
-    login = served_api.client.post("/api/auth/login", json={
-        "message": message, "signature": sign_personal(key.key, message)})
-    assert login.status_code == 200, login.text
+    login = siwe_login(served_api.client, Account.create())
     cookie = "; ".join(f"{k}={v}" for k, v in login.cookies.items())
     served_api.client.cookies.clear()
     return {"Cookie": cookie, "X-CSRF-Token": login.json()["csrf"]}

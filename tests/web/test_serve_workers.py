@@ -17,12 +17,11 @@ import pytest
 from eth_account import Account
 
 from databright.chain.signatures import sign_personal
-from databright.market.siwe import SiweMessage, build
 from tests.chain.conftest import anvil_url  # noqa: F401 - the session-wide anvil fixture
 from tests.cli.conftest import Cli
 from tests.cli.test_anvil import DEV_KEYS
 from tests.index.conftest import fresh_database_url
-from tests.web.web_world import free_port
+from tests.web.web_world import free_port, siwe_login
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -51,19 +50,6 @@ def _serve(home: Path, workers: int) -> tuple[subprocess.Popen[bytes], str]:
     return proc, f"http://127.0.0.1:{port}"
 
 
-def _login(client: httpx.Client, key) -> str:
-    fields = client.get("/api/auth/nonce").json()
-    message = build(SiweMessage(domain=fields["domain"], address=key.address,
-                                statement=fields["statement"], uri=fields["uri"],
-                                version=fields["version"], chain_id=fields["chain_id"],
-                                nonce=fields["nonce"], issued_at=fields["issued_at"],
-                                expiration_time=fields["expiration_time"]))
-    login = client.post("/api/auth/login", json={"message": message,
-                                                 "signature": sign_personal(key.key, message)})
-    assert login.status_code == 200, login.text
-    return str(login.json()["csrf"])
-
-
 def test_two_workers_share_sessions_and_comments(pg_home):
     proc, url = _serve(pg_home.home, 2)
     try:
@@ -81,7 +67,7 @@ def test_two_workers_share_sessions_and_comments(pg_home):
         key = Account.create()
         # one connection each: the kernel spreads connections over the two processes
         clients = [httpx.Client(base_url=url, timeout=30) for _ in range(8)]
-        csrf = _login(clients[0], key)
+        csrf = siwe_login(clients[0], key).json()["csrf"]
         cookie = clients[0].cookies
         seen = set()
         for c in clients:

@@ -49,6 +49,24 @@ def build_web_home(root: Path, digit_folder) -> Cli:
     return cli
 
 
+def siwe_login(client: httpx.Client, key) -> httpx.Response:
+    """Sign in over HTTP as an eth-account ``key``: nonce, the EIP-4361 text, personal_sign,
+    login (the client keeps the session cookie). Returns the login answer."""
+    from databright.chain.signatures import sign_personal
+    from databright.market.siwe import SiweMessage, build
+
+    fields = client.get("/api/auth/nonce").json()
+    message = build(SiweMessage(domain=fields["domain"], address=key.address,
+                                statement=fields["statement"], uri=fields["uri"],
+                                version=fields["version"], chain_id=fields["chain_id"],
+                                nonce=fields["nonce"], issued_at=fields["issued_at"],
+                                expiration_time=fields["expiration_time"]))
+    login = client.post("/api/auth/login", json={"message": message,
+                                                 "signature": sign_personal(key.key, message)})
+    assert login.status_code == 200, login.text
+    return login
+
+
 def copy_home(src: Path, dst: Path) -> Path:
     """A private copy of a built home (tests that write get their own)."""
     shutil.copytree(src, dst)
@@ -89,4 +107,5 @@ class Served:
         self.thread.join(timeout=30)
 
 
-__all__ = ["ACCOUNTS", "PASSWORD", "Served", "build_web_home", "copy_home", "free_port"]
+__all__ = ["ACCOUNTS", "PASSWORD", "Served", "build_web_home", "copy_home", "free_port",
+           "siwe_login"]

@@ -74,5 +74,5 @@ def app_from_env() -> FastAPI:
 
     ttl = float(os.environ.get("DATABRIGHT_PAGE_CACHE_TTL") or 10.0)
     app = create_app(WebContext(Home()), page_cache_ttl=ttl)
-    app.add_middleware(security.ServedByMiddleware)  # which of the processes answered
+    app.add_middleware(security.HeadersMiddleware, headers=security.served_by())
     return app

@@ -41,11 +41,13 @@ SECURITY_HEADERS = ((b"content-security-policy", CSP.encode()),
                     (b"x-frame-options", b"DENY"))
 
 
-class SecurityHeadersMiddleware:
-    """Adds :data:`SECURITY_HEADERS` to every answer (plain ASGI: no per-request task)."""
+class HeadersMiddleware:
+    """Adds ``headers`` to every answer, keeping a header the app set itself (plain ASGI: no
+    per-request task, unlike ``@app.middleware``)."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, headers: tuple[tuple[bytes, bytes], ...]) -> None:
         self.app = app
+        self.headers = headers
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -56,39 +58,23 @@ class SecurityHeadersMiddleware:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", ()))
                 present = {k.lower() for k, _ in headers}
-                headers += [(k, v) for k, v in SECURITY_HEADERS if k not in present]
+                headers += [(k, v) for k, v in self.headers if k not in present]
                 message = {**message, "headers": headers}
             await send(message)
 
         await self.app(scope, receive, with_headers)
 
 
-class ServedByMiddleware:
-    """``X-Served-By: <pid>`` on every answer, when several server processes share a port
-    (operators and the tests see which one answered)."""
+def served_by() -> tuple[tuple[bytes, bytes], ...]:
+    """``X-Served-By: <pid>``, for when several server processes share a port (operators and
+    the tests see which one answered)."""
+    import os
 
-    def __init__(self, app: Any) -> None:
-        import os
-
-        self.app = app
-        self.pid = str(os.getpid()).encode()
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def tagged(message: Any) -> None:
-            if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", ()),
-                                                  (b"x-served-by", self.pid)]}
-            await send(message)
-
-        await self.app(scope, receive, tagged)
+    return ((b"x-served-by", str(os.getpid()).encode()),)
 
 
 def install(app: FastAPI) -> None:
-    app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(HeadersMiddleware, headers=SECURITY_HEADERS)
 
 
 def check_csrf(request: Request, expected: str) -> None:
