@@ -29,6 +29,7 @@ from databright.index.cache import (
     SOURCES,
     ChannelRow,
     CheckpointRow,
+    DividendPaymentRow,
     DividendSourceRow,
     HolderDividendRow,
     ItemRow,
@@ -149,11 +150,15 @@ def flow(request, tmp_path_factory, digit_folder):
     drop()  # type: ignore[operator]
 
 
+#: tables keyed by an autoincrement id: a rebuild on PostgreSQL numbers them anew
+SURROGATE_KEYED = (ItemRow, DividendPaymentRow)
+
+
 def snapshot(dep: Deployment) -> dict[str, list[tuple]]:
     out = {}
     with dep.index.session() as s:
         for table in CHAIN_TABLES:
-            cols = [c for c in table.__table__.columns if not (table is ItemRow and c.key == "id")]
+            cols = [c for c in table.__table__.columns if not (table in SURROGATE_KEYED and c.key == "id")]
             out[table.__tablename__] = sorted((tuple(r) for r in s.execute(select(*cols))),
                                               key=repr)
     return out

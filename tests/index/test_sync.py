@@ -14,6 +14,7 @@ from databright.home import Home
 from databright.index.cache import (
     CHAIN_TABLES,
     DatasetRow,
+    DividendPaymentRow,
     HolderRow,
     ItemRow,
     ProposalRow,
@@ -87,12 +88,16 @@ def flow(request, tmp_path_factory, digit_folder):
     drop()  # type: ignore[operator]
 
 
+#: tables keyed by an autoincrement id: a rebuild on PostgreSQL numbers them anew
+SURROGATE_KEYED = (ItemRow, DividendPaymentRow)
+
+
 def snapshot(dep: Deployment) -> dict[str, list[tuple]]:
-    """Every chain-derived table as sorted rows (the item table without its surrogate key)."""
+    """Every chain-derived table as sorted rows (without surrogate keys)."""
     out = {}
     with dep.index.session() as s:
         for table in CHAIN_TABLES:
-            cols = [c for c in table.__table__.columns if not (table is ItemRow and c.key == "id")]
+            cols = [c for c in table.__table__.columns if not (table in SURROGATE_KEYED and c.key == "id")]
             rows = s.execute(select(*cols)).all()
             out[table.__tablename__] = sorted((tuple(r) for r in rows), key=repr)
     return out

@@ -155,44 +155,32 @@ def test_errors_in_the_one_shape(served):
     assert empty["jobs"] == [] and empty["job_count"] == 1
 
 
-def test_the_pages_in_a_real_browser(served, job_home):
+def test_the_pages_in_a_real_browser(served, job_home, browser):
     """Chromium renders the registry, a dashboard, the compute market and the job (what a user
     sees, checked on the rendered page) and writes their screenshots."""
-    import os
-
-    from tests.web.e2e.conftest import CHROMIUM, SCREENSHOTS
-
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("DATABRIGHT_REQUIRE_CHROMIUM") == "1":
-            pytest.fail(f"Chromium not found at {CHROMIUM}")
-        pytest.skip("Chromium is not installed")
-    from playwright.sync_api import sync_playwright
+    from tests.web.conftest import SCREENSHOTS
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     job_id = job_home.job["job"]
     model = served.client.get("/api/models/1").json()
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM,
-                                     args=["--disable-gpu", "--disable-quic", "--no-sandbox"])
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.set_default_timeout(90_000)  # a loaded CI machine: the first job view verifies
-            page.goto(f"{served.url}/models")
-            assert page.locator('#model-1 [data-field="sha256"]').inner_text() == \
-                model["best_checkpoint"]["file_sha256"]
-            assert page.locator('#model-1 [data-field="price"]').inner_text() == "0.001 ETH"
-            page.screenshot(path=str(SCREENSHOTS / "job-home-models.png"), full_page=True)
-            page.goto(f"{served.url}/dashboard?address={job_home.dave}")
-            assert page.locator('[data-field="address"]').inner_text() == job_home.dave
-            assert page.locator('[data-field="compute"]').inner_text() != "0 ETH"  # slash+refund
-            page.screenshot(path=str(SCREENSHOTS / "job-home-dashboard.png"), full_page=True)
-            page.goto(f"{served.url}/compute")
-            assert page.locator(f'tr[data-job="{job_id}"] .badge').first.inner_text() == "final"
-            page.screenshot(path=str(SCREENSHOTS / "job-home-compute.png"), full_page=True)
-            page.goto(f"{served.url}/compute/jobs/{job_id}")
-            assert page.locator("#verification .badge").inner_text() == "verified"
-            page.screenshot(path=str(SCREENSHOTS / "compute_job.png"), full_page=True)
-        finally:
-            browser.close()
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(90_000)  # a loaded CI machine: the first job view verifies
+    page.goto(f"{served.url}/models")
+    assert page.locator('#model-1 [data-field="sha256"]').inner_text() == \
+        model["best_checkpoint"]["file_sha256"]
+    assert page.locator('#model-1 [data-field="price"]').inner_text() == "0.001 ETH"
+    page.screenshot(path=str(SCREENSHOTS / "job-home-models.png"), full_page=True)
+    page.goto(f"{served.url}/dashboard?address={job_home.dave}")
+    assert page.locator('[data-field="address"]').inner_text() == job_home.dave
+    assert page.locator('[data-field="compute"]').inner_text() != "0 ETH"  # slash+refund
+    page.screenshot(path=str(SCREENSHOTS / "job-home-dashboard.png"), full_page=True)
+    page.goto(f"{served.url}/compute")
+    assert page.locator(f'tr[data-job="{job_id}"] .badge').first.inner_text() == "final"
+    page.screenshot(path=str(SCREENSHOTS / "job-home-compute.png"), full_page=True)
+    page.goto(f"{served.url}/compute/jobs/{job_id}")
+    assert page.locator("#verification .badge").inner_text() == "verified"
+    page.screenshot(path=str(SCREENSHOTS / "compute_job.png"), full_page=True)
+    context.close()
     for name in ("job-home-models", "job-home-dashboard", "job-home-compute", "compute_job"):
         assert (SCREENSHOTS / f"{name}.png").stat().st_size > 10_000

@@ -330,62 +330,54 @@ def _browser_page(browser, served, client, sign, fragment):
     return context, page, dialogs, csp
 
 
-def test_in_chromium_discussion_js_signs_posts_replies_and_edits(server, bob, tmp_path):
+def test_in_chromium_discussion_js_signs_posts_replies_and_edits(server, bob, tmp_path, browser):
     """discussion.js in a real browser: draft → wallet signs → POST → htmx reloads the fragment;
     reply and edit the same way; a hostile body runs nothing; a local session's comment is
     signed by the server."""
-    from playwright.sync_api import sync_playwright
-
     served = server.served
     key = bob.account.key
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path="/usr/bin/chromium",
-                                     args=["--disable-gpu", "--disable-quic"])
-        try:
-            context, page, dialogs, csp = _browser_page(
-                browser, served, bob, lambda m: sign_personal(key, m), "/proposals/1/discussion")
-            page.wait_for_selector("#comment-new-new")
-            page.fill("#comment-new-new", "**from the browser** <img src=x onerror=alert(1)>")
-            page.click("form[data-mode=new] button[type=submit]")
-            page.wait_for_selector(".comment-body strong:has-text('from the browser')")
-            cid = int(page.locator("article.comment").last.get_attribute("data-comment-id"))
+    context, page, dialogs, csp = _browser_page(
+        browser, served, bob, lambda m: sign_personal(key, m), "/proposals/1/discussion")
+    page.wait_for_selector("#comment-new-new")
+    page.fill("#comment-new-new", "**from the browser** <img src=x onerror=alert(1)>")
+    page.click("form[data-mode=new] button[type=submit]")
+    page.wait_for_selector(".comment-body strong:has-text('from the browser')")
+    cid = int(page.locator("article.comment").last.get_attribute("data-comment-id"))
 
-            page.click(f"#comment-{cid} .comment-reply")
-            page.fill(f"#comment-reply-{cid}", "replying *in place*")
-            page.click(f"#comment-{cid} form[data-mode=reply] button[type=submit]")
-            page.wait_for_selector(f"#comment-{cid} .replies em:has-text('in place')")
+    page.click(f"#comment-{cid} .comment-reply")
+    page.fill(f"#comment-reply-{cid}", "replying *in place*")
+    page.click(f"#comment-{cid} form[data-mode=reply] button[type=submit]")
+    page.wait_for_selector(f"#comment-{cid} .replies em:has-text('in place')")
 
-            page.click(f"#comment-{cid} > .comment-actions .comment-edit")
-            page.fill(f"#comment-edit-{cid}", "**edited in the browser**")
-            page.click(f"#comment-{cid} > form[data-mode=edit] button[type=submit]")
-            page.wait_for_selector(f"#comment-{cid} .comment-body strong:has-text('edited')")
-            assert "edited 1×" in page.inner_text(f"#comment-{cid} > .meta")
-            page.screenshot(path=str(tmp_path / "discussion.png"), full_page=True)
-            assert dialogs == [] and csp == []
-            context.close()
+    page.click(f"#comment-{cid} > .comment-actions .comment-edit")
+    page.fill(f"#comment-edit-{cid}", "**edited in the browser**")
+    page.click(f"#comment-{cid} > form[data-mode=edit] button[type=submit]")
+    page.wait_for_selector(f"#comment-{cid} .comment-body strong:has-text('edited')")
+    assert "edited 1×" in page.inner_text(f"#comment-{cid} > .meta")
+    page.screenshot(path=str(tmp_path / "discussion.png"), full_page=True)
+    assert dialogs == [] and csp == []
+    context.close()
 
-            got = served.client.get(f"/api/comments/{cid}").json()
-            assert got["body"] == "**edited in the browser**"
-            assert got["history"][0]["body"].startswith("**from the browser**")
-            assert [r["body"] for r in got["replies"]] == ["replying *in place*"]
-            verify = served.client.get(f"/api/comments/{cid}/verify").json()
-            assert verify["valid"] and {v["signer"] for v in verify["versions"]} == {
-                bob.account.address}
+    got = served.client.get(f"/api/comments/{cid}").json()
+    assert got["body"] == "**edited in the browser**"
+    assert got["history"][0]["body"].startswith("**from the browser**")
+    assert [r["body"] for r in got["replies"]] == ["replying *in place*"]
+    verify = served.client.get(f"/api/comments/{cid}/verify").json()
+    assert verify["valid"] and {v["signer"] for v in verify["versions"]} == {
+        bob.account.address}
 
-            alice = sign_in(served.ctx, "alice", kind="local", base_url=served.url)
-            context, page, dialogs, _ = _browser_page(browser, served, alice, lambda m: None,
-                                                      "/datasets/digits/discussion")
-            page.wait_for_selector("#comment-new-new")
-            page.fill("#comment-new-new", "local account, server-signed")
-            page.click("form[data-mode=new] button[type=submit]")
-            page.wait_for_selector(".comment-body:has-text('server-signed')")
-            context.close()
-            listing = served.client.get("/api/datasets/digits/comments?order=newest").json()
-            newest = listing["comments"][0]
-            assert (newest["body"], newest["author"]) == ("local account, server-signed",
-                                                          alice.account.address)
-        finally:
-            browser.close()
+    alice = sign_in(served.ctx, "alice", kind="local", base_url=served.url)
+    context, page, dialogs, _ = _browser_page(browser, served, alice, lambda m: None,
+                                              "/datasets/digits/discussion")
+    page.wait_for_selector("#comment-new-new")
+    page.fill("#comment-new-new", "local account, server-signed")
+    page.click("form[data-mode=new] button[type=submit]")
+    page.wait_for_selector(".comment-body:has-text('server-signed')")
+    context.close()
+    listing = served.client.get("/api/datasets/digits/comments?order=newest").json()
+    newest = listing["comments"][0]
+    assert (newest["body"], newest["author"]) == ("local account, server-signed",
+                                                  alice.account.address)
 
 
 def test_the_rate_limit_is_counted_in_the_database_across_contexts(server):
