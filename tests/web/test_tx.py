@@ -297,8 +297,28 @@ def _digit_png(digit_folder, tmp_path) -> tuple[str, bytes]:
     return path.name, path.read_bytes()
 
 
-def test_try_it_local_session_pays_from_its_channel(served, attested, digit_folder, tmp_path):
-    """carol opened a 0.01 ETH channel above; the server signs her vouchers."""
+@pytest.fixture
+def carol_channel(served):
+    """carol's open 0.01 ETH channel to model 1: the one test_open_a_channel opened when it ran
+    in this process, else opened here (the tests of a module may run in different processes)."""
+    carol = served.ctx.dep.keystore.address_of("carol")
+    with served.ctx.read() as s:
+        open_ = s.execute(select(ChannelRow).where(ChannelRow.payer == carol,
+                                                   ChannelRow.status == "open")).first()
+    if open_ is None:
+        client, csrf = local_session(served, "carol")
+        with closing(client):
+            r = client.post("/api/tx/open-channel", headers={"X-CSRF-Token": csrf},
+                            json={"model_id": 1, "deposit_wei": str(10**16)})
+            assert r.status_code == 200, r.text
+            [tx_hash] = client.post("/api/tx/send", headers={"X-CSRF-Token": csrf}, json={
+                "transactions": r.json()["transactions"]}).json()["hashes"]
+            wait_indexed(client, tx_hash)
+
+
+def test_try_it_local_session_pays_from_its_channel(served, attested, carol_channel,
+                                                     digit_folder, tmp_path):
+    """carol has a 0.01 ETH channel; the server signs her vouchers."""
     client, csrf = local_session(served, "carol")
     h = {"X-CSRF-Token": csrf}
     name, png = _digit_png(digit_folder, tmp_path)
