@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Iterable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -163,6 +164,41 @@ def _without_known(dep: Deployment, ds_id: int, result: Any) -> Any:
     )
 
 
+def stage_batch(dep: Deployment, ds_id: int, dataset_name: str, labels: set[str],
+                source: Path, *, label_column: str | None = None,
+                max_file_size: int | None = None, progress: bool = False, where: str = "",
+                guard: AbstractContextManager[Any] | None = None) -> tuple[Any, str]:
+    """Ingest ``source`` into the store, keep only the items the dataset does not have, and
+    store the ingestion report (store + index, keyed by the manifest CID) before any
+    transaction, so a crash at any point leaves nothing that refers to a missing blob.
+
+    ``guard`` (a web server's chain lock) is held around the index's duplicate check only, not
+    while the files are ingested. Returns the ingestion result and the report's CID.
+
+    Raises:
+        UsageError: nothing new to propose (``where`` names the source in the message).
+    """
+    from databright.storage.ingest import DEFAULT_MAX_FILE_SIZE, ingest
+
+    result = ingest(source, dep.store, label_column=label_column, label_set=labels or None,
+                    progress=progress, max_file_size=max_file_size or DEFAULT_MAX_FILE_SIZE)
+    with guard if guard is not None else nullcontext():
+        result = _without_known(dep, ds_id, result)
+    if not result.items or result.manifest_cid is None or result.merkle_root is None:
+        dup, ref = len(result.duplicates), len(result.refused)
+        raise UsageError(
+            f"nothing new to propose{where}: {dup} duplicate and {ref} refused items"
+            + (f" (first refused: {result.refused[0][0]}: {result.refused[0][-1]})" if ref else "")
+        )
+    report = result.to_dict()
+    report_cid = dep.store.put_bytes(json.dumps(report, sort_keys=True, default=str).encode())
+    with dep.index.session() as s:
+        s.merge(IngestReport(manifest_cid=result.manifest_cid, dataset_name=dataset_name,
+                             report_cid=report_cid,
+                             report=json.loads(json.dumps(report, default=str))))
+    return result, report_cid
+
+
 def propose(
     dep: Deployment,
     sender: Signer,
@@ -178,37 +214,12 @@ def propose(
     The ingestion report is stored (store + index) before the transaction, keyed by the
     manifest CID, so a crash at any point leaves nothing that refers to a missing blob.
     """
-    from databright.storage.ingest import DEFAULT_MAX_FILE_SIZE, ingest
-
     ds_id = dataset_id(dep, dataset)
     info = dep.market.get_dataset(ds_id)
     labels = set(card_of(dep, ds_id).get("labels", []))
-    result = ingest(
-        Path(source),
-        dep.store,
-        label_column=label_column,
-        label_set=labels or None,
-        progress=progress,
-        max_file_size=max_file_size or DEFAULT_MAX_FILE_SIZE,
-    )
-    result = _without_known(dep, ds_id, result)
-    report = result.to_dict()
-    if not result.items or result.manifest_cid is None or result.merkle_root is None:
-        dup, ref = len(result.duplicates), len(result.refused)
-        raise UsageError(
-            f"nothing new to propose in {source}: {dup} duplicate and {ref} refused items"
-            + (f" (first refused: {result.refused[0][0]}: {result.refused[0][-1]})" if ref else "")
-        )
-    report_cid = dep.store.put_bytes(json.dumps(report, sort_keys=True, default=str).encode())
-    with dep.index.session() as s:
-        s.merge(
-            IngestReport(
-                manifest_cid=result.manifest_cid,
-                dataset_name=info.name,
-                report_cid=report_cid,
-                report=json.loads(json.dumps(report, default=str)),
-            )
-        )
+    result, report_cid = stage_batch(dep, ds_id, info.name, labels, Path(source),
+                                     label_column=label_column, max_file_size=max_file_size,
+                                     progress=progress, where=f" in {source}")
     proposal_id, _ = dep.market.propose(
         sender,
         dataset_id=ds_id,

@@ -10,7 +10,6 @@ the checks did not foresee is refused too, with the contract's reason.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -21,13 +20,12 @@ from typing import Any
 from databright.chain.calldata import UnsignedTx, encode, simulate
 from databright.chain.data_market import commitment_of
 from databright.chain.model_registry import ChannelInfo
-from databright.errors import DataBrightError, InsufficientFundsError, UsageError
-from databright.index.models import IngestReport
+from databright.errors import DataBrightError, InsufficientFundsError
 from databright.market.channels import DEFAULT_TIMEOUT
 from databright.market.context import Deployment
 from databright.market.datasets import card_of, dataset_id
 from databright.market.predictions import ChannelView, PredictionService
-from databright.market.proposals import _without_known, get_proposal
+from databright.market.proposals import get_proposal, stage_batch
 
 
 class TxRefused(DataBrightError):
@@ -153,8 +151,6 @@ def propose_txs(dep: Deployment, proposer: str, dataset: str, source: Path, *,
         UsageError: nothing new to propose.
         InsufficientFundsError: the proposer cannot pay the stake.
     """
-    from databright.storage.ingest import DEFAULT_MAX_FILE_SIZE, ingest
-
     guard = lock if lock is not None else nullcontext()
     with guard:
         ds_id = dataset_id(dep, dataset)
@@ -164,21 +160,8 @@ def propose_txs(dep: Deployment, proposer: str, dataset: str, source: Path, *,
             raise InsufficientFundsError(f"{proposer} has {balance} wei, the stake is "
                                          f"{info.stake}")
         labels = set(card_of(dep, ds_id).get("labels", []))
-    result = ingest(Path(source), dep.store, label_set=labels or None,
-                    max_file_size=max_file_size or DEFAULT_MAX_FILE_SIZE)
-    with guard:
-        result = _without_known(dep, ds_id, result)
-    if not result.items or result.manifest_cid is None or result.merkle_root is None:
-        dup, ref = len(result.duplicates), len(result.refused)
-        first = f" (first refused: {result.refused[0][0]}: {result.refused[0][-1]})" if ref else ""
-        raise UsageError(f"nothing new to propose: {dup} duplicate and {ref} refused items"
-                         + first)
-    report = result.to_dict()
-    report_cid = dep.store.put_bytes(json.dumps(report, sort_keys=True, default=str).encode())
-    with dep.index.session() as s:
-        s.merge(IngestReport(manifest_cid=result.manifest_cid, dataset_name=info.name,
-                             report_cid=report_cid,
-                             report=json.loads(json.dumps(report, default=str))))
+    result, report_cid = stage_batch(dep, ds_id, info.name, labels, Path(source),
+                                     max_file_size=max_file_size, guard=guard)
     root = bytes(result.merkle_root)
     count = len(result.items)
     commitment = commitment_of(proposer, ds_id, result.manifest_cid, root, count)

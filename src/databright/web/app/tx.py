@@ -220,16 +220,21 @@ def _place(root: Path, rel: PurePosixPath) -> Path:
     return target
 
 
+def _check_archive(members: int, unpacked_bytes: int) -> None:
+    """Refuse (413) an archive of too many files or too many bytes, before unpacking any."""
+    if members > MAX_ARCHIVE_MEMBERS:
+        raise ApiError(413, "too_many_files", f"the archive holds more than "
+                       f"{MAX_ARCHIVE_MEMBERS} files")
+    if unpacked_bytes > MAX_UNPACKED_BYTES:
+        raise ApiError(413, "archive_too_large", f"the archive unpacks to more than "
+                       f"{MAX_UNPACKED_BYTES} bytes")
+
+
 def _unpack_zip(archive: Path, out: Path) -> None:
     try:
         with zipfile.ZipFile(archive) as zf:
             infos = [i for i in zf.infolist() if not i.is_dir()]
-            if len(infos) > MAX_ARCHIVE_MEMBERS:
-                raise ApiError(413, "too_many_files", f"the archive holds more than "
-                               f"{MAX_ARCHIVE_MEMBERS} files")
-            if sum(i.file_size for i in infos) > MAX_UNPACKED_BYTES:
-                raise ApiError(413, "archive_too_large", f"the archive unpacks to more than "
-                               f"{MAX_UNPACKED_BYTES} bytes")
+            _check_archive(len(infos), sum(i.file_size for i in infos))
             paths = []
             for info in infos:
                 if stat.S_ISLNK(info.external_attr >> 16):
@@ -246,12 +251,7 @@ def _unpack_tar(archive: Path, out: Path) -> None:
     try:
         with tarfile.open(archive) as tf:
             members = [m for m in tf.getmembers() if not m.isdir()]
-            if len(members) > MAX_ARCHIVE_MEMBERS:
-                raise ApiError(413, "too_many_files", f"the archive holds more than "
-                               f"{MAX_ARCHIVE_MEMBERS} files")
-            if sum(m.size for m in members) > MAX_UNPACKED_BYTES:
-                raise ApiError(413, "archive_too_large", f"the archive unpacks to more than "
-                               f"{MAX_UNPACKED_BYTES} bytes")
+            _check_archive(len(members), sum(m.size for m in members))
             for m in members:
                 if not m.isfile():
                     raise ApiError(422, "bad_path", f"only regular files are accepted: "
