@@ -1,7 +1,7 @@
 """A worker of another process or machine: register for a coordinator, then pull its tasks.
 
 :func:`work` runs the HTTP-pull loop of :mod:`databright.market.worker` with the honest
-computation (:func:`databright.compute.grad.run_task`) pinned to this worker's thread count.
+computation (:func:`databright.compute.tasks.run_spec`) pinned to this worker's thread count.
 Fault modes (``--fault``, hidden: tests and benchmarks) make it lie in one of the ways
 TMR must catch.
 """
@@ -26,10 +26,10 @@ __all__ = ["honest_compute", "register", "work"]
 
 
 def honest_compute(spec_bytes: bytes, fetch: Callable[[str], bytes]) -> bytes:
-    from databright.compute.grad import run_task
-    from databright.compute.spec import TaskSpec
+    """What an honest worker answers: the task kind's runner (:mod:`databright.compute.tasks`)."""
+    from databright.compute.tasks import run_spec
 
-    return run_task(TaskSpec.from_bytes(spec_bytes), fetch)
+    return run_spec(spec_bytes, fetch)
 
 
 def register(dep: Deployment, sender: Signer, coordinator: str, *, threads: int, min_fee: int,
