@@ -342,6 +342,9 @@ def submit(
     family: Annotated[str, typer.Option(help="Model family.")] = "small-cnn",
     epochs: Annotated[int | None, typer.Option(help="Passes over the data.")] = None,
     seed: Annotated[int, typer.Option(help="Seeds order and initialisation.")] = 0,
+    split: Annotated[int, typer.Option(help="Cut the model at layer boundaries into this many pieces, each on other workers (1: no splitting).")] = 1,
+    verify: Annotated[str, typer.Option("--verify", help="'tmr' (three workers per task) or 'spot' (one worker per task, a secret random fraction re-checked).")] = "tmr",
+    spot_fraction: Annotated[float | None, typer.Option(help="With --verify spot: the fraction of tasks re-checked [default: 0.1].")] = None,
     home: HomeOpt = None,
     json_out: JsonOpt = False,
     as_: AsOpt = None,
@@ -350,11 +353,13 @@ def submit(
     the coordinator runs it and settles with a signed receipt (`job show ID`)."""
     from databright.compute.scheduler import WorkerInfo
     from databright.errors import UsageError
+    from databright.market.compute.options import JobOptions
     from databright.market.compute.pool import pool_of
     from databright.market.compute.train_job import submit_train_job
 
     if kind != "train":
         raise UsageError(f"job kind {kind!r}: the compute market runs 'train' jobs")
+    options = JobOptions.of(split, verify, spot_fraction)
     config: dict[str, Any] = {"seed": seed}
     if epochs is not None:
         config["epochs"] = epochs
@@ -364,7 +369,7 @@ def submit(
         if not pool:
             raise UsageError(f"coordinator {coordinator} has no registered workers")
         job_id, budget = submit_train_job(dep, signer(dep, as_), dataset, family, coordinator,
-                                          pool, config=config)
+                                          pool, config=config, options=options)
     emit({"job_id": job_id, "budget_wei": str(budget), "coordinator": coordinator},
          json_out, lambda d: console.print(
              f"job #{d['job_id']} escrowed (budget {format_wei(int(d['budget_wei']))}) for "

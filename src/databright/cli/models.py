@@ -67,11 +67,17 @@ def train(
     compute: Annotated[str, typer.Option("--compute", help="Where to train: 'here' (this process) or 'local' (the compute market: a coordinator and --workers worker identities on this machine, triple modular redundancy, paid on chain).")] = "here",
     workers: Annotated[int | None, typer.Option(help="Worker identities with --compute local: 3 per shard, each shard at most 5% of the items [default: the fewest the dataset needs (60 when 5% of it is a whole number) plus 3 spares].")] = None,
     fault: Annotated[list[str] | None, typer.Option("--fault", hidden=True, help="INDEX:MODE: local worker INDEX lies (tests and benchmarks).")] = None,
+    split: Annotated[int, typer.Option(help="With --compute local: cut the model at layer boundaries into this many pieces, each on other workers (1: no splitting).")] = 1,
+    verify: Annotated[str, typer.Option("--verify", help="With --compute local: 'tmr' (three workers per task) or 'spot' (one worker per task, a secret random fraction re-checked).")] = "tmr",
+    spot_fraction: Annotated[float | None, typer.Option(help="With --verify spot: the fraction of tasks re-checked [default: 0.1].")] = None,
     home: HomeOpt = None,
     json_out: JsonOpt = False,
     as_: AsOpt = None,
 ) -> None:
     """Train a model on a dataset's accepted entries and report its validation accuracy."""
+    from databright.market.compute.options import JobOptions
+
+    options = JobOptions.of(split, verify, spot_fraction)
     config: dict[str, Any] = {"seed": seed}
     if epochs is not None:
         config["epochs"] = epochs
@@ -79,6 +85,8 @@ def train(
     price_wei = parse_wei(price, default_unit="eth")
     if compute not in ("here", "local"):
         raise UsageError(f"--compute is 'here' or 'local', not {compute!r}")
+    if compute != "local" and options != JobOptions():
+        raise UsageError("--split, --verify and --spot-fraction go with --compute local")
     if compute == "local":
         if model is not None or snapshot is not None:
             raise UsageError("--compute local trains a new model on every entry: "
@@ -90,7 +98,7 @@ def train(
             job = run_train_job(dep, signer(dep, as_), dataset, family, config=config,
                                 workers=workers, faults=faults, register=register, name=name,
                                 price_per_prediction=price_wei, royalty_bps=royalty_bps,
-                                progress=progress)
+                                progress=progress, options=options)
         emit(job, json_out, _job_human)
         return
     with open_deployment(home) as dep, _progress_bar(progress_wanted(json_out)) as progress:

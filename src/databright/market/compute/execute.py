@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from databright.errors import UsageError
 from databright.market.compute.identities import compute_dir
+from databright.market.compute.options import JobOptions
 from databright.market.compute.receipts import ReceiptFile, canonical
 from databright.market.compute.run import _Run
 from databright.market.context import Deployment
@@ -45,13 +46,15 @@ class JobSpec:
     family: str
     config: dict[str, Any]
     cap_bps: int
+    options: JobOptions = field(default_factory=JobOptions)
 
     def to_bytes(self) -> bytes:
         from databright.market.compute.receipts import canonical
 
         return canonical({"kind": "train", "dataset_id": self.dataset_id,
                           "snapshot": self.snapshot, "family": self.family,
-                          "config": self.config, "cap_bps": self.cap_bps})
+                          "config": self.config, "cap_bps": self.cap_bps,
+                          **self.options.to_fields()})
 
 
 def read_spec(raw: bytes) -> JobSpec:
@@ -67,7 +70,9 @@ def read_spec(raw: bytes) -> JobSpec:
         if d.get("kind") != "train" or not isinstance(d.get("config"), dict):
             raise ValueError("not a training job")
         spec = JobSpec(int(d["dataset_id"]), int(d["snapshot"]), str(d["family"]),
-                       dict(d["config"]), int(d["cap_bps"]))
+                       dict(d["config"]), int(d["cap_bps"]), JobOptions.from_fields(d))
+    except UsageError as exc:
+        raise UsageError(f"not a job spec: {exc}") from None
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise UsageError(f"not a job spec: {exc}") from None
     return spec
@@ -127,6 +132,9 @@ def execute_train(
         raise UsageError(f"job #{job_id} is {job.status} for {job.coordinator}, not an open "
                          f"job of {coordinator.address}")
     spec = read_spec(dep.store.get(job.spec_cid))
+    if spec.options != JobOptions():  # filled in by the splitting and spot-check work
+        raise UsageError(f"job #{job_id} asks for {spec.options}, which this coordinator "
+                         "does not run yet")
     fam = get_family(spec.family)
     cfg = fam.config(spec.config)
     key = ledger_key(dep, spec.dataset_id)

@@ -31,6 +31,7 @@ from databright.market.compute.coordinator import open_coordinator
 from databright.market.compute.execute import JobSpec, execute_train, ledger_key
 from databright.market.compute.executor import FAULT_MODES, LocalExecutor, VirtualClock
 from databright.market.compute.identities import compute_dir
+from databright.market.compute.options import JobOptions
 from databright.market.compute.pool import ensure_local_pool
 from databright.market.compute.receipts import ReceiptFile
 from databright.market.compute.remote_worker import honest_compute
@@ -123,6 +124,7 @@ def submit_train_job(
     *,
     config: Mapping[str, Any] | None = None,
     cap_bps: int | None = None,
+    options: JobOptions | None = None,
 ) -> tuple[int, int]:
     """The consumer's side: check the pool can serve the job, write its spec, escrow the
     training fee and a budget; returns ``(job id, budget)``.
@@ -143,7 +145,8 @@ def submit_train_job(
     train = distinct(training_records(dep, ds_id))
     ledger = ExposureLedger(compute_dir(dep.home) / "exposure.sqlite")
     the_plan = plan(ledger_key(dep, ds_id), len(train), pool, ledger, cap_bps=cap, seed=0)
-    spec = JobSpec(ds_id, info.entry_count, fam.name, cfg.to_dict(), cap)
+    spec = JobSpec(ds_id, info.entry_count, fam.name, cfg.to_dict(), cap,
+                   options or JobOptions())
     spec_cid = dep.store.put_bytes(spec.to_bytes())
     steps = -(-len(train) // cfg.batch_size) * cfg.epochs
     bound = steps * min(len(the_plan.shards), cfg.batch_size)
@@ -171,6 +174,7 @@ def run_train_job(
     price_per_prediction: int = DEFAULT_PRICE,
     royalty_bps: int | None = None,
     progress: Progress | None = None,
+    options: JobOptions | None = None,
 ) -> JobOutcome:
     """Train ``family`` on ``dataset`` with the local executor (``workers`` identities): the
     consumer submits, this home's coordinator runs and settles it.
@@ -209,7 +213,7 @@ def run_train_job(
         w = dep.compute.get_worker(signer.address)
         pool.append(WorkerInfo(signer.address.lower(), w.determinism_class.hex(), w.min_fee))
     job_id, budget = submit_train_job(dep, consumer, dataset, family, coordinator.address, pool,
-                                      config=cfg.to_dict(), cap_bps=cap_bps)
+                                      config=cfg.to_dict(), cap_bps=cap_bps, options=options)
     clock = VirtualClock(LEASE_SECONDS + 1)
     holder: dict[str, Any] = {}
     board = TaskBoard(clock, spare=lambda task, account: holder["run"].spare(task, account))
