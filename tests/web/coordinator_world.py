@@ -114,6 +114,8 @@ def build_world(limits: Limits | None = None, max_payload: int = 1 << 20,
 
     board_clock = time.monotonic if real_clock else clock
     board = TaskBoard(board_clock, spare=spare, max_payload_bytes=max_payload)
+    # the request-level tests want an empty answer at once (long polling has its own test)
+    limits = limits or Limits(long_poll_seconds=0.0)
     app = create_app(board, fetch, authorize, limits=limits,
                      attestation=lambda nonce: (b"evidence:" + nonce, ADDR["alice"]))
     world = World(board, clock, TestClient(app, raise_server_exceptions=True))

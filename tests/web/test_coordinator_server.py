@@ -296,3 +296,25 @@ def test_the_documented_signing_example_verifies():
     assert sign_request("0x" + "11" * 32, "POST", "/v1/commit", body,
                         nonce=headers["X-DataBright-Nonce"], timestamp=1764640800)[
         "X-DataBright-Signature"] == signature
+
+
+def test_a_lease_request_waits_for_a_task_posted_while_it_waits():
+    """Long polling: a worker asking before a step's task exists gets it the moment it is
+    posted, not after its next poll; with nothing posted it gets an empty answer at the end."""
+    import threading
+    import time as _time
+
+    w = build_world(limits=Limits(long_poll_seconds=5.0))
+    timer = threading.Timer(0.3, lambda: w.board.post("late", SPEC, TASK_CIDS, (ADDR["bob"],),
+                                                      lease_seconds=30))
+    t0 = _time.monotonic()
+    timer.start()
+    lease = w.lease("bob")
+    waited = _time.monotonic() - t0
+    assert lease is not None and lease["task_id"] == "late"
+    assert 0.25 <= waited < 4.0  # woken by the post, well before the 5 s deadline
+    w2 = build_world(limits=Limits(long_poll_seconds=0.4, retry_after_seconds=0.1))
+    t0 = _time.monotonic()
+    r = w2.call("dave", "POST", "/v1/lease", b"{}")
+    assert r.json() == {"lease": None, "retry_after_seconds": 0.1}
+    assert _time.monotonic() - t0 >= 0.4

@@ -135,6 +135,18 @@ class TaskBoard:
         self._lease_seconds: dict[str, float] = {}
         self._leases: dict[str, tuple[str, str]] = {}  # lease id -> (task id, account)
         self._expired: dict[str, tuple[str, str]] = {}  # dropped leases, for a clear refusal
+        self._watchers: list[Callable[[], None]] = []
+
+    def watch(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` whenever a slot may have become leasable (a task posted, a
+        replica assigned or replaced), e.g. to wake a server's long-polling lease requests.
+        It runs under the board's lock: it must be quick and must not call the board."""
+        with self._lock:
+            self._watchers.append(callback)
+
+    def _changed(self) -> None:
+        for callback in self._watchers:
+            callback()
 
     @property
     def clock(self) -> Callable[[], float]:
@@ -164,6 +176,7 @@ class TaskBoard:
                 task_id, bytes(spec), frozenset(cids),
                 [_Slot(a, SlotState.ASSIGNED, now + claim) for a in replicas], len(replicas))
             self._lease_seconds[task_id] = float(lease_seconds)
+            self._changed()
 
     def assign(self, task_id: str, account: str) -> None:
         """Fill a missing replica of ``task_id`` with ``account``.
@@ -338,6 +351,7 @@ class TaskBoard:
         task.slots.append(_Slot(account, SlotState.ASSIGNED, self._clock() + claim))
         # a replica that has not committed closes reveals again until it does
         task.reveals_open = False
+        self._changed()
 
     def _maybe_open(self, task: _Task, now: float) -> None:
         if task.reveals_open or not task.slots:

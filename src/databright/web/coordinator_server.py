@@ -10,6 +10,7 @@ unpickled.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -65,6 +66,7 @@ class Limits:
     clock_skew_seconds: int = 120  # a request's timestamp is within this of the server's clock
     max_nonces_per_address: int = 10_000  # nonces remembered per address and window
     retry_after_seconds: float = 1.0  # what an idle worker is told to wait
+    long_poll_seconds: float = 2.0  # how long a lease request waits for a task to be posted
 
 
 class Refused(DataBrightError):
@@ -153,6 +155,33 @@ def _lease_json(lease: Lease, now: float, max_payload: int) -> dict[str, Any]:
             "max_payload_bytes": max_payload}
 
 
+class _Waker:
+    """Wakes the lease requests waiting on this server's event loop when the board changes
+    (a task posted, a replica assigned): one asyncio event, replaced after each wake-up, so a
+    long-polling request holds no thread while it waits."""
+
+    def __init__(self, board: TaskBoard) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.event: asyncio.Event | None = None
+        board.watch(self._from_board)
+
+    def current(self) -> asyncio.Event:
+        """The event the next change sets (call on the event loop)."""
+        if self.event is None or self.loop is not asyncio.get_running_loop():
+            self.loop, self.event = asyncio.get_running_loop(), asyncio.Event()
+        return self.event
+
+    def _fire(self) -> None:
+        if self.event is not None:
+            self.event.set()
+            self.event = asyncio.Event()
+
+    def _from_board(self) -> None:
+        loop = self.loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._fire)
+
+
 def create_app(board: TaskBoard, fetch_blob: FetchBlob, authorize: Authorize, *,
                attestation: Attest | None = None, limits: Limits | None = None,
                now: Callable[[], float] = time.time) -> FastAPI:
@@ -170,6 +199,7 @@ def create_app(board: TaskBoard, fetch_blob: FetchBlob, authorize: Authorize, *,
     """
     limits = limits or Limits()
     max_payload = min(limits.max_payload_bytes, board.max_payload_bytes)
+    waker = _Waker(board)
     nonces = NonceStore(limits.clock_skew_seconds, limits.max_nonces_per_address)
     app = FastAPI(title="DataBright coordinator", docs_url=None, redoc_url=None,
                   openapi_url=None)
@@ -219,10 +249,22 @@ def create_app(board: TaskBoard, fetch_blob: FetchBlob, authorize: Authorize, *,
     async def lease(request: Request) -> dict[str, Any]:
         address, body = await authenticated(request, limits.max_json_bytes, "request_too_large")
         _describe(_json_object(body))
-        got = await run_in_threadpool(board.lease, address)
-        if got is None:
-            return {"lease": None, "retry_after_seconds": limits.retry_after_seconds}
-        return {"lease": _lease_json(got, board.clock(), max_payload)}
+        # long poll: wait (holding no thread) until a task is posted for this account, so a
+        # worker takes a step's task as soon as it exists instead of after its next poll
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limits.long_poll_seconds
+        while True:
+            changed = waker.current()  # taken before looking, so no change is missed
+            got = await run_in_threadpool(board.lease, address)
+            if got is not None:
+                return {"lease": _lease_json(got, board.clock(), max_payload)}
+            left = deadline - loop.time()
+            if left <= 0:
+                return {"lease": None, "retry_after_seconds": limits.retry_after_seconds}
+            try:
+                await asyncio.wait_for(changed.wait(), timeout=left)
+            except TimeoutError:
+                pass
 
     @app.get("/v1/blobs/{cid}")
     async def blob(cid: str, request: Request) -> Response:

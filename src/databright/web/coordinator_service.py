@@ -64,6 +64,9 @@ class _Addresses:
     def leases_of(self, account: str) -> Any:
         return self._board.leases_of(account.lower())
 
+    def watch(self, callback: Callable[[], None]) -> None:
+        self._board.watch(callback)
+
 
 class CoordinatorService:
     """The coordinator of ``home`` serving HTTP workers; ``operator`` pays its gas.
