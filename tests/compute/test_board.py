@@ -254,3 +254,23 @@ def test_concurrent_workers_each_get_their_tasks_once():
         assert sorted(got[account]) == sorted(t for t, r in tasks.items() if account in r)
     for tid, replicas in tasks.items():
         assert board.results(tid) == {a: tid.encode() for a in replicas}
+
+
+def test_wait_answer_wakes_on_a_commit_and_times_out_without_one():
+    import threading
+    import time as _time
+
+    from databright.compute.board import TaskBoard
+
+    board = TaskBoard()
+    board.post("t", b"{}", frozenset(), ("0xa",), lease_seconds=30)
+    lease = board.lease("0xa")
+    assert lease is not None
+    t0 = _time.monotonic()
+    assert board.wait_answer(0.2) is False
+    assert _time.monotonic() - t0 >= 0.2
+    timer = threading.Timer(0.1, lambda: board.commit("0xa", lease.lease_id, "ab" * 32))
+    timer.start()
+    t0 = _time.monotonic()
+    assert board.wait_answer(5.0) is True
+    assert _time.monotonic() - t0 < 4.0

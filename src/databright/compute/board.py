@@ -136,6 +136,8 @@ class TaskBoard:
         self._leases: dict[str, tuple[str, str]] = {}  # lease id -> (task id, account)
         self._expired: dict[str, tuple[str, str]] = {}  # dropped leases, for a clear refusal
         self._watchers: list[Callable[[], None]] = []
+        self._answered = threading.Condition(self._lock)
+        self._answers = 0  # commits and reveals so far: wait_answer waits for it to move
 
     def watch(self, callback: Callable[[], None]) -> None:
         """Call ``callback()`` whenever a slot may have become leasable (a task posted, a
@@ -143,6 +145,17 @@ class TaskBoard:
         It runs under the board's lock: it must be quick and must not call the board."""
         with self._lock:
             self._watchers.append(callback)
+
+    def wait_answer(self, timeout: float) -> bool:
+        """Block until some replica commits or reveals (or ``timeout`` seconds pass); returns
+        whether one did. The coordinator waits here instead of polling its tasks."""
+        with self._lock:
+            seen = self._answers
+            return self._answered.wait_for(lambda: self._answers != seen, timeout)
+
+    def _answer(self) -> None:
+        self._answers += 1
+        self._answered.notify_all()
 
     def _changed(self) -> None:
         for callback in self._watchers:
@@ -239,6 +252,7 @@ class TaskBoard:
             slot.state = SlotState.COMMITTED
             slot.digest = sha256_hex
             self._maybe_open(task, self._clock())
+            self._answer()
             return task.reveals_open
 
     def reveal(self, account: str, lease_id: str, payload: bytes) -> None:
@@ -265,6 +279,7 @@ class TaskBoard:
                 raise BoardError("reveal_mismatch", "the payload's sha256 is not the commit")
             slot.state = SlotState.REVEALED
             slot.payload = bytes(payload)
+            self._answer()
 
     def allowed_cids(self, account: str) -> set[str]:
         """The CIDs ``account`` may fetch now: those of the tasks it holds a live lease of."""

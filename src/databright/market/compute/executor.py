@@ -52,16 +52,23 @@ class VirtualClock:
 
 
 class RemoteExecutor:
-    """Workers in other processes pull over HTTP: the coordinator only waits for them."""
+    """Workers in other processes pull over HTTP: the coordinator only waits for them, woken
+    by their first commit or reveal (and at least every ``poll_seconds``, so lapsed leases are
+    noticed)."""
 
-    def __init__(self, poll_seconds: float = 0.005) -> None:
+    def __init__(self, poll_seconds: float = 0.25) -> None:
         self.poll_seconds = poll_seconds
+        self._board: TaskBoard | None = None
 
     def pump(self, board: TaskBoard) -> int:
+        self._board = board
         return 0
 
     def idle(self) -> None:
-        time.sleep(self.poll_seconds)
+        if self._board is None:
+            time.sleep(self.poll_seconds)
+        else:
+            self._board.wait_answer(self.poll_seconds)
 
 
 class LocalExecutor:
