@@ -80,3 +80,17 @@ def test_lost_answers_to_commit_and_reveal_are_retried_safely():
                        client=httpx.Client(transport=httpx.MockTransport(handler)))
     assert (stats.commits, stats.reveals, stats.errors) == (1, 1, 0)
     assert script == {"/v1/commit": [], "/v1/reveal": []}
+
+
+def test_the_blob_cache_keeps_verified_blobs_across_leases_within_its_byte_limit():
+    from databright.market.worker import BlobCache
+
+    cache = BlobCache(limit=10)
+    cache.put("a", b"1234")
+    cache.put("b", b"5678")
+    assert cache.get("a") == b"1234"  # a is now the most recently used
+    cache.put("c", b"9999")  # 12 bytes > 10: the least recently used (b) goes
+    assert cache.get("b") is None and cache.get("a") == b"1234" and cache.get("c") == b"9999"
+    assert cache.size == 8
+    cache.put("huge", b"x" * 11)  # larger than the whole cache: not kept
+    assert cache.get("huge") is None and cache.size == 8

@@ -40,6 +40,7 @@ Fetch = Callable[[str], bytes]
 Compute = Callable[[bytes, Fetch], bytes]
 Fault = Literal["copy", "silent"] | Callable[[bytes, bytes], bytes]
 _TRANSIENT = {429, 500, 502, 503, 504}
+BLOB_CACHE_BYTES = 256 * 1024 * 1024  # verified blobs kept across leases (a CID never changes)
 _FATAL = {"missing_signature", "bad_signature", "forbidden", "stale_timestamp"}
 
 
@@ -55,6 +56,35 @@ class CoordinatorRefused(DataBrightError):
         self.status = status
         self.code = code
         self.body = body or {}
+
+
+class BlobCache:
+    """Verified blobs kept across leases, least recently used out first, at most ``limit``
+    bytes: an item or a weights blob named by the same CID is the same bytes, so a worker
+    fetches each once while it holds a lease that names it (the coordinator still decides which
+    CIDs a lease may read)."""
+
+    def __init__(self, limit: int = BLOB_CACHE_BYTES) -> None:
+        from collections import OrderedDict
+
+        self.limit = limit
+        self.size = 0
+        self._blobs: OrderedDict[str, bytes] = OrderedDict()
+
+    def get(self, cid: str) -> bytes | None:
+        data = self._blobs.get(cid)
+        if data is not None:
+            self._blobs.move_to_end(cid)
+        return data
+
+    def put(self, cid: str, data: bytes) -> None:
+        if cid in self._blobs or len(data) > self.limit:
+            return
+        self._blobs[cid] = data
+        self.size += len(data)
+        while self.size > self.limit:
+            _, old = self._blobs.popitem(last=False)
+            self.size -= len(old)
 
 
 @dataclass
@@ -216,6 +246,7 @@ def _loop(api: CoordinatorClient, compute: Compute, threads: int, determinism_cl
           stop: threading.Event, fault: Fault | None, backoff: float,
           max_backoff: float) -> WorkerStats:
     stats = WorkerStats()
+    blobs = BlobCache()
     last: bytes | None = None
     wait = backoff
     while not stop.is_set():
@@ -238,7 +269,7 @@ def _loop(api: CoordinatorClient, compute: Compute, threads: int, determinism_cl
             continue
         try:
             last = _work(api, lease, compute, threads, determinism_class, fault, last, stats,
-                         stop)
+                         stop, blobs)
         except (CoordinatorRefused, CorruptBlobError) as exc:
             if isinstance(exc, CoordinatorRefused) and exc.code in _FATAL:
                 raise
@@ -249,7 +280,7 @@ def _loop(api: CoordinatorClient, compute: Compute, threads: int, determinism_cl
 
 def _work(api: CoordinatorClient, lease: dict[str, Any], compute: Compute, threads: int,
           determinism_class: str, fault: Fault | None, last: bytes | None, stats: WorkerStats,
-          stop: threading.Event) -> bytes | None:
+          stop: threading.Event, blobs: BlobCache) -> bytes | None:
     lease, spec = _parse_lease(lease)
     if not _fits(spec, threads, determinism_class):
         stats.skipped += 1
@@ -257,15 +288,16 @@ def _work(api: CoordinatorClient, lease: dict[str, Any], compute: Compute, threa
     if fault == "copy" and last is not None:
         payload = last
     else:
-        cache: dict[str, bytes] = {}
         allowed = set(lease["cids"])
 
         def fetch(cid: str) -> bytes:
             if cid not in allowed:
                 raise CorruptBlobError(f"{cid} is not a blob of this lease")
-            if cid not in cache:
-                cache[cid] = api.blob(cid)
-            return cache[cid]
+            data = blobs.get(cid)
+            if data is None:
+                data = api.blob(cid)  # verified against its CID
+                blobs.put(cid, data)
+            return data
 
         payload = compute(spec, fetch)
         if callable(fault):
