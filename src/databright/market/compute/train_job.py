@@ -95,6 +95,7 @@ class JobOutcome:
             "accuracy": self.accuracy_bps / 10_000, "validation_items":
                 t.evaluation.total if t else None,
             "tasks": body["tasks"], "recomputed": body["recomputed"],
+            "verification": _verification_summary(body),
             "reissued": self.extra.get("reissued", {}),
             "workers": len(body["workers"]), "liars": self.liars,
             "exposure": self.exposure, "max_exposure": max(self.exposure.values(), default=0.0),
@@ -267,6 +268,15 @@ def run_train_job(
                           "worker_compute_s": executor.compute_seconds - executor.fetch_seconds,
                           "worker_fetch_s": executor.fetch_seconds}},
     )
+
+
+def _verification_summary(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The receipt's verification record without its long lists (the receipt has them)."""
+    v = dict(body.get("verification", {"mode": "tmr"}))
+    if v.get("mode") == "spot":
+        v["decided"], v["checked"] = len(v["decided"]), len(v["checked"])
+        v.pop("seed", None)
+    return v
 
 
 def _replicas(options: JobOptions) -> int:
