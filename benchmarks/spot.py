@@ -145,7 +145,10 @@ def run_job(store: Any, train: list[Any], val: list[Any], config: dict[str, Any]
     else:
         out.update(tasks=run.tasks, coordinator_computations=sum(v.recomputed for v in run.chain),
                    checker_computations=0)
-    out["computations"] = out["worker_computations"] + out["coordinator_computations"]
+    # checkers are workers too: the executor counted their re-runs with the answers
+    out["worker_computations"] -= out["checker_computations"]
+    out["computations"] = (out["worker_computations"] + out["checker_computations"]
+                           + out["coordinator_computations"])
     return out
 
 
