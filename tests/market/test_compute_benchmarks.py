@@ -31,3 +31,16 @@ def test_the_overhead_benchmark_trains_the_reference_bits():
     out = _run("compute_overhead.py", "--quick")
     assert out["same_bits"] is True and out["median"]["steps"] == 10
     assert out["median"]["overhead_ms"] > 0 and "met" in out
+
+
+def test_the_spot_benchmark_costs_about_one_plus_p_and_catches_every_checked_lie():
+    out = _run("spot.py", "--quick")
+    s = out["summary"]
+    assert s["tmr_per_task"] >= 3.0  # three replicas, plus audits and disagreements
+    for key, per_task in s["spot_per_task"].items():  # 1 + the checked fraction (± sampling)
+        p = float(key.split("/")[0])
+        assert 1.0 <= per_task < 1.0 + 3 * p, key
+    assert s["all_honest_bits"] and s["false_accusations"] == 0
+    assert s["checked_lies_caught"] and s["caught_jobs_honest_bits"]
+    assert s["max_detection_error"] < 0.08  # 1000 fresh seeds a cell: ≥ 5 standard errors
+    assert len(out["detection"]) == 16 and s["fault_jobs"] == 7

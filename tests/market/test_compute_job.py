@@ -104,7 +104,7 @@ def test_the_receipt_verifies_and_an_altered_one_does_not(world, honest, tmp_pat
     out, _ = honest
     ok = world("receipt", "verify", out["receipt"])
     assert ok["ok"] and {c["check"] for c in ok["checks"]} == {
-        "hash", "signature", "payouts", "chain", "job", "attestation"}
+        "hash", "signature", "payouts", "chain", "job", "verification", "attestation"}
     refused = world("receipt", "verify", out["receipt"], "--no-allow-simulated", code=1,
                     json_out=False)
     assert "FAIL attestation" in refused.stdout

@@ -256,6 +256,7 @@ def test_status_shows_the_callers_leases_and_the_limits(world):
     assert doc["leases"] == [{"lease_id": lease["lease_id"], "state": "leased",
                               "deadline_seconds": 30.0}]
     assert doc["limits"]["clock_skew_seconds"] == 120
+    assert doc["job"] == {}  # nothing published: no spot-checked job is running
 
 
 def test_every_error_code_has_a_test():

@@ -120,10 +120,19 @@ def _faults(specs: list[str]) -> dict[int, str]:
     return out
 
 
+def _mode(d: dict[str, Any]) -> str:
+    v = d.get("verification") or {"mode": "tmr"}
+    if v.get("mode") != "spot":
+        return "TMR"
+    return (f"spot checks at p = {v['ppm'] / 1e6:g}: {v['checked']} of {v['decided']} segments "
+            f"re-run, {len(v['caught'])} lie(s) caught")
+
+
 def _job_human(d: dict[str, Any]) -> None:
     console.print(
         f"job #{d['job']}: trained {d['family']} on {d['workers']} workers ({d['tasks']} tasks "
-        f"under TMR, {d['recomputed']} recomputed by the coordinator) in {d['seconds']:.1f}s: "
+        f"under {_mode(d)}, {d['recomputed']} recomputed by the coordinator) in "
+        f"{d['seconds']:.1f}s: "
         f"validation accuracy {d['accuracy']:.2%}")
     console.print(f"checkpoint {d['cid']} (sha256 {d['sha256']})")
     console.print(f"max exposure {d['max_exposure']:.2%} of the items per worker (cap "

@@ -138,6 +138,9 @@ class TaskBoard:
         self._watchers: list[Callable[[], None]] = []
         self._answered = threading.Condition(self._lock)
         self._answers = 0  # commits and reveals so far: wait_answer waits for it to move
+        #: what the coordinator tells every worker about the running job before offering its
+        #: tasks (a spot-checked job's seed commitment); served in ``/v1/status``
+        self.published: dict[str, str] = {}
 
     def watch(self, callback: Callable[[], None]) -> None:
         """Call ``callback()`` whenever a slot may have become leasable (a task posted, a

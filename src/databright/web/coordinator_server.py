@@ -317,6 +317,8 @@ def create_app(board: TaskBoard, fetch_blob: FetchBlob, authorize: Authorize, *,
                        for lid, state, deadline in mine],
             "limits": {"max_payload_bytes": max_payload, "max_json_bytes": limits.max_json_bytes,
                        "clock_skew_seconds": limits.clock_skew_seconds},
+            # e.g. a spot-checked job's seed commitment, published before its first task
+            "job": dict(board.published),
         }
 
     return app

@@ -46,6 +46,10 @@ class _Addresses:
     def clock(self) -> Callable[[], float]:
         return self._board.clock
 
+    @property
+    def published(self) -> dict[str, str]:
+        return self._board.published
+
     def lease(self, account: str) -> Lease | None:
         return self._board.lease(account.lower())
 

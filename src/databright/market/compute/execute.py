@@ -114,8 +114,14 @@ def execute_train(
     *,
     on_run: Callable[[_Run], None] | None = None,
     progress: Progress | None = None,
+    spot_checker: str = "coordinator",
+    spot_seed: bytes | None = None,
 ) -> Executed:
     """Run job ``job_id`` (which names ``coordinator``) on ``pool`` and settle it.
+
+    A job whose options ask for ``spot`` verification runs one worker per shard
+    (:mod:`.spot_run`); ``spot_checker`` says who re-runs its checked segments (the coordinator
+    or a second worker), ``spot_seed`` fixes its secret seed (tests only).
 
     Raises whatever stops the job, after settling what was done (see :func:`_abort`).
     """
@@ -123,6 +129,7 @@ def execute_train(
     from databright.compute.grad import task_program_digest
     from databright.compute.scheduler import plan
     from databright.compute.trainer import Trainer
+    from databright.market.compute.spot_run import SpotRun
     from databright.market.compute.train_job import dataset_root, distinct
     from databright.market.model_data import training_records, validation_records
     from databright.training import get_family, save_checkpoint
@@ -132,7 +139,7 @@ def execute_train(
         raise UsageError(f"job #{job_id} is {job.status} for {job.coordinator}, not an open "
                          f"job of {coordinator.address}")
     spec = read_spec(dep.store.get(job.spec_cid))
-    if spec.options != JobOptions():  # filled in by the splitting and spot-check work
+    if spec.options.split != 1:  # filled in by the splitting work
         raise UsageError(f"job #{job_id} asks for {spec.options}, which this coordinator "
                          "does not run yet")
     fam = get_family(spec.family)
@@ -152,19 +159,31 @@ def execute_train(
     try:
         # the seed pairing accounts into triples is the coordinator's secret: nobody can
         # arrange to land beside accomplices (docs/compute-market.md)
+        spot = spec.options.verification == "spot"
         the_plan = plan(key, len(train), pool, ledger, cap_bps=spec.cap_bps,
-                        seed=secrets.token_hex(16))
-        run = _Run(dep, coordinator, the_plan, ledger, key, len(train), spec.cap_bps, train,
-                   board)
+                        seed=secrets.token_hex(16), replicas=1 if spot else 3)
+        args = (dep, coordinator, the_plan, ledger, key, len(train), spec.cap_bps, train, board)
+        if spot:
+            run = SpotRun(*args, job=f"job-{job_id}", ppm=spec.options.spot_ppm,
+                          checker=spot_checker, seed=spot_seed)
+        else:
+            run = _Run(*args)
         if on_run is not None:
             on_run(run)
         shard_of = {train[i].cid: s.index for s in the_plan.shards for i in s.items}
-        trainer = Trainer(fam, cfg, train, val, shard_of, snapshot=spec.snapshot,
-                          job=f"job-{job_id}", progress=progress)
+
+        def make_trainer() -> Trainer:
+            return Trainer(fam, cfg, train, val, shard_of, snapshot=spec.snapshot,
+                           job=f"job-{job_id}", progress=progress)
+
         looped = time.perf_counter()
-        for step in trainer.steps():
-            weights_cid = dep.store.put_bytes(step.weights)
-            trainer.apply(step, run.step(step.tasks(weights_cid), executor))
+        if isinstance(run, SpotRun):  # replays from the start after each caught liar
+            trainer = run.train(make_trainer, executor)
+        else:
+            trainer = make_trainer()
+            for step in trainer.steps():
+                weights_cid = dep.store.put_bytes(step.weights)
+                trainer.apply(step, run.step(step.tasks(weights_cid), executor))
         stepped = time.perf_counter()
         result = trainer.finish()
         stored = save_checkpoint(dep.store, result.checkpoint)

@@ -49,6 +49,7 @@ class _Run:
         self.reissued: dict[str, int] = {}  # per account: its leases dropped at their deadline
         self.chain = VerdictChain()
         self.board = board  # its spare callback must reach self.spare
+        board.published.clear()  # nothing is published to workers under TMR
         self._sent: set[tuple[str, int]] = set()
         self._shard_of_task: dict[str, int] = {}
         self._failed: dict[int, set[str]] = {}
@@ -223,4 +224,5 @@ class _Run:
             "audits": self.audits, "cap_bps": self.cap_bps,
             "items": self.n_items, "workers": workers,
             "liars": [checksum(a) for a in sorted(self.banned)],
+            "verification": {"mode": "tmr"},
         }

@@ -95,6 +95,7 @@ class JobOutcome:
             "accuracy": self.accuracy_bps / 10_000, "validation_items":
                 t.evaluation.total if t else None,
             "tasks": body["tasks"], "recomputed": body["recomputed"],
+            "verification": _verification_summary(body),
             "reissued": self.extra.get("reissued", {}),
             "workers": len(body["workers"]), "liars": self.liars,
             "exposure": self.exposure, "max_exposure": max(self.exposure.values(), default=0.0),
@@ -144,9 +145,10 @@ def submit_train_job(
     info = dep.market.get_dataset(ds_id)
     train = distinct(training_records(dep, ds_id))
     ledger = ExposureLedger(compute_dir(dep.home) / "exposure.sqlite")
-    the_plan = plan(ledger_key(dep, ds_id), len(train), pool, ledger, cap_bps=cap, seed=0)
-    spec = JobSpec(ds_id, info.entry_count, fam.name, cfg.to_dict(), cap,
-                   options or JobOptions())
+    options = options or JobOptions()
+    the_plan = plan(ledger_key(dep, ds_id), len(train), pool, ledger, cap_bps=cap, seed=0,
+                    replicas=_replicas(options))
+    spec = JobSpec(ds_id, info.entry_count, fam.name, cfg.to_dict(), cap, options)
     spec_cid = dep.store.put_bytes(spec.to_bytes())
     steps = -(-len(train) // cfg.batch_size) * cfg.epochs
     bound = steps * min(len(the_plan.shards), cfg.batch_size)
@@ -175,6 +177,8 @@ def run_train_job(
     royalty_bps: int | None = None,
     progress: Progress | None = None,
     options: JobOptions | None = None,
+    spot_checker: str = "coordinator",
+    spot_seed: bytes | None = None,
 ) -> JobOutcome:
     """Train ``family`` on ``dataset`` with the local executor (``workers`` identities): the
     consumer submits, this home's coordinator runs and settles it.
@@ -185,6 +189,8 @@ def run_train_job(
             that way (tests, benchmarks, the demo).
         fault_accounts: ``{address: fault mode}``: these identities lie (benchmarks).
         cap_bps: exposure cap per account (default and maximum: 500 = 5 %).
+        options: splitting and verification (``spot``: one worker per shard, so the default
+            pool is a third of TMR's); spot_checker, spot_seed: see :func:`execute_train`.
     """
     from databright.chain.wrapper import checksum
     from databright.compute.board import TaskBoard
@@ -196,7 +202,8 @@ def run_train_job(
     start = time.perf_counter()
     if workers is None:
         n_items = len(distinct(training_records(dep, dataset_id(dep, dataset))))
-        workers = workers_needed(n_items, MAX_CAP_BPS if cap_bps is None else cap_bps) + SPARES
+        workers = workers_needed(n_items, MAX_CAP_BPS if cap_bps is None else cap_bps,
+                                 _replicas(options or JobOptions())) + SPARES
     unknown = sorted((set((faults or {}).values()) | set((fault_accounts or {}).values()))
                      - set(FAULT_MODES))
     if unknown:
@@ -233,7 +240,8 @@ def run_train_job(
             executor.faults[account.lower()] = mode
 
     done = execute_train(dep, consumer, coordinator, job_id, pool, board, executor,
-                         on_run=planned, progress=progress)
+                         on_run=planned, progress=progress, spot_checker=spot_checker,
+                         spot_seed=spot_seed)
     info = dep.market.get_dataset(dataset_id(dep, dataset))
     model = checkpoint = None
     if register:
@@ -260,6 +268,20 @@ def run_train_job(
                           "worker_compute_s": executor.compute_seconds - executor.fetch_seconds,
                           "worker_fetch_s": executor.fetch_seconds}},
     )
+
+
+def _verification_summary(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The receipt's verification record without its long lists (the receipt has them)."""
+    v = dict(body.get("verification", {"mode": "tmr"}))
+    if v.get("mode") == "spot":
+        v["decided"], v["checked"] = len(v["decided"]), len(v["checked"])
+        v.pop("seed", None)
+    return v
+
+
+def _replicas(options: JobOptions) -> int:
+    """Workers per shard: three under TMR, one under spot verification."""
+    return 1 if options.verification == "spot" else 3
 
 
 def distinct(records: list[Any]) -> list[Any]:

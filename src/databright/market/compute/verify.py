@@ -8,6 +8,7 @@ does; the receipt verifies when all pass.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,8 +20,10 @@ from databright.market.context import Deployment
 
 if TYPE_CHECKING:
     from databright.attestation import Policy
+    from databright.market.compute.options import JobOptions
 
-__all__ = ["ReceiptCheck", "load_policy", "verify_evidence_cid", "verify_receipt"]
+__all__ = ["ReceiptCheck", "load_policy", "verification_check", "verify_evidence_cid",
+           "verify_receipt"]
 
 
 @dataclass(frozen=True)
@@ -164,6 +167,51 @@ def verify_receipt(dep: Deployment, path: str | Path, policy: Policy) -> Receipt
                 problems.append(f"settled parts {hashes} are not this receipt's")
             check("job", not problems, "; ".join(problems) or
                   f"job #{job_id} settled in {len(numbers)} part(s) with this receipt's hash")
+    options = None
+    if isinstance(body.get("spec_cid"), str) and dep.store.has(body["spec_cid"]):
+        from databright.market.compute.execute import read_spec
+
+        try:
+            options = read_spec(dep.store.get(body["spec_cid"])).options
+        except UsageError:
+            options = None
+    check("verification", *verification_check(body, options))
     ok, detail, _ = verify_evidence_cid(dep, body["coordinator"], policy)
     check("attestation", ok, detail)
     return ReceiptCheck(str(p), job_id, all(c["ok"] for c in checks), tuple(checks))
+
+
+def verification_check(body: Mapping[str, Any], options: JobOptions | None) -> tuple[bool, str]:
+    """``(ok, detail)``: the receipt's verification mode is the one the job's spec asked for,
+    and for ``spot`` the revealed seed opens the commitment published before the first task
+    and chose exactly the segments the receipt says were checked, at the job's fraction."""
+    from databright.compute.spot_choice import commitment, is_checked
+
+    v = body.get("verification", {"mode": "tmr"})  # receipts before the field were all TMR
+    mode = v.get("mode") if isinstance(v, Mapping) else None
+    if options is not None and mode != options.verification:
+        return False, f"the job asked for {options.verification}, the receipt says {mode!r:.40}"
+    if mode == "tmr":
+        return True, "tmr: three workers per task, compared by sha256"
+    if mode != "spot":
+        return False, f"unknown verification mode {mode!r:.40}"
+    try:
+        seed, ppm = bytes.fromhex(v["seed"]), int(v["ppm"])
+        decided, checked = [str(x) for x in v["decided"]], [str(x) for x in v["checked"]]
+        opens = commitment(seed) == v["seed_commitment"]
+        chosen = [label for label in decided if is_checked(seed, label, ppm)]
+    except (KeyError, TypeError, ValueError) as exc:
+        return False, f"the spot record is malformed: {exc!s:.80}"
+    if options is not None and ppm != options.spot_ppm:
+        return False, f"the receipt checked {ppm} ppm, the job asked for {options.spot_ppm}"
+    if not opens:
+        return False, "the revealed seed does not open the published seed commitment"
+    prefix = f"job-{int(body['job_id'])}:"
+    if len(set(decided)) != len(decided) or not all(x.startswith(prefix) for x in decided):
+        return False, "the decided segments repeat or are not this job's"
+    if chosen != checked:
+        return False, (f"the seed chooses {len(chosen)} of {len(decided)} segments, the "
+                       f"receipt says {len(checked)} were checked")
+    return True, (f"spot at p = {ppm / 1_000_000:g}: the seed opens its commitment and chose "
+                  f"the {len(checked)} of {len(decided)} segments checked; "
+                  f"{len(v.get('caught', []))} lie(s) caught, {v.get('rollbacks', 0)} rollback(s)")
