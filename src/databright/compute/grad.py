@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as st_load
@@ -40,6 +41,7 @@ from databright.training.records import Record
 __all__ = [
     "MAX_RESULT_BYTES",
     "RESULT_FORMAT",
+    "all_finite",
     "check_result",
     "clear_caches",
     "code_digest",
@@ -259,6 +261,13 @@ def grad_shapes(weights: Checkpoint) -> dict[str, tuple[int, ...]]:
             if k.startswith("net.")}
 
 
+def all_finite(t: torch.Tensor) -> bool:
+    """Whether every value of a CPU float tensor is finite. numpy's single-threaded check: a
+    coordinator validates many results, and torch's intra-op threads contend with the workers'
+    on a shared machine (≈ 40 ms vs 0.1 ms for 400k values measured on 2 busy cores)."""
+    return bool(np.isfinite(t.detach().contiguous().numpy()).all())
+
+
 def write_payload(tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> bytes:
     """safetensors bytes of ``tensors`` with ``meta`` as the one metadata key (so the bytes
     depend only on the contents)."""
@@ -325,6 +334,6 @@ def check_result(
         t = tensors[name]
         if tuple(t.shape) != tuple(shape):
             raise ResultError(f"result tensor {name} is {list(t.shape)}, expected {list(shape)}")
-        if not bool(torch.isfinite(t).all()):
+        if not all_finite(t):
             raise ResultError(f"result tensor {name} holds NaN or infinite values")
     return tensors

@@ -200,7 +200,8 @@ class Trainer:
                 for i in idx:
                     record = self.ordered[i]
                     by_shard.setdefault(self.shards[record.cid], []).append(record)
-                weights = self._checkpoint(0).to_bytes()
+                with pinned(cfg.threads):  # the coordinator's torch work: its own threads
+                    weights = self._checkpoint(0).to_bytes()
                 step = Step(epoch, batch, self._done, weights, sha256_hex(weights),
                             {k: tuple(by_shard[k]) for k in sorted(by_shard)}, len(idx),
                             self._template)
@@ -222,10 +223,10 @@ class Trainer:
             raise UsageError(f"step {step.index} needs results for shards {sorted(step.shards)}, "
                              f"got {sorted(results)}")
         job = self._template.job
-        grads = [check_result(results[k], job, step.task_id(k), self.grad_shapes)
-                 for k in sorted(results)]
         cfg = self.cfg
         with pinned(cfg.threads):  # AdamW and the evaluation draw no random numbers
+            grads = [check_result(results[k], job, step.task_id(k), self.grad_shapes)
+                     for k in sorted(results)]
             for name, p in self.net.named_parameters():
                 total = grads[0][f"grad.{name}"]
                 for g in grads[1:]:
