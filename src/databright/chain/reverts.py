@@ -272,7 +272,10 @@ REVERTS: dict[str, tuple[type[ContractRevert], str]] = {
         "the job's deadline has not passed: it cannot be cancelled yet",
     ),
     "compute: nothing to withdraw": (NothingToWithdrawError, "nothing credited to withdraw"),
-    "compute: nothing held": (NothingToWithdrawError, "no held training fees for this dataset"),
+    "compute: nothing held": (
+        NothingToWithdrawError,
+        "no held training fees or royalties for this dataset",
+    ),
     # ComputeMarket: prediction jobs
     "compute: unknown model": (ContractNotFoundError, "no such model in the registry"),
     "compute: bad count": (
