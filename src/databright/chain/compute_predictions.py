@@ -65,6 +65,11 @@ class PredictionReceipt:
     receipt_hash: bytes
     delivered: int
 
+    @property
+    def final(self) -> bool:
+        """A prediction receipt is always its job's last part."""
+        return True
+
     @classmethod
     def of(cls, chain_id: int, market: str, job_id: int, part: int, payouts: dict[str, int],
            liars: Sequence[str], receipt_hash: bytes | str, delivered: int) -> PredictionReceipt:
