@@ -22,13 +22,19 @@ from tests.chain.test_compute_market import (
     PROGRAM,
     RESULT,
     World,
-    world,  # noqa: F401 (fixture)
 )
 
 PRICE = 10**15
 ROYALTY_BPS = 2_500
 COUNT = 40
 DELIVERED = 33
+
+
+@pytest.fixture
+def world(chain, new_account) -> World:
+    return World(chain, new_account)
+
+
 GAS_CEILING = {"create_prediction_job (first job)": 355_000,
                "settle_prediction (3 workers + 1 liar)": 238_000}
 

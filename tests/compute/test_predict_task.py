@@ -96,7 +96,7 @@ def _with(spec: PredictSpec, **changes) -> bytes:
 
 
 def test_untrusted_specs_are_refused_with_a_reason(cnn):
-    spec, store, _, _ = cnn
+    spec = cnn[0]
     assert PredictSpec.from_bytes(spec.to_bytes()) == spec
     bad = {
         "fields missing": json.dumps({"kind": "predict"}).encode(),

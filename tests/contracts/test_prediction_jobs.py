@@ -184,7 +184,7 @@ def test_one_settlement_pays_workers_royalty_owner_and_refund(w):
     names = [type(log).__name__ for log in logs(w)]
     assert names == ["WorkerPaid"] * 3 + ["PartSettled", "JobFinalized", "PredictionSettled",
                                           "DividendPaid"]
-    settled = [log for log in logs(w) if type(log).__name__ == "PredictionSettled"][0]
+    settled = next(log for log in logs(w) if type(log).__name__ == "PredictionSettled")
     assert (settled.delivered, settled.owner_amount, settled.royalty, settled.refund,
             settled.owner, settled.model_id) == (
         delivered, split["owner"], split["royalty"], split["refund"], w.owner, 1)

@@ -25,7 +25,7 @@ from databright.errors import IntegrityError, UsageError
 
 if TYPE_CHECKING:
     from databright.chain.accounts import Signer
-    from databright.chain.compute_market import ComputeMarket, Receipt
+    from databright.chain.compute_market import ComputeMarket
 
 __all__ = ["MAX_RECEIPT_BYTES", "ReceiptFile", "canonical", "receipt_hash", "split_parts"]
 
