@@ -163,3 +163,27 @@ def test_a_table_model_predicts_csv_rows(world, tmp_path):
         done = run_predict_job(dep, world.signer("consumer"), world.table_model_id, [csv])
     assert [p["name"] for p in done.predictions] == [f"rows.csv#row={i}" for i in range(1, 6)]
     assert done.receipt.body["delivered"] == 5
+
+
+def test_the_index_follows_prediction_jobs(world, honest):
+    """Credits to the model's owner and the consumer are the contract's owed_of, and every
+    accepted royalty is a prediction royalty of the dataset (order: after the other tests)."""
+    from sqlalchemy import select
+
+    from databright.index.cache import DividendSourceRow
+    from databright.index.compute import ComputeAccountRow
+    from databright.market.sync import sync
+
+    with world.dep() as dep:
+        sync(dep)
+        royalties = sum(int(log["args"]["royalty"])
+                        for log in dep.compute.logs("PredictionSettled"))
+        with dep.index.session() as s:
+            for name in ("dev", "consumer"):
+                address = world.accounts[name].address
+                row = s.get(ComputeAccountRow, address)
+                assert row.credited - row.withdrawn == dep.compute.owed_of(address)
+            source = s.execute(select(DividendSourceRow).where(
+                DividendSourceRow.dataset_id == world.dataset_id,
+                DividendSourceRow.source == "prediction_royalty")).scalar_one()
+    assert royalties > 0 and source.distributed == royalties

@@ -180,9 +180,11 @@ class PredictionJobs(BoundContract):
     def get_prediction_job(self, job_id: int) -> PredictionJobInfo:
         """Raises InvalidArgumentError for a job that is not a prediction job."""
         raw = dict(zip(_INFO, self._call("get_prediction_job", int(job_id)), strict=True))
-        raw["owner"] = checksum(raw["owner"])
-        return PredictionJobInfo(job_id=int(job_id), **{k: v if k == "owner" else int(v)
-                                                        for k, v in raw.items()})
+        return PredictionJobInfo(
+            job_id=int(job_id), model_id=int(raw["model_id"]), owner=checksum(raw["owner"]),
+            count=int(raw["count"]), price_per_prediction=int(raw["price_per_prediction"]),
+            royalty_bps=int(raw["royalty_bps"]), escrow=int(raw["escrow"]),
+            delivered=int(raw["delivered"]))
 
     def model_registry(self) -> str:
         """The registry prediction jobs read model terms from."""

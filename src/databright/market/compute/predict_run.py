@@ -74,7 +74,7 @@ class PredictRun:
 
     def _pick(self, n: int, exclude: set[str]) -> list[str]:
         live = [a for a in self._live() if a not in exclude]
-        out = []
+        out: list[str] = []
         for i in range(len(live)):
             if len(out) == n:
                 break
