@@ -5,15 +5,34 @@ labels; the CLI refuses bad input with one line."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from databright.market.compute.predict_execute import read_predictions
 from tests.cli.conftest import Cli
 from tests.market.predict_world import PASSWORD, RunningServer, build_world
-from tests.market.test_compute_http import _workers
 from tests.market.test_predict_job import _served_labels
 
 WORKERS = 4
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _workers(url: str, keys: list[str], tmp: Path, procs: int = 2) -> list[subprocess.Popen]:
+    """HTTP workers in other processes, running this checkout's code (src first)."""
+    out = []
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}:{ROOT}"}
+    for n in range(procs):
+        keyfile = tmp / f"keys-{n}.txt"
+        keyfile.write_text("\n".join(keys[n::procs]))
+        out.append(subprocess.Popen([sys.executable, "-m", "tests.market.http_workers", url,
+                                     str(keyfile)], stdout=subprocess.PIPE, env=env, text=True))
+    for p in out:
+        assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +73,11 @@ def test_http_workers_run_a_prediction_job_submitted_from_the_cli(world, tmp_pat
     body = done.receipt.body
     assert (body["kind"], body["delivered"], body["tasks"], body["liars"]) == (
         "predict", 6, 3, [])
+    # the HTTP workers' answers were taken (three agreeing replicas a batch), not the
+    # coordinator's own recomputation after their leases ran out
+    assert body["recomputed"] == 0 and not done.run.reissued
+    assert sum(w["tasks"] for w in body["workers"]) == 3 * 3
+    assert all(int(w["fee"]) > 0 for w in body["workers"])
     shown = cli("job", "predictions", str(job_id), password=PASSWORD)
     with world.dep() as dep:
         served = _served_labels(dep, world.model_id, world.files[:6])
