@@ -13,8 +13,9 @@ that cannot finish settles at once with nothing delivered (the whole price refun
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +48,8 @@ class PredictExecuted:
     predictions_cid: str
     predictions: list[dict[str, Any]]
     run: PredictRun
+    #: seconds: checks and setup, the batches to their verdicts, storing + signing + settling
+    timing: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         b = self.receipt.body
@@ -73,6 +76,7 @@ def execute_predict(
     from databright.market.compute.train_job import dataset_root
     from databright.training import get_family
 
+    t0 = time.perf_counter()
     job = dep.compute.get_job(job_id)
     if job.coordinator.lower() != coordinator.address.lower() or job.status != "open":
         raise UsageError(f"job #{job_id} is {job.status} for {job.coordinator}, not an open "
@@ -113,7 +117,9 @@ def execute_predict(
                             tuple(PredictItem(i["cid"], i["media_type"])
                                   for i in items[k * b:(k + 1) * b]))
                  for k in range(spec.batches)]
+        t1 = time.perf_counter()
         accepted = run.run(specs, executor, progress)
+        t2 = time.perf_counter()
         predictions = _predictions(ckpt.labels, items, specs, accepted)
     except BaseException as exc:
         if run is not None:
@@ -127,8 +133,9 @@ def execute_predict(
     body = _body(dep, coordinator, run, job_id, job.spec_cid, meta, fees, terms, spec.count,
                  predictions_cid)
     receipt = _settle(dep, operator, coordinator, body)
+    timing = {"setup_s": t1 - t0, "batches_s": t2 - t1, "settle_s": time.perf_counter() - t2}
     return PredictExecuted(job_id, receipt, receipt_path(dep, job_id), predictions_cid,
-                           predictions, run)
+                           predictions, run, timing)
 
 
 def _predictions(labels: Sequence[str], items: list[dict[str, Any]], specs: Sequence[Any],
