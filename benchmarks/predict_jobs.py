@@ -42,7 +42,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(HERE))
 
-import predict as channel_bench  # noqa: E402  (benchmarks/predict.py: the home and the channel gas)
+import predict as channel_bench  # benchmarks/predict.py: the home and the channel gas
 
 PASSWORD = channel_bench.PASSWORD
 IDENTITIES = 3
