@@ -164,7 +164,7 @@ def market_run(home: Path, model_id: int, files: list[Path], procs: int, verific
     body = done.receipt.body
     return {"processes": procs, "verification": verification, "job_id": job_id,
             "seconds": round(seconds, 4), "predictions_per_s": round(len(files) / seconds, 1),
-            "tasks": body["tasks"], "checked": body["checked"], "liars": len(body["liars"]),
+            "tasks": body["tasks"], "checked": len(body["verification"].get("checked", [])), "liars": len(body["liars"]),
             **{k: round(v, 3) for k, v in done.timing.items()},
             "batches_predictions_per_s": round(len(files) / done.timing["batches_s"], 1),
             "labels": [p["label"] for p in done.predictions]}

@@ -63,7 +63,7 @@ def test_the_predictions_are_the_model_servers(world, honest):
     assert all(abs(sum(p["probabilities"]) - 1) < 1e-5 for p in done.predictions)
     body = done.receipt.body
     assert (body["count"], body["delivered"], body["tasks"], body["verification"]) == (
-        10, 10, 3, "tmr")
+        10, 10, 3, {"mode": "tmr"})
     with world.dep() as dep:
         shown = read_predictions(dep, done.job_id)
     assert [p["label"] for p in shown["predictions"]] == served
@@ -107,16 +107,22 @@ def test_a_lying_worker_is_caught_under_tmr(world, honest, mode):
 
 
 def test_spot_checks_catch_a_liar_and_redo_its_batches(world, honest):
-    options = JobOptions.of(1, "spot", 1.0)  # every batch re-checked: the liar cannot pass
+    """``stale`` answers its first batch honestly, then replays it: every batch is re-checked
+    (p = 1), so the second is caught, and the first, accepted before, is done again."""
+    options = JobOptions.of(1, "spot", 1.0)
     with world.dep() as dep:
-        done = run_predict_job(dep, world.signer("consumer"), world.model_id, world.files[:10],
-                               batch_size=2, options=options, workers=3, faults={0: "noise"})
+        # six batches over three identities: two each, the liar's too
+        done = run_predict_job(dep, world.signer("consumer"), world.model_id, world.files[:12],
+                               batch_size=2, options=options, workers=3, faults={0: "stale"})
         body = done.receipt.body
         assert len(body["liars"]) == 1
         assert dep.compute.get_worker(body["liars"][0]).status == "banned"
-    assert [p["label"] for p in done.predictions] == honest[3]
-    assert body["verification"] == "spot" and body["spot_fraction"] == 1.0
-    assert commitment(bytes.fromhex(body["spot_seed"])) == body["spot_commitment"]
+        served = _served_labels(dep, world.model_id, world.files[:12])
+    assert [p["label"] for p in done.predictions] == served
+    v = body["verification"]
+    assert v["mode"] == "spot" and v["ppm"] == 1_000_000 and body["spot_fraction"] == 1.0
+    assert commitment(bytes.fromhex(v["seed"])) == v["seed_commitment"]
+    assert v["redone"] >= 1 and [c["account"] for c in v["caught"]] == body["liars"]
 
 
 def test_spot_checks_a_secret_fraction(world):
@@ -125,9 +131,16 @@ def test_spot_checks_a_secret_fraction(world):
         done = run_predict_job(dep, world.signer("consumer"), world.model_id, world.files[:12],
                                batch_size=1, options=options, workers=3)
     body = done.receipt.body
-    seed = bytes.fromhex(body["spot_seed"])
-    expected = sum(is_checked(seed, f"batch-{k}", 500_000) for k in range(12))
-    assert body["checked"] == expected and body["tasks"] == 12 and not body["liars"]
+    v = body["verification"]
+    seed = bytes.fromhex(v["seed"])
+    labels = [f"job-{done.job_id}:batch-{k}" for k in range(12)]
+    assert v["decided"] == labels and body["tasks"] == 12 and not body["liars"]
+    assert v["checked"] == [x for x in labels if is_checked(seed, x, 500_000)]
+    with world.dep() as dep:  # receipt verify recomputes the choice from the revealed seed
+        from databright.market.compute.verify import load_policy, verify_receipt
+
+        out = verify_receipt(dep, done.path, load_policy(None, allow_simulated=True))
+    assert out.ok, out.checks
 
 
 def test_bad_input_is_refused_before_any_money_moves(world, tmp_path):

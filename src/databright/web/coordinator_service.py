@@ -5,9 +5,9 @@ The service publishes the workers' API (``docs/compute-protocol.md``) over one l
 runs, one at a time, every open job on chain that names its enclave key: it plans the job over
 the workers registered for it, serves their leases, judges every task under TMR, signs the
 receipt and settles. A prediction job (its stored spec's kind ``predict``) runs through
-``market.compute.predict_execute`` on the same board and workers. On the embedded chain it opens the home only while it reads or writes the
-chain (between jobs, a poll a second), so other commands on the same home get their turn; a job
-holds it from start to settlement.
+``market.compute.predict_execute`` on the same board and workers. On the embedded chain it
+opens the home only while it reads or writes the chain (between jobs, a poll a second), so
+other commands on the same home get their turn; a job holds it from start to settlement.
 """
 
 from __future__ import annotations

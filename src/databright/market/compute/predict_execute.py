@@ -56,7 +56,8 @@ class PredictExecuted:
         return {"job": self.job_id, "kind": "predict", "receipt": str(self.path),
                 "receipt_hash": self.receipt.receipt_hash, "model_id": b["model_id"],
                 "count": b["count"], "delivered": b["delivered"],
-                "predictions_cid": self.predictions_cid, "verification": b["verification"],
+                "predictions_cid": self.predictions_cid,
+                "verification": b["verification"]["mode"],
                 "spot_fraction": b["spot_fraction"], "tasks": b["tasks"],
                 "recomputed": b["recomputed"], "liars": b["liars"], "payment": b["payment"],
                 "predictions": [{"name": p["name"], "label": p["label"]}
@@ -102,7 +103,6 @@ def execute_predict(
             "dataset_root": dataset_root(dep, model.dataset_id, best.entries),
             "program_digest": "0x" + job.program_digest.hex(), "model_id": terms.model_id,
             "checkpoint_sha256": "0x" + spec.checkpoint_sha256, "count": spec.count,
-            "verification": spec.options.verification,
             "spot_fraction": spec.options.spot_fraction
             if spec.options.verification == "spot" else None}
     run: PredictRun | None = None
@@ -179,8 +179,7 @@ def _body(dep: Deployment, coordinator: Coordinator, run: PredictRun, job_id: in
         "attestation": {"kind": coordinator.kind, "evidence_cid": coordinator.evidence_cid},
         "spec_cid": spec_cid, **meta, "model_in": meta["checkpoint_sha256"], "model_out": None,
         "delivered": int(delivered), "predictions_cid": predictions_cid,
-        "tasks": run.tasks, "recomputed": run.recomputed, "checked": run.checked,
-        "redone": run.redone, "spot_commitment": run.commitment, "spot_seed": run.seed.hex(),
+        "tasks": run.tasks, "recomputed": run.recomputed, "verification": run.record(),
         "verdicts_head": run.chain.head,
         "verdicts_cid": dep.store.put_bytes(run.chain.to_json().encode()),
         "workers": workers, "liars": [checksum(a) for a in sorted(run.banned)],
@@ -230,5 +229,5 @@ def read_predictions(dep: Deployment, job_id: int, receipt: Path | None = None
     data = json.loads(dep.store.get(cid))
     return {"job_id": int(job_id), "receipt": str(path), "receipt_hash": r.receipt_hash,
             "model_id": r.body["model_id"], "delivered": r.body["delivered"],
-            "verification": r.body["verification"], "predictions_cid": cid,
+            "verification": r.body["verification"]["mode"], "predictions_cid": cid,
             "labels": data["labels"], "predictions": data["predictions"]}

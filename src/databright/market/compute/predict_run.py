@@ -64,7 +64,10 @@ class PredictRun:
         self.correct: dict[str, int] = {}
         self.answered_by: dict[str, list[str]] = {}  # account → task ids it had accepted
         self.assigned: dict[str, tuple[str, ...]] = {}
-        self.tasks = self.recomputed = self.checked = self.redone = 0
+        self.tasks = self.recomputed = self.redone = 0
+        self.decided: list[str] = []  # spot: every batch label, in decision order
+        self.checked: list[str] = []  # those the seed chose
+        self.caught: list[dict[str, str]] = []
         self.reissued: dict[str, int] = {}
         self._next = 0
 
@@ -100,6 +103,11 @@ class PredictRun:
         if len(self.accounts) < self.replicas:
             raise UsageError(f"{self.verification} needs at least {self.replicas} workers of "
                              f"one determinism class; the pool has {len(self.accounts)}")
+        # published before any task is offered (``/v1/status``): the choice cannot move later
+        self.board.published.clear()
+        if self.verification == "spot" and specs:
+            self.board.published.update({"job": specs[0].job, "verification": "spot",
+                                         "seed_commitment": self.commitment})
         accepted: dict[str, bytes] = {}
         queue = list(specs)
         by_task = {s.task: s for s in specs}
@@ -164,9 +172,13 @@ class PredictRun:
 
         disagreed = (force or not valid or len(digests) < self.replicas
                      or len(set(digests.values())) != 1)
-        spot_check = (self.verification == "spot"
-                      and is_checked(self.seed, _original(spec.task), self.spot_ppm))
-        self.checked += int(spot_check)
+        spot_check = False
+        if self.verification == "spot":
+            label = f"{spec.job}:{spec.task}"  # a redone batch is a segment of its own
+            spot_check = is_checked(self.seed, label, self.spot_ppm)
+            self.decided.append(label)
+            if spot_check:
+                self.checked.append(label)
         verdict = decide(spec.task, digests, recompute, audit=disagreed or spot_check,
                          replicas=self.replicas)
         self.recomputed += int(disagreed)
@@ -177,6 +189,8 @@ class PredictRun:
                 self.correct[account] = self.correct.get(account, 0) + 1
                 if self.verification == "spot":
                     self.answered_by.setdefault(account, []).append(spec.task)
+        for liar in verdict.liars:
+            self.caught.append({"account": liar, "task": spec.task})
         self.banned.update(verdict.liars)
         if "payload" in mine:
             return mine["payload"]
@@ -184,6 +198,19 @@ class PredictRun:
             if digests[account] == verdict.accepted:
                 return payload
         raise UsageError(f"task {spec.task}: no answer matches the verdict")  # unreachable
+
+    def record(self) -> dict[str, Any]:
+        """The receipt's ``verification`` record, in the format ``receipt verify`` checks (the
+        same as a spot-checked training job's: the seed opens its commitment and chose exactly
+        the ``checked`` batches among the ``decided`` ones)."""
+        from databright.chain.wrapper import checksum
+
+        if self.verification == "tmr":
+            return {"mode": "tmr"}
+        return {"mode": "spot", "ppm": self.spot_ppm, "seed_commitment": self.commitment,
+                "seed": self.seed.hex(), "decided": list(self.decided),
+                "checked": list(self.checked), "rollbacks": 0, "redone": self.redone,
+                "caught": [{**c, "account": checksum(c["account"])} for c in self.caught]}
 
     def payouts(self, fees: dict[str, int]) -> dict[str, int]:
         """Per account: its fee for every batch it answered right (liars: nothing)."""

@@ -172,9 +172,11 @@ def verify_receipt(dep: Deployment, path: str | Path, policy: Policy) -> Receipt
     options = None
     if isinstance(body.get("spec_cid"), str) and dep.store.has(body["spec_cid"]):
         from databright.market.compute.execute import read_spec
+        from databright.market.compute.predict_job import read_predict_spec
 
+        read = read_predict_spec if body.get("kind") == "predict" else read_spec
         try:
-            options = read_spec(dep.store.get(body["spec_cid"])).options
+            options = read(dep.store.get(body["spec_cid"])).options
         except UsageError:
             options = None
     check("verification", *verification_check(body, options))
