@@ -15,7 +15,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SCRIPTS = ["gas.py", "ingest.py", "valuation.py", "evaluation.py", "index.py", "predict.py",
-           "collusion.py", "compute_faults.py", "compute_overhead.py", "spot.py"]
+           "collusion.py", "compute_faults.py", "compute_overhead.py", "spot.py",
+           "predict_jobs.py"]
 
 
 def main() -> int:

@@ -93,11 +93,15 @@ class World:
             terms_contract.functions.set_terms(1, token_address, self.enclave.address, FEE, 0, 3),
             self.deployer,
         )
+        self.registry_address = deploy_contract(
+            chain, compile_contract("ModelRegistry"), self.deployer, self.terms_address, 3_600
+        )
         address = deploy_contract(
             chain,
             compile_contract("ComputeMarket"),
             self.deployer,
             self.terms_address,
+            self.registry_address,
             MIN_STAKE,
             COOLDOWN,
         )

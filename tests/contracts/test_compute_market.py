@@ -48,6 +48,19 @@ def market_deployer() -> Any:
     return _LOADED["market"]
 
 
+def models_deployer() -> Any:
+    """The registry stand-in (``MockModels.vy``) prediction jobs read model terms from."""
+    if "models" not in _LOADED:
+        _LOADED["models"] = boa.load_partial(str(TESTS / "MockModels.vy"))
+    return _LOADED["models"]
+
+
+def deploy_compute(terms: Any, min_stake: int, cooldown: int, models: Any = None) -> Any:
+    """A ComputeMarket over ``terms`` and a model registry (a fresh stand-in by default)."""
+    registry = models if models is not None else models_deployer().deploy()
+    return market_deployer().deploy(terms.address, registry.address, min_stake, cooldown)
+
+
 @dataclass
 class World:
     market: Any
@@ -89,7 +102,7 @@ def w() -> World:
     token = make_token(token_owner, holder)
     terms = terms_deployer().deploy()
     terms.set_terms(1, token.address, ZERO, FEE, 0, 10)
-    market = market_deployer().deploy(terms.address, MIN_STAKE, COOLDOWN)
+    market = deploy_compute(terms, MIN_STAKE, COOLDOWN)
     world = World(
         market,
         terms,
@@ -173,20 +186,23 @@ def balance(address: str) -> int:
 
 
 def test_deploy_checks_its_parameters():
-    terms = terms_deployer().deploy()
+    terms, models = terms_deployer().deploy(), models_deployer().deploy()
     with boa.reverts("compute: terms not a contract"):
-        market_deployer().deploy(new_account(), MIN_STAKE, COOLDOWN)
+        market_deployer().deploy(new_account(), models.address, MIN_STAKE, COOLDOWN)
+    with boa.reverts("compute: registry not a contract"):
+        market_deployer().deploy(terms.address, new_account(), MIN_STAKE, COOLDOWN)
     with boa.reverts("compute: bad min stake"):
-        market_deployer().deploy(terms.address, 0, COOLDOWN)
+        deploy_compute(terms, 0, COOLDOWN, models)
     with boa.reverts("compute: bad min stake"):
-        market_deployer().deploy(terms.address, 2**128, COOLDOWN)
+        deploy_compute(terms, 2**128, COOLDOWN, models)
     with boa.reverts("compute: bad cooldown"):
-        market_deployer().deploy(terms.address, MIN_STAKE, 0)
+        deploy_compute(terms, MIN_STAKE, 0, models)
     with boa.reverts("compute: bad cooldown"):
-        market_deployer().deploy(terms.address, MIN_STAKE, 365 * DAY + 1)
-    m = market_deployer().deploy(terms.address, 1, 365 * DAY)
-    assert (m.data_terms(), m.min_stake(), m.cooldown(), m.job_count()) == (
+        deploy_compute(terms, MIN_STAKE, 365 * DAY + 1, models)
+    m = deploy_compute(terms, 1, 365 * DAY, models)
+    assert (m.data_terms(), m.model_registry(), m.min_stake(), m.cooldown(), m.job_count()) == (
         terms.address,
+        models.address,
         1,
         365 * DAY,
         0,
@@ -636,7 +652,7 @@ def test_receipt_is_bound_to_its_coordinator(w):
 
 
 def test_receipt_is_bound_to_its_contract(w):
-    other = market_deployer().deploy(w.terms.address, MIN_STAKE, COOLDOWN)
+    other = deploy_compute(w.terms, MIN_STAKE, COOLDOWN)
     with boa.env.prank(w.operator):
         other.register_coordinator(w.coordinator.address, "bafkreievidence", SOFTWARE)
     with boa.env.prank(w.workers[0]):

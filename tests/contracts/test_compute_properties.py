@@ -23,7 +23,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from databright.chain.compute_market import Receipt, sign_receipt
 from tests.contracts.conftest import ETHER, ZERO, deployers, new_account
-from tests.contracts.test_compute_market import CLASS, PROGRAM, market_deployer
+from tests.contracts.test_compute_market import CLASS, PROGRAM, deploy_compute
 from tests.contracts.test_model_registry import (
     forget_storage_traces,
     key_account,
@@ -70,7 +70,7 @@ class ComputeMachine(RuleBasedStateMachine):
         super().__init__()
         forget_storage_traces()
         self.terms = terms_deployer().deploy()
-        self.market = market_deployer().deploy(self.terms.address, MIN_STAKE, COOLDOWN)
+        self.market = deploy_compute(self.terms, MIN_STAKE, COOLDOWN)
         owner, holder = new_account(), new_account()
         self.token = deployers().token.deploy("Shares", "SHR", owner)
         with boa.env.prank(owner):

@@ -44,3 +44,15 @@ def test_the_spot_benchmark_costs_about_one_plus_p_and_catches_every_checked_lie
     assert s["checked_lies_caught"] and s["caught_jobs_honest_bits"]
     assert s["max_detection_error"] < 0.08  # 1000 fresh seeds a cell: ≥ 5 standard errors
     assert len(out["detection"]) == 16 and s["fault_jobs"] == 7
+
+
+def test_the_prediction_jobs_benchmark_gives_the_model_servers_labels():
+    out = _run("predict_jobs.py", "--quick", "--items", "4", "--batch", "2")
+    assert out["same_labels"] is True and out["model_server"]["predictions_per_s"] > 0
+    runs = {(r["verification"], r["processes"]): r for r in out["compute_market"]}
+    assert set(runs) == {("tmr", 1), ("tmr", 2), ("spot", 1), ("spot", 2)}
+    assert all(r["predictions_per_s"] > 0 and r["liars"] == 0 for r in runs.values())
+    assert runs["tmr", 1]["tasks"] == 2
+    g = out["gas"]
+    assert g["per_job"] == g["create_prediction_job"] + g["settle_prediction"] > 0
+    assert g["channel_gas_per_1000"] > 0

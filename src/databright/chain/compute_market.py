@@ -19,6 +19,7 @@ from eth_account.signers.local import LocalAccount
 from web3.logs import DISCARD
 
 from databright.chain import eip712
+from databright.chain.compute_predictions import PredictionJobs
 from databright.chain.eip712 import DOMAIN_FIELDS, Key, domain
 from databright.chain.pull_payments import PullPayments
 from databright.chain.wrapper import Sent, as_bytes32, checksum
@@ -209,7 +210,7 @@ _COORDINATOR = ("operator", "kind", "evidence_cid", "registered_at")
 _JOB = tuple(f for f in JobInfo.__dataclass_fields__ if f != "job_id")
 
 
-class ComputeMarket(PullPayments):
+class ComputeMarket(PredictionJobs, PullPayments):
     """The ComputeMarket at ``address`` on ``chain``."""
 
     contract_name = "ComputeMarket"

@@ -62,7 +62,8 @@ def deploy_market(
 ) -> dict[str, str]:
     """Deploy the ShareToken blueprint, a DataMarket that makes its tokens from it, a
     ModelRegistry that reads the market's dataset terms (the deployer owns the registry) and a
-    ComputeMarket over the same terms (no owner).
+    ComputeMarket over the same terms and that registry (no owner; prediction jobs read a
+    model's terms there).
 
     Args:
         chain: where to deploy.
@@ -86,7 +87,8 @@ def deploy_market(
         chain, registry, deployer_account, market_address, int(challenge_period)
     )
     compute_address = deploy_contract(
-        chain, compute, deployer_account, market_address, int(min_stake), int(cooldown)
+        chain, compute, deployer_account, market_address, registry_address, int(min_stake),
+        int(cooldown),
     )
     return {
         "DataMarket": market_address,

@@ -181,6 +181,10 @@ REVERTS: dict[str, tuple[type[ContractRevert], str]] = {
     "compute: terms not a contract": (InvalidArgumentError, "the terms address holds no contract"),
     "compute: bad min stake": (InvalidArgumentError, "the minimum stake must be 1 to 2**128 wei"),
     "compute: bad cooldown": (InvalidArgumentError, "the cool-down must be 1 second to 1 year"),
+    "compute: registry not a contract": (
+        InvalidArgumentError,
+        "the model registry address holds no contract",
+    ),
     # ComputeMarket: workers
     "compute: worker banned": (
         PermissionDenied,
@@ -268,7 +272,34 @@ REVERTS: dict[str, tuple[type[ContractRevert], str]] = {
         "the job's deadline has not passed: it cannot be cancelled yet",
     ),
     "compute: nothing to withdraw": (NothingToWithdrawError, "nothing credited to withdraw"),
-    "compute: nothing held": (NothingToWithdrawError, "no held training fees for this dataset"),
+    "compute: nothing held": (
+        NothingToWithdrawError,
+        "no held training fees or royalties for this dataset",
+    ),
+    # ComputeMarket: prediction jobs
+    "compute: unknown model": (ContractNotFoundError, "no such model in the registry"),
+    "compute: bad count": (
+        InvalidArgumentError,
+        "a prediction job asks for 1 to 2**40 - 1 predictions",
+    ),
+    "compute: price too large": (
+        InvalidArgumentError,
+        "the model's price per prediction exceeds 2**128 wei",
+    ),
+    "compute: bad royalty": (InvalidArgumentError, "the model's royalty exceeds 10,000 bps"),
+    "compute: value below prediction price": (
+        WrongStakeError,
+        "the value sent must cover the model's price times the count (the rest is the budget)",
+    ),
+    "compute: prediction job needs delivered": (
+        InvalidArgumentError,
+        "a prediction job's final part is settled by settle_prediction, with the count delivered",
+    ),
+    "compute: not a prediction job": (InvalidArgumentError, "this job is not a prediction job"),
+    "compute: delivered above count": (
+        InvalidArgumentError,
+        "a receipt cannot deliver more predictions than the job paid for",
+    ),
 }
 
 _INVALID_WORDS = ("zero", "invalid", "out of range", "too long", "empty", "bad ")

@@ -1,4 +1,5 @@
-"""`databright compute workers`, `job list|show`, `receipt verify`, `coordinator verify`."""
+"""`databright compute workers`, `job list|show|submit|predictions`, `receipt verify`,
+`coordinator verify`."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from databright.cli import compute_predict
 from databright.cli.common import (
     AsOpt,
     HomeOpt,
@@ -21,7 +23,8 @@ from databright.cli.common import (
 from databright.market.units import format_wei
 
 compute_app = typer.Typer(help="The compute market: workers, coordinators.", no_args_is_help=True)
-job_app = typer.Typer(help="Compute jobs: list, show, cancel.", no_args_is_help=True)
+job_app = typer.Typer(help="Compute jobs: submit, list, show, predictions, cancel.",
+                      no_args_is_help=True)
 receipt_app = typer.Typer(help="Job receipts: verify them.", no_args_is_help=True)
 coordinator_app = typer.Typer(help="Coordinators: verify their attestation.",
                               no_args_is_help=True)
@@ -336,30 +339,55 @@ def withdraw_stake(home: HomeOpt = None, json_out: JsonOpt = False, as_: AsOpt =
 @job_app.command("submit")
 @handles_errors
 def submit(
-    kind: Annotated[str, typer.Argument(help="The job: train.")],
-    dataset: Annotated[str, typer.Argument(help="Dataset name.")],
-    coordinator: Annotated[str, typer.Option(help="The coordinator's enclave address.")],
+    kind: Annotated[str, typer.Argument(help="The job: train or predict.")],
+    target: Annotated[str, typer.Argument(help="train: the dataset's name; predict: the "
+                                               "model's id.")],
+    files: Annotated[list[Path] | None, typer.Argument(
+        help="predict: image files, or CSV/Parquet tables (JSON rows) for a table model.")
+    ] = None,
+    coordinator: Annotated[str | None, typer.Option(
+        help="The coordinator's enclave address (its service runs the job).")] = None,
+    local: Annotated[bool, typer.Option(
+        "--local", help="predict: run the job now with this home's coordinator and local "
+        "worker identities.")] = False,
     family: Annotated[str, typer.Option(help="Model family.")] = "small-cnn",
     epochs: Annotated[int | None, typer.Option(help="Passes over the data.")] = None,
     seed: Annotated[int, typer.Option(help="Seeds order and initialisation.")] = 0,
     split: Annotated[int, typer.Option(help="Cut the model at layer boundaries into this many pieces, each on other workers (1: no splitting).")] = 1,
     verify: Annotated[str, typer.Option("--verify", help="'tmr' (three workers per task) or 'spot' (one worker per task, a secret random fraction re-checked).")] = "tmr",
     spot_fraction: Annotated[float | None, typer.Option(help="With --verify spot: the fraction of tasks re-checked [default: 0.1].")] = None,
+    batch_size: Annotated[int, typer.Option(help="predict: items per task.")] = 32,
+    workers: Annotated[int | None, typer.Option(help="predict --local: local identities "
+                                                     "[default: 5].")] = None,
     home: HomeOpt = None,
     json_out: JsonOpt = False,
     as_: AsOpt = None,
 ) -> None:
-    """Escrow a job for a coordinator's registered workers (the training fee plus a budget);
-    the coordinator runs it and settles with a signed receipt (`job show ID`)."""
+    """Escrow a job for a coordinator's registered workers; the coordinator runs it and
+    settles with a signed receipt (`job show ID`). A training job escrows the training fee
+    plus a budget; a prediction job the model's price for every item plus a budget, and its
+    settlement pays the model's owner, the dataset's shareholders and the workers at once
+    (`job predictions ID` shows the predictions)."""
     from databright.compute.scheduler import WorkerInfo
     from databright.errors import UsageError
     from databright.market.compute.options import JobOptions
     from databright.market.compute.pool import pool_of
+
+    if kind not in ("train", "predict"):
+        raise UsageError(f"job kind {kind!r}: the compute market runs 'train' and 'predict' "
+                         "jobs")
+    options = JobOptions.of(split, verify, spot_fraction)
+    if kind == "predict":
+        compute_predict.submit(target, files or [], coordinator, local, batch_size, workers,
+                               options, home, json_out, as_)
+        return
+    if files:
+        raise UsageError("a training job takes no files (the dataset is the data)")
+    if coordinator is None or local:
+        raise UsageError("a training job goes to --coordinator ADDR (run one here with "
+                         "`train --compute local`)")
     from databright.market.compute.train_job import submit_train_job
 
-    if kind != "train":
-        raise UsageError(f"job kind {kind!r}: the compute market runs 'train' jobs")
-    options = JobOptions.of(split, verify, spot_fraction)
     config: dict[str, Any] = {"seed": seed}
     if epochs is not None:
         config["epochs"] = epochs
@@ -368,9 +396,12 @@ def submit(
                 for w in pool_of(dep, coordinator)]
         if not pool:
             raise UsageError(f"coordinator {coordinator} has no registered workers")
-        job_id, budget = submit_train_job(dep, signer(dep, as_), dataset, family, coordinator,
+        job_id, budget = submit_train_job(dep, signer(dep, as_), target, family, coordinator,
                                           pool, config=config, options=options)
     emit({"job_id": job_id, "budget_wei": str(budget), "coordinator": coordinator},
          json_out, lambda d: console.print(
              f"job #{d['job_id']} escrowed (budget {format_wei(int(d['budget_wei']))}) for "
              f"{d['coordinator']}: follow it with `databright job show {d['job_id']}`"))
+
+
+job_app.command("predictions")(compute_predict.predictions)

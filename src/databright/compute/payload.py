@@ -15,17 +15,19 @@ import re
 
 from databright.errors import DataBrightError
 
-__all__ = ["DTYPE_BYTES", "GRAD_PREFIX", "MalformedPayload", "check_payload"]
+__all__ = ["DTYPE_BYTES", "GRAD_PREFIX", "PREDICT_TENSOR", "MalformedPayload", "check_payload"]
 
 GRAD_PREFIX = "grad."
+PREDICT_TENSOR = "probabilities"  # the one tensor of a ``predict`` task's result
 DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2,
                "F16": 2, "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
 _MAX_HEADER = 16 * 1024 * 1024
-_NAME = re.compile(r"grad\.[A-Za-z0-9_.]{1,200}")
+_NAME = re.compile(r"grad\.[A-Za-z0-9_.]{1,200}|probabilities")
 
 
 class MalformedPayload(DataBrightError):
-    """A result that is not a well-formed safetensors file of ``grad.*`` tensors."""
+    """A result that is not a well-formed safetensors file of ``grad.*`` tensors (or a
+    prediction's ``probabilities``)."""
 
     http_status = 422
     code = "malformed_payload"
@@ -36,8 +38,9 @@ def check_payload(data: bytes) -> list[str]:
 
     Raises:
         MalformedPayload: a truncated file, a header that is not the JSON described above, a
-            name outside ``grad.<param>``, a tensor whose bytes do not match its dtype and
-            shape, or data not tiled exactly by the tensors.
+            name outside ``grad.<param>`` and ``probabilities``, a tensor whose bytes do not match its dtype and
+            shape, or data not tiled exactly by the tensors. The kind's own checker then
+            judges the tensors against the task (``grad`` or ``predict``).
     """
     if len(data) < 8:
         raise MalformedPayload("a safetensors file starts with an 8-byte header length")
@@ -57,7 +60,8 @@ def check_payload(data: bytes) -> list[str]:
     spans = []
     for name, info in header.items():
         if not _NAME.fullmatch(name):
-            raise MalformedPayload(f"tensor {name[:80]!r} is not named {GRAD_PREFIX}<param>")
+            raise MalformedPayload(f"tensor {name[:80]!r} is not named {GRAD_PREFIX}<param> "
+                                   f"or {PREDICT_TENSOR}")
         if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
             raise MalformedPayload(f"tensor {name!r} needs exactly dtype, shape, data_offsets")
         dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]

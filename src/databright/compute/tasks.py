@@ -2,7 +2,8 @@
 
 A spec on the wire is untrusted bytes. :func:`run_spec` reads only its ``kind`` field here and
 hands the bytes to that kind's runner, which parses and validates the whole spec itself
-(``grad``: :class:`~databright.compute.spec.TaskSpec`). An unknown kind is refused with a
+(``grad``: :class:`~databright.compute.spec.TaskSpec`; ``predict``:
+:class:`~databright.compute.predict.PredictSpec`). An unknown kind is refused with a
 one-line reason, so an old worker never guesses at a task it does not know.
 """
 
@@ -27,8 +28,14 @@ def _grad(spec: bytes, fetch: Fetch) -> bytes:
     return run_task(TaskSpec.from_bytes(spec), fetch)
 
 
+def _predict(spec: bytes, fetch: Fetch) -> bytes:
+    from databright.compute.predict import PredictSpec, run_predict
+
+    return run_predict(PredictSpec.from_bytes(spec), fetch)
+
+
 #: task kind → its runner (imported when first used: a worker loads only what it runs)
-KINDS: dict[str, Runner] = {"grad": _grad}
+KINDS: dict[str, Runner] = {"grad": _grad, "predict": _predict}
 
 
 def spec_kind(spec: bytes) -> str:

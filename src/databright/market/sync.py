@@ -402,7 +402,7 @@ class _Applier(ModelMarketEvents, ComputeMarketEvents):
             else:
                 self._unnamed = (ds.dataset_id, amount, growth)
         elif payer and payer == self.compute:
-            self._paid(ds.dataset_id, "training_fee", amount, growth)
+            self._paid(ds.dataset_id, self.compute_source(), amount, growth)
         else:  # `distribute` by anyone
             self._paid(ds.dataset_id, "direct_payment", amount, growth)
 

@@ -10,7 +10,12 @@ log of the ComputeMarket to ``on_compute_<Event>`` (its ``DividendPaid``, ``Held
 - a training fee the token accepted is counted once, by the token's ``DividendsDistributed``
   whose payer is the ComputeMarket (``sync.py``); the ComputeMarket's ``DividendPaid`` only marks
   the job, and a refused (held) fee is added to the dataset's ``training_fee`` source as held
-  until ``HeldReleased``.
+  until ``HeldReleased``;
+- a prediction job's ``PredictionSettled`` credits the model's owner its share and the consumer
+  the undelivered price; the royalty the token then accepts (its ``DividendsDistributed`` from
+  the ComputeMarket, in the same transaction) is a ``prediction_royalty``. A royalty the token
+  refuses joins the compute market's held training fees (the contract holds one pot per
+  dataset, released as one), so once released it is counted as a training fee.
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ class ComputeMarketEvents:
     """ComputeMarket handlers of the sync's applier."""
 
     s: Session
+    #: a settle_prediction whose royalty distribution comes next (job id), else None
+    _compute_royalty: int | None = None
     #: the dataset's per-source dividend account (``ModelMarketEvents._source``)
     _source: Callable[[int, str], DividendSourceRow]
 
@@ -125,8 +132,23 @@ class ComputeMarketEvents:
             job.fee_status = "refunded"
         self._credit(job.consumer, job.refund)
 
+    def on_compute_PredictionSettled(self, ev: Any, a: dict[str, Any]) -> None:
+        job = self._job(int(a["job_id"]))
+        self._credit(a["owner"], int(a["owner_amount"]))
+        self._credit(job.consumer, int(a["refund"]))
+        self._compute_royalty = job.job_id if int(a["royalty"]) else None
+
+    def compute_source(self) -> str:
+        """The source of a distribution the ComputeMarket pays now (``sync.py`` asks)."""
+        return "training_fee" if self._compute_royalty is None else "prediction_royalty"
+
     def on_compute_DividendPaid(self, ev: Any, a: dict[str, Any]) -> None:
         """Marks the job only: an accepted fee is counted by the token's distribution."""
+        if self._compute_royalty == int(a["job_id"]):
+            self._compute_royalty = None
+            if a["held"]:
+                self._source(int(a["dataset_id"]), "training_fee").held += int(a["amount"])
+            return  # a prediction job's royalty: its fee status (none) stays
         job = self._job(int(a["job_id"]))
         if a["held"]:
             job.fee_status = "held"

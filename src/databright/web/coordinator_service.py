@@ -4,9 +4,10 @@ service, so it lives in ``web``; the jobs it runs are ``market.compute``'s).
 The service publishes the workers' API (``docs/compute-protocol.md``) over one lease board and
 runs, one at a time, every open job on chain that names its enclave key: it plans the job over
 the workers registered for it, serves their leases, judges every task under TMR, signs the
-receipt and settles. On the embedded chain it opens the home only while it reads or writes the
-chain (between jobs, a poll a second), so other commands on the same home get their turn; a job
-holds it from start to settlement.
+receipt and settles. A prediction job (its stored spec's kind ``predict``) runs through
+``market.compute.predict_execute`` on the same board and workers. On the embedded chain it
+opens the home only while it reads or writes the chain (between jobs, a poll a second), so
+other commands on the same home get their turn; a job holds it from start to settlement.
 """
 
 from __future__ import annotations
@@ -152,9 +153,7 @@ class CoordinatorService:
             job_id = jobs[0]
             log.info("job #%d: starting on %d registered workers", job_id, len(self.pool))
             try:
-                done = execute_train(dep, self.operator, self.coordinator, job_id, self.pool,
-                                     self.board, RemoteExecutor(),
-                                     on_run=lambda run: setattr(self, "current", run))
+                done = self._execute(dep, job_id)
             except DataBrightError as exc:
                 self.errors.append(f"job #{job_id}: {exc}")
                 log.error("job #%d failed and was settled as aborted: %s", job_id, exc)
@@ -166,6 +165,16 @@ class CoordinatorService:
         if self.on_job is not None:
             self.on_job(done)
         return done
+
+    def _execute(self, dep: Deployment, job_id: int) -> Any:
+        from databright.market.compute.predict_execute import execute_predict
+        from databright.market.compute.predict_job import is_prediction_spec
+
+        run = execute_train
+        if is_prediction_spec(dep.store.get(dep.compute.get_job(job_id).spec_cid)):
+            run = execute_predict  # type: ignore[assignment]
+        return run(dep, self.operator, self.coordinator, job_id, self.pool, self.board,
+                   RemoteExecutor(), on_run=lambda r: setattr(self, "current", r))
 
     def run_jobs(self) -> None:
         """Poll for jobs until :attr:`stop` is set."""

@@ -5,7 +5,8 @@ out, the head of the hash chain over every task's TMR verdict) and who did it (p
 exposure, payout; the liars). Its sha256 over canonical JSON is the ``receipt_hash`` every signed
 part carries on chain, so the chain pins the whole body. A body names any number of workers; it
 is settled in parts of at most 64 workers and 64 liars (the contract's bound), numbered from 0,
-the last one ``final``.
+the last one ``final``. A prediction job's body (``kind`` ``predict``) carries ``delivered``: its
+final part is an EIP-712 ``PredictionReceipt`` naming it, which ``settle_prediction`` applies.
 
 The receipt *file* is ``{"body": …, "receipt_hash": …, "parts": [{part, workers, fees, liars,
 final, signature}, …]}``: everything :func:`verify_receipt_file` needs besides the chain and the
@@ -24,7 +25,7 @@ from databright.errors import IntegrityError, UsageError
 
 if TYPE_CHECKING:
     from databright.chain.accounts import Signer
-    from databright.chain.compute_market import ComputeMarket, Receipt
+    from databright.chain.compute_market import ComputeMarket
 
 __all__ = ["MAX_RECEIPT_BYTES", "ReceiptFile", "canonical", "receipt_hash", "split_parts"]
 
@@ -79,21 +80,29 @@ class ReceiptFile:
         pieces = split_parts(payouts, body["liars"])
         parts = []
         for number, (pay, bad) in enumerate(pieces):
-            r = market.receipt(int(body["job_id"]), number, pay, bad, digest,
-                               final=number == len(pieces) - 1)
+            last = number == len(pieces) - 1
+            r: Any = market.receipt(int(body["job_id"]), number, pay, bad, digest, final=last)
+            if last and body.get("kind") == "predict":
+                r = market.prediction_receipt(int(body["job_id"]), number, pay, bad, digest,
+                                              int(body["delivered"]))
             parts.append(_part_json(r, sign_receipt(r, enclave)))
         return cls(body, digest, tuple(parts))
 
-    def receipts(self) -> list[tuple[Receipt, bytes]]:
-        """The parts as the contract takes them (with their signatures)."""
+    def receipts(self) -> list[tuple[Any, bytes]]:
+        """The parts as the contract takes them (with their signatures): ``Receipt``s, and
+        for a prediction job a ``PredictionReceipt`` last (``settle_prediction``)."""
         from databright.chain.compute_market import Receipt
+        from databright.chain.compute_predictions import PredictionReceipt
 
         out = []
         for p in self.parts:
-            r = Receipt.of(int(self.body["chain_id"]), self.body["market"], int(self.body["job_id"]),
-                           int(p["part"]), dict(zip(p["workers"], (int(f) for f in p["fees"]),
-                                                    strict=True)),
-                           p["liars"], self.receipt_hash, bool(p["final"]))
+            args = (int(self.body["chain_id"]), self.body["market"], int(self.body["job_id"]),
+                    int(p["part"]), dict(zip(p["workers"], (int(f) for f in p["fees"]),
+                                             strict=True)),
+                    p["liars"], self.receipt_hash)
+            r: Any = Receipt.of(*args, bool(p["final"]))
+            if p["final"] and self.body.get("kind") == "predict":
+                r = PredictionReceipt.of(*args, _delivered(self.body))
             out.append((r, bytes.fromhex(p["signature"].removeprefix("0x"))))
         return out
 
@@ -141,7 +150,14 @@ _BODY_FIELDS: dict[str, type] = {
 }
 
 
-def _part_json(r: Receipt, signature: bytes) -> dict[str, Any]:
+def _delivered(body: Mapping[str, Any]) -> int:
+    delivered = body.get("delivered")
+    if not isinstance(delivered, int) or isinstance(delivered, bool) or delivered < 0:
+        raise UsageError("a prediction receipt's body names the predictions delivered")
+    return delivered
+
+
+def _part_json(r: Any, signature: bytes) -> dict[str, Any]:
     return {"part": r.part, "workers": list(r.workers), "fees": [str(f) for f in r.fees],
             "liars": list(r.liars), "final": r.final, "signature": "0x" + signature.hex()}
 

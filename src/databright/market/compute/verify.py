@@ -163,6 +163,8 @@ def verify_receipt(dep: Deployment, path: str | Path, policy: Policy) -> Receipt
                 problems.append("spec CID differs")
             if job.status != "final":
                 problems.append(f"job is {job.status}")
+            if body.get("kind") == "predict":  # the escrow's terms and what was delivered
+                problems += _prediction_problems(dep, job_id, body)
             if sorted(hashes, key=lambda h: h[1]) != [(receipt.receipt_hash, n) for n in numbers]:
                 problems.append(f"settled parts {hashes} are not this receipt's")
             check("job", not problems, "; ".join(problems) or
@@ -170,9 +172,11 @@ def verify_receipt(dep: Deployment, path: str | Path, policy: Policy) -> Receipt
     options = None
     if isinstance(body.get("spec_cid"), str) and dep.store.has(body["spec_cid"]):
         from databright.market.compute.execute import read_spec
+        from databright.market.compute.predict_job import read_predict_spec
 
+        read = read_predict_spec if body.get("kind") == "predict" else read_spec
         try:
-            options = read_spec(dep.store.get(body["spec_cid"])).options
+            options = read(dep.store.get(body["spec_cid"])).options
         except UsageError:
             options = None
     check("verification", *verification_check(body, options))
@@ -215,3 +219,19 @@ def verification_check(body: Mapping[str, Any], options: JobOptions | None) -> t
     return True, (f"spot at p = {ppm / 1_000_000:g}: the seed opens its commitment and chose "
                   f"the {len(checked)} of {len(decided)} segments checked; "
                   f"{len(v.get('caught', []))} lie(s) caught, {v.get('rollbacks', 0)} rollback(s)")
+
+
+def _prediction_problems(dep: Deployment, job_id: int, body: dict[str, Any]) -> list[str]:
+    """Where a prediction receipt and the chain's record of its job disagree."""
+    from databright.errors import DataBrightError
+
+    try:
+        p = dep.compute.get_prediction_job(job_id)
+    except DataBrightError:
+        return ["the chain's job is not a prediction job"]
+    out = []
+    if p.model_id != body.get("model_id") or p.count != body.get("count"):
+        out.append(f"the escrow is for {p.count} predictions of model #{p.model_id}")
+    if p.delivered != body.get("delivered"):
+        out.append(f"the chain settled {p.delivered} predictions delivered")
+    return out

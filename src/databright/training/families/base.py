@@ -319,6 +319,31 @@ class Family(ABC):
             pred = net(x).argmax(dim=1)
         return [checkpoint.labels[int(i)] for i in pred]
 
+    def restore(self, checkpoint: Checkpoint) -> tuple[TrainConfig, nn.Module]:
+        """The checkpoint's config and its network in eval mode (validated first): build it
+        once and pass it to :meth:`probabilities` for many batches."""
+        return self._restore(checkpoint)
+
+    def probabilities(
+        self, checkpoint: Checkpoint, items: Sequence[Record], *,
+        cache: EmbeddingCache | None = None, restored: tuple[TrainConfig, nn.Module] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> torch.Tensor:
+        """Class probabilities (softmax of the network's outputs), float32 ``[n, classes]`` in
+        the order of ``checkpoint.labels``: the same network path as :meth:`predict`, under the
+        checkpoint's seed and threads, so one determinism class computes the same bits.
+        ``extra`` goes into the inputs' context (e.g. a decoded-image cache)."""
+        cfg, net = restored if restored is not None else self._restore(checkpoint)
+        if not items:
+            return torch.zeros((0, len(checkpoint.labels)), dtype=torch.float32)
+        prep = {k[5:]: v for k, v in checkpoint.tensors.items() if k.startswith("prep.")}
+        ctx = Context(cache if cache is not None else _DEFAULT_CACHE)
+        ctx.extra.update(extra or {})
+        with deterministic(cfg.seed, cfg.threads):
+            x = self.inputs(cfg, items, prep, checkpoint.extra, ctx)
+        with deterministic(cfg.seed, cfg.threads), torch.inference_mode():
+            return torch.softmax(net(x).to(torch.float32), dim=1).contiguous()
+
     def evaluate(
         self, checkpoint: Checkpoint, items: Sequence[Record], *, cache: EmbeddingCache | None = None
     ) -> Evaluation:
