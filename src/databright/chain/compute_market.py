@@ -115,16 +115,21 @@ class Receipt:
             "types": {"EIP712Domain": DOMAIN_FIELDS, "Receipt": _RECEIPT_FIELDS},
             "primaryType": "Receipt",
             "domain": domain(DOMAIN_NAME, DOMAIN_VERSION, self.chain_id, self.market),
-            "message": {
-                "jobId": int(self.job_id),
-                "part": int(self.part),
-                "workers": [checksum(w) for w in self.workers],
-                "fees": [int(f) for f in self.fees],
-                "liars": [checksum(a) for a in self.liars],
-                "receiptHash": as_bytes32(self.receipt_hash),
-                "final": bool(self.final),
-            },
+            "message": {**part_message(self), "final": bool(self.final)},
         }
+
+
+def part_message(r: Any) -> dict[str, Any]:
+    """The fields a job part's receipt signs whatever its kind (job, part, payees, liars,
+    hash): the training Receipt adds ``final``, the PredictionReceipt ``delivered``."""
+    return {
+        "jobId": int(r.job_id),
+        "part": int(r.part),
+        "workers": [checksum(w) for w in r.workers],
+        "fees": [int(f) for f in r.fees],
+        "liars": [checksum(a) for a in r.liars],
+        "receiptHash": as_bytes32(r.receipt_hash),
+    }
 
 
 signable = eip712.signable

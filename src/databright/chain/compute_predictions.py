@@ -84,21 +84,13 @@ class PredictionReceipt:
 
     def typed_data(self) -> dict[str, Any]:
         """The EIP-712 ``full_message`` (``eth_account.messages.encode_typed_data``)."""
-        from databright.chain.compute_market import DOMAIN_NAME, DOMAIN_VERSION
+        from databright.chain.compute_market import DOMAIN_NAME, DOMAIN_VERSION, part_message
 
         return {
             "types": {"EIP712Domain": DOMAIN_FIELDS, "PredictionReceipt": _FIELDS},
             "primaryType": "PredictionReceipt",
             "domain": domain(DOMAIN_NAME, DOMAIN_VERSION, self.chain_id, self.market),
-            "message": {
-                "jobId": int(self.job_id),
-                "part": int(self.part),
-                "workers": [checksum(w) for w in self.workers],
-                "fees": [int(f) for f in self.fees],
-                "liars": [checksum(a) for a in self.liars],
-                "receiptHash": as_bytes32(self.receipt_hash),
-                "delivered": int(self.delivered),
-            },
+            "message": {**part_message(self), "delivered": int(self.delivered)},
         }
 
 
