@@ -96,11 +96,11 @@ def test_the_receipt_is_verified_once_and_cached(served, job_home, monkeypatch):
     v = first["verification"]
     assert v["ok"] is True
     assert [c["check"] for c in v["checks"]] == ["hash", "signature", "payouts", "chain", "job",
-                                                 "attestation"]
+                                                 "verification", "attestation"]
     assert all(c["ok"] for c in v["checks"]) and "simulated" in v["policy"]
     assert first["receipt"]["receipt_hash"] == job_home.job["receipt_hash"]
     assert page.status_code == 200 and ">verified<" in page.text
-    assert page.text.count('data-check="') == 6
+    assert page.text.count('data-check="') == 7  # one row per check, the verification mode's included
     body = first["receipt"]["body"]
     assert f"first {body['snapshot']} entries, {body['items']} items" in page.text
 
